@@ -1,0 +1,10 @@
+//! All cross-crate integration tests, built into one binary (one module per area).
+
+#[macro_use]
+mod common;
+
+mod adversarial;
+mod cli;
+mod expand;
+mod no_panic;
+mod parser_golden;
