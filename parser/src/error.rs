@@ -70,9 +70,9 @@ impl Error {
     /// Where the error is.
     pub fn location(&self) -> Location {
         match self {
-            Error::Syntax { loc, .. } | Error::Instruction { loc, .. } | Error::Expand { loc, .. } => {
-                *loc
-            }
+            Error::Syntax { loc, .. }
+            | Error::Instruction { loc, .. }
+            | Error::Expand { loc, .. } => *loc,
         }
     }
 
