@@ -1,5 +1,7 @@
 //! Grouping typed instructions into build stages: [`Dockerfile::from_raw`].
 
+use std::collections::HashSet;
+
 use serde::Serialize;
 
 use super::Instruction;
@@ -90,11 +92,12 @@ impl Dockerfile {
         let mut warnings = raw.warnings;
         let mut meta_args = Vec::new();
         let mut stages: Vec<Stage> = Vec::new();
+        let mut names = HashSet::new();
         for node in &raw.nodes {
             let instruction = parse_instruction_with_warnings(node, &mut warnings)?;
             match (instruction, stages.last_mut()) {
                 (Instruction::From(from), _) => {
-                    duplicate_name_warning(&stages, &from, &mut warnings);
+                    duplicate_name_warning(&mut names, &from, &mut warnings);
                     stages.push(Stage::new(from, node.prev_comments.clone()));
                 }
                 (Instruction::Arg(arg), None) => meta_args.push(arg),
@@ -128,10 +131,11 @@ impl Dockerfile {
     }
 }
 
-/// BuildKit's `DuplicateStageName` check.
-fn duplicate_name_warning(stages: &[Stage], from: &From, warnings: &mut Vec<Warning>) {
+/// BuildKit's `DuplicateStageName` check. `seen` holds the names of the earlier stages (a set,
+/// so thousands of stages stay linear).
+fn duplicate_name_warning(seen: &mut HashSet<String>, from: &From, warnings: &mut Vec<Warning>) {
     let Some(name) = &from.name else { return };
-    if stages.iter().any(|s| s.name.as_ref() == Some(name)) {
+    if !seen.insert(name.clone()) {
         warnings.push(Warning {
             rule: "DuplicateStageName".to_string(),
             message: format!("Duplicate stage name {name:?}, stage names should be unique"),

@@ -38,42 +38,54 @@ use crate::shell::lexer::Fault;
 
 pub use env::Env;
 
+/// The longest word, in characters, that an error message quotes in full.
+const MAX_SHOWN: usize = 200;
+
+/// The word as an error message shows it: Go-quoted, and cut short past [`MAX_SHOWN`]
+/// characters so a huge adversarial word doesn't become a huge message.
+fn shown(word: &str) -> String {
+    match word.char_indices().nth(MAX_SHOWN) {
+        None => quote(word),
+        Some((cut, _)) => quote(&format!("{}...", &word[..cut])),
+    }
+}
+
 /// Why a word could not be expanded. Every variant carries the original word; the message is
 /// BuildKit's: `failed to process "<word>": <reason>`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExpandError {
     /// `${}`, `${:...}` or `${{...`.
-    #[error("failed to process {}: syntax error: bad substitution", quote(.word))]
+    #[error("failed to process {}: syntax error: bad substitution", shown(.word))]
     BadSubstitution { word: String },
     /// A `${` without its closing `}`.
-    #[error("failed to process {}: syntax error: missing '}}'", quote(.word))]
+    #[error("failed to process {}: syntax error: missing '}}'", shown(.word))]
     MissingBrace { word: String },
     /// `${V/pattern` without the `/` that ends the pattern.
-    #[error("failed to process {}: syntax error: missing '/' in ${{}}", quote(.word))]
+    #[error("failed to process {}: syntax error: missing '/' in ${{}}", shown(.word))]
     MissingSlash { word: String },
     /// A `'` without its closing quote.
     #[error(
         "failed to process {}: unexpected end of statement while looking for matching single-quote",
-        quote(.word)
+        shown(.word)
     )]
     UnterminatedSingleQuote { word: String },
     /// A `"` without its closing quote.
     #[error(
         "failed to process {}: unexpected end of statement while looking for matching double-quote",
-        quote(.word)
+        shown(.word)
     )]
     UnterminatedDoubleQuote { word: String },
     /// The input ended while looking for `stop`.
     #[error(
         "failed to process {}: unexpected end of statement while looking for matching {stop}",
-        quote(.word)
+        shown(.word)
     )]
     Unterminated { word: String, stop: char },
     /// `${V<op>...}` with an operator BuildKit does not support (`:=`, `=`, `:x`, ...).
-    #[error("failed to process {}: unsupported modifier ({modifier}) in substitution", quote(.word))]
+    #[error("failed to process {}: unsupported modifier ({modifier}) in substitution", shown(.word))]
     UnsupportedModifier { word: String, modifier: String },
     /// `${V:?msg}` / `${V?msg}` on an unset (or, with `:`, empty) variable.
-    #[error("failed to process {}: {name}: {message}", quote(.word))]
+    #[error("failed to process {}: {name}: {message}", shown(.word))]
     Required {
         word: String,
         name: String,
@@ -82,7 +94,7 @@ pub enum ExpandError {
     /// A pattern with an escape other than `\*`, `\?`, `\\`, `\}` or `\/`.
     #[error(
         "failed to process {}: invalid pattern ({pattern}) in substitution: {reason}",
-        quote(.word)
+        shown(.word)
     )]
     InvalidPattern {
         word: String,
@@ -90,7 +102,7 @@ pub enum ExpandError {
         reason: String,
     },
     /// `${...}` nested more deeply than the expander allows.
-    #[error("failed to process {}: expansion nested too deeply", quote(.word))]
+    #[error("failed to process {}: expansion nested too deeply", shown(.word))]
     TooDeep { word: String },
 }
 

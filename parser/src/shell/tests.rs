@@ -257,3 +257,16 @@ proptest! {
         prop_assert_eq!(word(&input), Ok(input.clone()));
     }
 }
+
+// Regression: a 100,000-deep `${a:-${a:-...}}` word used to be quoted whole in its error
+// message (half a megabyte of text); messages now show at most 200 characters of the word.
+#[test]
+fn error_messages_cut_long_words() {
+    let word = "${a:-".repeat(100_000);
+    let err = Lexer::new('\\')
+        .process_word(&word, &Vec::<(String, String)>::new())
+        .expect_err("nested too deeply");
+    let msg = err.to_string();
+    assert!(msg.len() < 400, "{} bytes", msg.len());
+    assert!(msg.contains("...\""), "{msg}");
+}
