@@ -7,9 +7,13 @@
 //! [`Lexer::process_words`]); FROM base and `--platform`; STOPSIGNAL; USER; VOLUME paths;
 //! WORKDIR; ARG names and defaults; RUN `--mount` values (each `key=value`'s value).
 //!
-//! Not expanded: RUN, CMD and ENTRYPOINT commands, SHELL, HEALTHCHECK, MAINTAINER, and ONBUILD
-//! (its trigger is kept verbatim for the child build). Heredoc bodies are not expanded here
-//! either: BuildKit expands them with quote processing disabled, which the planner does.
+//! The bodies of ADD and COPY heredocs whose delimiter was not quoted are expanded too, as
+//! BuildKit's `ExpandRaw` does: with [`Lexer::heredoc`] (always `\` as escape, quotes are
+//! plain text), so a script keeps its quotes.
+//!
+//! Not expanded: RUN, CMD and ENTRYPOINT commands (RUN heredocs included: the shell expands
+//! them), SHELL, HEALTHCHECK, MAINTAINER, and ONBUILD (its trigger is kept verbatim for the
+//! child build).
 //!
 //! Expansion errors become [`Error::Expand`] at the instruction's location; values that are
 //! only checkable after expansion (ports, signals, empty volumes, mounts) become
@@ -17,8 +21,8 @@
 
 use super::Instruction;
 use super::commands::{
-    Add, Arg, ArgDef, Copy, Env, Expose, From, KeyValue, Label, Run, StopSignal, User, Volume,
-    Workdir,
+    Add, Arg, ArgDef, Copy, Env, Expose, From, KeyValue, Label, Run, SourceContent, StopSignal,
+    User, Volume, Workdir,
 };
 use super::mount::{MountError, parse_mount};
 use super::validate::{check_port, check_signal};
@@ -67,6 +71,25 @@ impl Ctx<'_> {
                     value: self.word(&kv.value)?,
                     no_delim: kv.no_delim,
                 })
+            })
+            .collect()
+    }
+
+    /// Heredoc sources: the bodies marked `expand`, with quotes left alone.
+    fn contents(&self, contents: &[SourceContent]) -> Result<Vec<SourceContent>, Error> {
+        let heredoc = Ctx {
+            lexer: &Lexer::heredoc(),
+            ..*self
+        };
+        contents
+            .iter()
+            .map(|c| {
+                let data = if c.expand {
+                    heredoc.word(&c.data)?
+                } else {
+                    c.data.clone()
+                };
+                Ok(SourceContent { data, ..c.clone() })
             })
             .collect()
     }
@@ -194,10 +217,11 @@ expand_method!(
 
 expand_method!(
     Add,
-    "sources, destination, `--chown`, `--chmod` and `--checksum`",
+    "sources, heredoc bodies, destination, `--chown`, `--chmod` and `--checksum`",
     |ctx, c| {
         Ok(Add {
             sources: ctx.all(&c.sources)?,
+            contents: ctx.contents(&c.contents)?,
             dest: ctx.word(&c.dest)?,
             chown: ctx.opt(&c.chown)?,
             chmod: ctx.opt(&c.chmod)?,
@@ -209,10 +233,11 @@ expand_method!(
 
 expand_method!(
     Copy,
-    "sources, destination, `--from`, `--chown` and `--chmod`",
+    "sources, heredoc bodies, destination, `--from`, `--chown` and `--chmod`",
     |ctx, c| {
         Ok(Copy {
             sources: ctx.all(&c.sources)?,
+            contents: ctx.contents(&c.contents)?,
             dest: ctx.word(&c.dest)?,
             from: ctx.opt(&c.from)?,
             chown: ctx.opt(&c.chown)?,

@@ -1187,3 +1187,18 @@ fn end_to_end_parse_dockerfile() {
     assert_eq!(df.stages[0].instructions.len(), 2);
     assert_eq!(parse_dockerfile(src).unwrap(), df);
 }
+
+#[test]
+fn copy_heredoc_bodies_expand_unless_quoted() {
+    let src = "FROM scratch\nCOPY <<A <<'B' /dst/\necho \"$X\" '$X'\nA\nkeep $X\nB\n";
+    let df = parse_dockerfile(src).expect("parses");
+    let env: HashMap<String, String> = [("X".to_string(), "1".to_string())].into();
+    let expanded = df.stages[0].instructions[0]
+        .expand(&Lexer::new('\\'), &env)
+        .expect("expands");
+    let Instruction::Copy(copy) = expanded else {
+        panic!("not a COPY: {expanded:?}");
+    };
+    let bodies: Vec<&str> = copy.contents.iter().map(|c| c.data.as_str()).collect();
+    assert_eq!(bodies, ["echo \"1\" '1'\n", "keep $X\n"]);
+}

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::shell::Lexer;
 use crate::shell::chars::{is_digit, is_name_char, is_space};
 use crate::shell::env::Env;
 use crate::shell::glob::{Pattern, expand_template, reverse_pattern};
@@ -65,6 +66,11 @@ impl Scanner {
         }
         c
     }
+
+    /// The text read since position `start`, as written.
+    fn since(&self, start: usize) -> String {
+        self.chars[start..self.pos].iter().collect()
+    }
 }
 
 /// BuildKit's `wordsStruct`: splits on unquoted whitespace as characters arrive.
@@ -114,17 +120,20 @@ impl Words {
 }
 
 /// Expands `word`; see [`crate::shell::Lexer`].
-pub(crate) fn walk(word: &str, escape: char, env: &dyn Env) -> Result<Walk, Fault> {
+pub(crate) fn walk(word: &str, lexer: &Lexer, env: &dyn Env) -> Result<Walk, Fault> {
     let mut sw = ShellWord {
         scanner: Scanner::new(word),
         env,
-        escape,
-        raw_escapes: false,
+        escape: lexer.escape,
+        raw_quotes: lexer.raw_quotes,
+        raw_escapes: lexer.raw_escapes,
+        skip_process_quotes: lexer.skip_process_quotes,
+        skip_unset_env: lexer.skip_unset_env,
         depth: 0,
         matched: BTreeSet::new(),
         unmatched: BTreeSet::new(),
     };
-    let (result, words) = sw.process_stop_on(None, false)?;
+    let (result, words) = sw.process_stop_on(None, lexer.raw_escapes)?;
     Ok(Walk {
         result,
         words: words.finish(),
@@ -138,8 +147,15 @@ struct ShellWord<'a> {
     scanner: Scanner,
     env: &'a dyn Env,
     escape: char,
-    /// Keep escape characters in the output (set while reading patterns and replacements).
+    /// Keep quote characters in the output ([`Lexer::raw_quotes`]).
+    raw_quotes: bool,
+    /// Keep escape characters in the output ([`Lexer::raw_escapes`], and always while reading
+    /// patterns and replacements).
     raw_escapes: bool,
+    /// Quotes are ordinary characters ([`Lexer::skip_process_quotes`]).
+    skip_process_quotes: bool,
+    /// Unset variables stay as written ([`Lexer::skip_unset_env`]).
+    skip_unset_env: bool,
     depth: usize,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
@@ -172,7 +188,7 @@ impl ShellWord<'_> {
                     result.push_str(&value);
                     words.add_string(&value);
                 }
-                '\'' | '"' => {
+                '\'' | '"' if !self.skip_process_quotes => {
                     let value = if c == '\'' {
                         self.process_single_quote()?
                     } else {
@@ -211,10 +227,18 @@ impl ShellWord<'_> {
     fn process_single_quote(&mut self) -> Result<String, Fault> {
         self.scanner.next();
         let mut result = String::new();
+        if self.raw_quotes {
+            result.push('\'');
+        }
         loop {
             match self.scanner.next() {
                 None => return Err(Fault::UnterminatedSingleQuote),
-                Some('\'') => return Ok(result),
+                Some('\'') => {
+                    if self.raw_quotes {
+                        result.push('\'');
+                    }
+                    return Ok(result);
+                }
                 Some(c) => result.push(c),
             }
         }
@@ -224,11 +248,17 @@ impl ShellWord<'_> {
     fn process_double_quote(&mut self) -> Result<String, Fault> {
         self.scanner.next();
         let mut result = String::new();
+        if self.raw_quotes {
+            result.push('"');
+        }
         loop {
             match self.scanner.peek() {
                 None => return Err(Fault::UnterminatedDoubleQuote),
                 Some('"') => {
                     self.scanner.next();
+                    if self.raw_quotes {
+                        result.push('"');
+                    }
                     return Ok(result);
                 }
                 Some('$') => {
@@ -259,13 +289,18 @@ impl ShellWord<'_> {
 
     /// `$name`, `${name}` and `${name<modifier>...}`, at a `$`.
     fn process_dollar(&mut self) -> Result<String, Fault> {
+        let start = self.scanner.pos;
         self.scanner.next();
         if self.scanner.peek() != Some('{') {
             let name = self.process_name();
             if name.is_empty() {
                 return Ok("$".to_string());
             }
-            return Ok(self.lookup(&name).0);
+            let (value, set) = self.lookup(&name);
+            if !set && self.skip_unset_env {
+                return Ok(self.scanner.since(start));
+            }
+            return Ok(value);
         }
         self.scanner.next();
         match self.scanner.peek() {
@@ -279,25 +314,34 @@ impl ShellWord<'_> {
         self.depth += 1;
         let out = self.process_braced();
         self.depth -= 1;
-        out
+        match out? {
+            (_, false) if self.skip_unset_env => Ok(self.scanner.since(start)),
+            (value, _) => Ok(value),
+        }
     }
 
-    /// The part of `${...}` after the `{`.
-    fn process_braced(&mut self) -> Result<String, Fault> {
+    /// The part of `${...}` after the `{`; also says whether the variable is set.
+    fn process_braced(&mut self) -> Result<(String, bool), Fault> {
         let name = self.process_name();
+        let set = self.env.get(&name).is_some();
+        self.process_braced_op(&name).map(|value| (value, set))
+    }
+
+    /// The part of `${name...}` after the name.
+    fn process_braced_op(&mut self, name: &str) -> Result<String, Fault> {
         let Some(c) = self.scanner.next() else {
             // BuildKit reports "unsupported modifier (\u{fffd})" here; a missing brace is what
             // actually went wrong.
             return Err(Fault::MissingBrace);
         };
         match c {
-            '}' => Ok(self.lookup(&name).0),
+            '}' => Ok(self.lookup(name).0),
             ':' => {
                 let op = self.scanner.next();
-                self.process_modifier(&name, true, op)
+                self.process_modifier(name, true, op)
             }
-            '+' | '-' | '?' | '#' | '%' => self.process_modifier(&name, false, Some(c)),
-            '/' => self.process_substitution(&name),
+            '+' | '-' | '?' | '#' | '%' => self.process_modifier(name, false, Some(c)),
+            '/' => self.process_substitution(name),
             other => Err(Fault::UnsupportedModifier(other.to_string())),
         }
     }
@@ -314,13 +358,14 @@ impl ShellWord<'_> {
             // `${V:#p}` and `${V:%p}` are rejected before the pattern is read.
             return Err(unsupported(null_is_unset, op));
         }
-        let word = self.read_until('}', raw, Fault::MissingBrace)?;
+        let word = self.read_until('}', raw || self.raw_escapes, Fault::MissingBrace)?;
         let (value, set) = self.lookup(name);
         let missing = !set || (null_is_unset && value.is_empty());
         match op {
             Some('-') => Ok(if missing { word } else { value }),
             Some('+') => Ok(if missing { String::new() } else { word }),
-            Some('?') if missing => {
+            // With `skip_unset_env`, an unset variable is left as written rather than an error.
+            Some('?') if missing && (set || !self.skip_unset_env) => {
                 let message = if !word.is_empty() {
                     word
                 } else if !set {

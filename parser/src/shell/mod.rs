@@ -162,11 +162,24 @@ pub struct Expansion {
 }
 
 /// The word expander. `escape` is the Dockerfile escape character (`\` unless the `escape`
-/// directive says `` ` ``).
+/// directive says `` ` ``). The four switches are BuildKit's `Lex` options, all off for
+/// instruction arguments:
+///
+/// - the raw layer finds heredoc markers with `raw_quotes`, `raw_escapes` and `skip_unset_env`
+///   on, so the words it sees are as written (`<<"EOF"` stays quoted);
+/// - heredoc bodies expand with `skip_process_quotes` on, so quotes in a script are text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lexer {
     /// The character that escapes the next one.
     pub escape: char,
+    /// Keep quote characters in the result instead of removing them.
+    pub raw_quotes: bool,
+    /// Keep escape characters in the result instead of removing them.
+    pub raw_escapes: bool,
+    /// Treat `'` and `"` as ordinary characters.
+    pub skip_process_quotes: bool,
+    /// Leave `$V`, `${V}` and `${V...}` as written when `V` is not set.
+    pub skip_unset_env: bool,
 }
 
 impl Default for Lexer {
@@ -178,7 +191,34 @@ impl Default for Lexer {
 impl Lexer {
     /// A lexer with the given escape character.
     pub fn new(escape: char) -> Self {
-        Lexer { escape }
+        Lexer {
+            escape,
+            raw_quotes: false,
+            raw_escapes: false,
+            skip_process_quotes: false,
+            skip_unset_env: false,
+        }
+    }
+
+    /// The lexer the raw layer splits heredoc lines with: quotes, escapes and unset variables
+    /// are kept as written.
+    pub fn raw(escape: char) -> Self {
+        Lexer {
+            raw_quotes: true,
+            raw_escapes: true,
+            skip_unset_env: true,
+            ..Lexer::new(escape)
+        }
+    }
+
+    /// The lexer for ADD and COPY heredoc bodies: variables expand, quotes are plain text,
+    /// and the escape character is always `\\` (as BuildKit's `ExpandRaw`), whatever the
+    /// Dockerfile's `escape` directive says.
+    pub fn heredoc() -> Self {
+        Lexer {
+            skip_process_quotes: true,
+            ..Lexer::new('\\')
+        }
     }
 
     /// Expands `word` into one string; whitespace is kept as it is.
@@ -218,6 +258,6 @@ impl Lexer {
     }
 
     fn walk(&self, word: &str, env: &dyn Env) -> Result<lexer::Walk, ExpandError> {
-        lexer::walk(word, self.escape, env).map_err(|fault| ExpandError::new(word, fault))
+        lexer::walk(word, self, env).map_err(|fault| ExpandError::new(word, fault))
     }
 }

@@ -270,3 +270,40 @@ fn error_messages_cut_long_words() {
     assert!(msg.len() < 400, "{} bytes", msg.len());
     assert!(msg.contains("...\""), "{msg}");
 }
+
+#[test]
+fn raw_lexer_keeps_quotes_escapes_and_unset_variables() {
+    let none: [(&str, &str); 0] = [];
+    let raw = Lexer::raw('\\');
+    let got = raw
+        .process_words(r#"cat <<"EOF" 'a b' c\ d $UNSET ${UNSET:-x} ${U?}"#, &none)
+        .expect("lexes");
+    assert_eq!(
+        got,
+        [
+            "cat",
+            r#"<<"EOF""#,
+            "'a b'",
+            r"c\ d",
+            "$UNSET",
+            "${UNSET:-x}",
+            "${U?}"
+        ]
+    );
+    // A set variable still expands.
+    let env = [("SET", "v")];
+    assert_eq!(raw.process_word("${SET}-$SET", &env).expect("ok"), "v-v");
+}
+
+#[test]
+fn heredoc_lexer_leaves_quotes_alone() {
+    let env = [("NAME", "world")];
+    let body = "echo \"hello $NAME\" 'it''s' \\$NAME\n";
+    let got = Lexer::heredoc().process_word(body, &env).expect("ok");
+    assert_eq!(got, "echo \"hello world\" 'it''s' $NAME\n");
+    // An unbalanced quote is text, not an error.
+    assert_eq!(
+        Lexer::heredoc().process_word("don't", &env).expect("ok"),
+        "don't"
+    );
+}
