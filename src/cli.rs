@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 /// strata: a daemonless Dockerfile compiler with a content-addressed layer cache.
 #[derive(Debug, Parser)]
@@ -24,6 +24,266 @@ pub enum Command {
         #[command(subcommand)]
         command: DebugCommand,
     },
+    /// Manage images
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+    /// List images (= `image ls`)
+    Images(ImagesArgs),
+    /// Import a root filesystem tarball as a one-layer image (= `image import`)
+    Import(ImportArgs),
+    /// Load images from a docker-archive or OCI archive (= `image load`)
+    Load(LoadArgs),
+    /// Save images to a docker-archive or OCI archive (= `image save`)
+    Save(SaveArgs),
+    /// Give an image another name (= `image tag`)
+    Tag(TagArgs),
+    /// Remove images (= `image rm`)
+    Rmi(RmiArgs),
+    /// Show low-level information on images as JSON (= `image inspect`)
+    Inspect(InspectArgs),
+    /// Show the history of an image (= `image history`)
+    History(HistoryArgs),
+    /// Manage the store
+    System {
+        #[command(subcommand)]
+        command: SystemCommand,
+    },
+}
+
+/// `strata image ...`: the same commands as the top-level shortcuts.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// List images
+    #[command(visible_alias = "list")]
+    Ls(ImagesArgs),
+    /// Import a root filesystem tarball as a one-layer image
+    Import(ImportArgs),
+    /// Load images from a docker-archive or OCI archive
+    Load(LoadArgs),
+    /// Save images to a docker-archive or OCI archive
+    Save(SaveArgs),
+    /// Give an image another name
+    Tag(TagArgs),
+    /// Remove images
+    #[command(visible_alias = "remove")]
+    Rm(RmiArgs),
+    /// Show low-level information on images as JSON
+    Inspect(InspectArgs),
+    /// Show the history of an image
+    History(HistoryArgs),
+}
+
+/// `strata system ...`.
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Show disk usage: images, layers and the bytes saved by deduplication
+    Df(DfArgs),
+    /// Remove unreferenced blobs, layers, objects and temporary files
+    Prune(PruneArgs),
+    /// Re-hash every blob and object and check every ref, manifest, config and layer
+    Verify,
+}
+
+/// `strata images [REPOSITORY[:TAG]]`.
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Show all images (strata has no intermediate images: the same as without)
+    #[arg(short, long)]
+    pub all: bool,
+
+    /// Show the digests
+    #[arg(long)]
+    pub digests: bool,
+
+    /// Filter the output (`dangling=true|false`, `reference=PATTERN`, `label=K[=V]`,
+    /// `before=IMAGE`, `since=IMAGE`); repeatable
+    #[arg(short, long = "filter", value_name = "FILTER", value_parser = parse_filter)]
+    pub filter: Vec<(String, String)>,
+
+    /// Format the output: `table`, `table TEMPLATE`, `json` or a Go-style template
+    /// (`{{.ID}} {{.Repository}} {{.Tag}} {{.Digest}} {{.Size}} {{.CreatedSince}} {{.CreatedAt}}`)
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+
+    /// Don't truncate the output (full image IDs)
+    #[arg(long)]
+    pub no_trunc: bool,
+
+    /// Only show image IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Only list images whose name matches (a `reference` filter)
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub repository: Option<String>,
+}
+
+/// `strata import TARBALL|- [NAME[:TAG]]`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Apply a Dockerfile instruction to the image config (CMD, ENTRYPOINT, ENV, EXPOSE,
+    /// LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR); repeatable
+    #[arg(short, long = "change", value_name = "INSTRUCTION")]
+    pub change: Vec<String>,
+
+    /// The commit message (history comment) of the layer
+    #[arg(short, long, value_name = "MESSAGE")]
+    pub message: Option<String>,
+
+    /// The root filesystem tar (plain, gzip, zstd or xz), or `-` for stdin
+    #[arg(value_name = "TARBALL|-")]
+    pub source: PathBuf,
+
+    /// The name to give the image
+    #[arg(value_name = "NAME[:TAG]")]
+    pub reference: Option<String>,
+}
+
+/// `strata load [-i FILE]`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Read from this archive file instead of stdin
+    #[arg(short, long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+
+    /// Suppress the progress output (the loaded names are still printed)
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `strata save [-o FILE] IMAGE...`.
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// Write to this file instead of stdout
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// The archive format
+    #[arg(long, value_enum, default_value_t = SaveFormat::Docker)]
+    pub format: SaveFormat,
+
+    /// Compress the layers of an OCI archive (default gzip; docker-archive layers are
+    /// uncompressed tar)
+    #[arg(long, value_enum, value_name = "COMPRESSION")]
+    pub compression: Option<SaveCompression>,
+
+    /// The images to save (names, IDs or digests)
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+}
+
+/// The archive formats `save` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SaveFormat {
+    /// docker-archive, what `docker save` writes and `docker load`/`podman load` read
+    Docker,
+    /// OCI image layout as a tar (oci-archive), what skopeo and umoci read
+    Oci,
+}
+
+/// Layer compressions `save` can apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SaveCompression {
+    /// tar+gzip (parallel, pigz-style)
+    Gzip,
+    /// tar+zstd (multithreaded)
+    Zstd,
+}
+
+/// `strata tag SOURCE TARGET`.
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// The existing image (name, ID or digest)
+    #[arg(value_name = "SOURCE_IMAGE[:TAG]")]
+    pub source: String,
+
+    /// The new name
+    #[arg(value_name = "TARGET_IMAGE[:TAG]")]
+    pub target: String,
+}
+
+/// `strata rmi [-f] IMAGE...`.
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// Remove the image even when it has several tags (by ID: untag them all)
+    #[arg(short, long)]
+    pub force: bool,
+
+    /// The images to remove (names, short IDs or digests)
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+}
+
+/// `strata inspect IMAGE...`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Format the output with a Go-style template (`{{.Id}}`, `{{json .Config}}`)
+    #[arg(short, long, value_name = "FORMAT")]
+    pub format: Option<String>,
+
+    /// The images to inspect
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+}
+
+/// `strata history IMAGE`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Format the output: `table`, `table TEMPLATE`, `json` or a Go-style template
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+
+    /// Print sizes and dates in human readable form (`--human=false` for bytes and RFC 3339)
+    #[arg(
+        short = 'H',
+        long,
+        value_name = "BOOL",
+        default_value_t = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = ArgAction::Set
+    )]
+    pub human: bool,
+
+    /// Don't truncate the output
+    #[arg(long)]
+    pub no_trunc: bool,
+
+    /// Only show image IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// The image
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+}
+
+/// `strata system df`.
+#[derive(Debug, Args)]
+pub struct DfArgs {
+    /// Show per-image detail
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Format the output: `table`, `table TEMPLATE`, `json` or a Go-style template
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+}
+
+/// `strata system prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Remove all images without a container, not only dangling data (strata has no
+    /// containers yet: every image)
+    #[arg(short, long)]
+    pub all: bool,
+
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,6 +339,16 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// A `--filter` value: `name=value` (docker's "bad format of filter" otherwise).
+fn parse_filter(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => {
+            Ok((k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        }
+        _ => Err(format!("bad format of filter (expected name=value): {s:?}")),
+    }
+}
+
 fn parse_escape(s: &str) -> Result<char, String> {
     match s {
         "\\" => Ok('\\'),
@@ -107,6 +377,116 @@ mod tests {
         assert_eq!(parse_key_value("A="), Ok(("A".to_string(), String::new())));
         assert!(parse_key_value("=x").is_err());
         assert!(parse_key_value("novalue").is_err());
+    }
+
+    #[test]
+    fn filter_parsing() {
+        assert_eq!(
+            parse_filter("reference=busy*"),
+            Ok(("reference".to_string(), "busy*".to_string()))
+        );
+        assert_eq!(
+            parse_filter("label=a=b"),
+            Ok(("label".to_string(), "a=b".to_string()))
+        );
+        assert!(parse_filter("dangling").is_err());
+        assert!(parse_filter("=x").is_err());
+    }
+
+    #[test]
+    fn image_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "strata",
+            "images",
+            "-a",
+            "-q",
+            "--digests",
+            "--no-trunc",
+            "-f",
+            "dangling=true",
+            "--filter",
+            "label=x",
+            "--format",
+            "{{.ID}}",
+            "busybox",
+        ])
+        .expect("parses");
+        let Command::Images(a) = cli.command else {
+            panic!("not images: {cli:?}");
+        };
+        assert!(a.all && a.quiet && a.digests && a.no_trunc);
+        assert_eq!(a.filter.len(), 2);
+        assert_eq!(a.repository.as_deref(), Some("busybox"));
+
+        let cli = Cli::try_parse_from([
+            "strata",
+            "import",
+            "-c",
+            "CMD [\"sh\"]",
+            "--change",
+            "ENV A=b",
+            "-m",
+            "msg",
+            "-",
+            "x:y",
+        ])
+        .expect("parses");
+        let Command::Import(a) = cli.command else {
+            panic!("not import: {cli:?}");
+        };
+        assert_eq!(a.change, ["CMD [\"sh\"]", "ENV A=b"]);
+        assert_eq!(a.source, PathBuf::from("-"));
+        assert_eq!(a.reference.as_deref(), Some("x:y"));
+
+        let cli = Cli::try_parse_from([
+            "strata",
+            "save",
+            "--format",
+            "oci",
+            "--compression",
+            "zstd",
+            "-o",
+            "f",
+            "a",
+            "b",
+        ])
+        .expect("parses");
+        let Command::Save(a) = cli.command else {
+            panic!("not save: {cli:?}");
+        };
+        assert_eq!(a.format, SaveFormat::Oci);
+        assert_eq!(a.compression, Some(SaveCompression::Zstd));
+        assert_eq!(a.images, ["a", "b"]);
+
+        let cli = Cli::try_parse_from(["strata", "history", "--human=false", "x"]).expect("ok");
+        let Command::History(a) = cli.command else {
+            panic!("not history: {cli:?}");
+        };
+        assert!(!a.human);
+
+        for ok in [
+            &["strata", "image", "ls"][..],
+            &["strata", "image", "list"],
+            &["strata", "image", "rm", "-f", "x"],
+            &["strata", "rmi", "x", "y"],
+            &["strata", "tag", "a", "b"],
+            &["strata", "inspect", "-f", "{{.Id}}", "a"],
+            &["strata", "load", "-q", "-i", "f"],
+            &["strata", "system", "df", "-v"],
+            &["strata", "system", "prune", "-a", "-f"],
+            &["strata", "system", "verify"],
+        ] {
+            assert!(Cli::try_parse_from(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            &["strata", "save"][..],
+            &["strata", "rmi"],
+            &["strata", "tag", "a"],
+            &["strata", "images", "-f", "nofilter"],
+            &["strata", "save", "--format", "tar", "x"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

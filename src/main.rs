@@ -5,15 +5,18 @@
 //! codes: 0 on success, 1 when a command fails, 125 on a usage error.
 
 mod cli;
+mod commands;
 mod debug;
 mod diagnostic;
+mod format;
 mod root;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, DebugCommand};
+use crate::cli::{Cli, Command, DebugCommand, ImageCommand, SystemCommand};
+use crate::commands::{image, images, system, transfer};
 
 /// Exit code for a failed command (parse error, expansion error, I/O error).
 const EXIT_FAILURE: u8 = 1;
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
         }
     };
     let root = root::resolve(cli.root.as_deref());
+    let root = root.as_path();
     let result = match cli.command {
         Command::Debug { command } => match command {
             DebugCommand::Parse(args) => debug::parse(&args),
@@ -40,6 +44,43 @@ fn main() -> ExitCode {
                 Ok(())
             }
         },
+        Command::Images(args)
+        | Command::Image {
+            command: ImageCommand::Ls(args),
+        } => images::list(root, &args),
+        Command::Import(args)
+        | Command::Image {
+            command: ImageCommand::Import(args),
+        } => transfer::import(root, &args),
+        Command::Load(args)
+        | Command::Image {
+            command: ImageCommand::Load(args),
+        } => transfer::load(root, &args),
+        Command::Save(args)
+        | Command::Image {
+            command: ImageCommand::Save(args),
+        } => transfer::save(root, &args),
+        Command::Tag(args)
+        | Command::Image {
+            command: ImageCommand::Tag(args),
+        } => image::tag(root, &args),
+        Command::Rmi(args)
+        | Command::Image {
+            command: ImageCommand::Rm(args),
+        } => image::rmi(root, &args),
+        Command::Inspect(args)
+        | Command::Image {
+            command: ImageCommand::Inspect(args),
+        } => image::inspect(root, &args),
+        Command::History(args)
+        | Command::Image {
+            command: ImageCommand::History(args),
+        } => image::history(root, &args),
+        Command::System { command } => match command {
+            SystemCommand::Df(args) => system::df(root, &args),
+            SystemCommand::Prune(args) => system::prune(root, &args),
+            SystemCommand::Verify => system::verify(root),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -47,6 +88,10 @@ fn main() -> ExitCode {
         Err(Failure::Other(err)) => {
             eprintln!("error: {err:#}");
             ExitCode::from(EXIT_FAILURE)
+        }
+        Err(Failure::Usage(err)) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(EXIT_USAGE)
         }
     }
 }
@@ -58,6 +103,9 @@ pub enum Failure {
     Reported,
     /// Not printed yet: `main` prints it as `error: ...`.
     Other(anyhow::Error),
+    /// A usage error found after parsing (a bad `--format` template): printed as
+    /// `error: ...`, exit code 125.
+    Usage(anyhow::Error),
 }
 
 impl From<anyhow::Error> for Failure {

@@ -6,5 +6,7 @@ mod common;
 mod adversarial;
 mod cli;
 mod expand;
+mod images;
 mod no_panic;
 mod parser_golden;
+mod store;

@@ -1,0 +1,532 @@
+//! Blobs: content addressed by sha256 under `blobs/sha256/<hex>`.
+//!
+//! # Write path ([`BlobWriter`])
+//!
+//! 1. `ingest/<lease id>-<n>/` is created with a `lock` file that the writer flocks exclusively
+//!    (under `gc.lock` shared, so a prune never sees the directory unlocked); data goes to
+//!    `ingest/<id>/data` and is hashed as it is written.
+//! 2. `commit`: flush (failpoint `blob.after-write`), verify size and digest against the
+//!    expected ones, chmod 0444, **fsync(file)** (failpoint `blob.after-fsync`).
+//! 3. Under `gc.lock` shared: record `blob sha256:..` in the lease, then **rename** (noreplace)
+//!    into `blobs/sha256/<hex>`. An existing blob is success (ours is dropped): blobs are
+//!    immutable, and an existing name always holds complete data because it was fsynced
+//!    before its rename.
+//! 4. Failpoints `blob.after-rename`, `blob.before-dir-fsync`, then **fsync(blobs/sha256)**.
+//! 5. The ingest directory is removed (also when the writer is dropped uncommitted).
+//!
+//! A crash at any point leaves either no blob or a complete one, plus at most an ingest
+//! directory (unlocked: prune removes it).
+
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::{BufWriter, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::digest::{Digest, Hasher};
+use crate::error::{Error, Result, io_err};
+use crate::failpoint;
+use crate::lease::{GcLock, Lease, LeaseHandle, LeaseKind};
+use crate::store::{Store, unique_id};
+
+/// Mode of committed blobs.
+const BLOB_MODE: u32 = 0o444;
+/// Write buffer of a blob writer.
+const BUF_SIZE: usize = 256 * 1024;
+
+/// A blob being written: `impl Write`, hashes as it goes; [`BlobWriter::commit`] publishes it.
+#[derive(Debug)]
+pub struct BlobWriter {
+    store: Store,
+    lease: LeaseHandle,
+    dir: PathBuf,
+    data_path: PathBuf,
+    out: Option<BufWriter<File>>,
+    _lock: File,
+    hasher: Hasher,
+    size: u64,
+}
+
+impl Store {
+    /// The path of a committed blob (whether or not it exists).
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.blobs_dir().join(d.hex())
+    }
+
+    /// `<root>/blobs/sha256`.
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs").join("sha256")
+    }
+
+    /// Starts writing a blob protected by `lease`.
+    ///
+    /// # Errors
+    /// Creating the ingest directory, its lock or data file failed.
+    pub fn blob_writer(&self, lease: &Lease) -> Result<BlobWriter> {
+        BlobWriter::new(self, lease.handle())
+    }
+
+    /// Stores `bytes` as a blob and returns its digest (existing blobs are not rewritten).
+    ///
+    /// # Errors
+    /// Any error of [`BlobWriter::commit`].
+    pub fn put_blob(&self, lease: &Lease, bytes: &[u8]) -> Result<Digest> {
+        let d = Digest::of(bytes);
+        {
+            // Protect it first, then look: an existing blob recorded under gc.lock cannot be swept.
+            let gc = GcLock::shared(self)?;
+            lease.record_locked(&gc, LeaseKind::Blob, &d.to_string())?;
+            if self.blob_path(&d).is_file() {
+                return Ok(d);
+            }
+        }
+        let mut w = self.blob_writer(lease)?;
+        w.write_all(bytes).map_err(io_err(&w.data_path))?;
+        let (d2, _) = w.commit(Some((&d, bytes.len() as u64)))?;
+        Ok(d2)
+    }
+
+    /// Whether the blob is present.
+    pub fn has_blob(&self, d: &Digest) -> bool {
+        self.blob_path(d).is_file()
+    }
+
+    /// Opens a committed blob for reading.
+    ///
+    /// # Errors
+    /// [`Error::BlobNotFound`] if absent, [`Error::Io`] otherwise.
+    pub fn open_blob(&self, d: &Digest) -> Result<File> {
+        let p = self.blob_path(d);
+        File::open(&p).map_err(|e| not_found_or(d, &p, e))
+    }
+
+    /// Reads a whole blob and verifies its digest (for manifests and configs).
+    ///
+    /// # Errors
+    /// [`Error::BlobNotFound`], [`Error::Io`], or [`Error::DigestMismatch`] naming the blob's path
+    /// when its content does not hash to `d`.
+    pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>> {
+        let p = self.blob_path(d);
+        let mut f = File::open(&p).map_err(|e| not_found_or(d, &p, e))?;
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf).map_err(io_err(&p))?;
+        let actual = Digest::of(&buf);
+        if actual != *d {
+            return Err(Error::DigestMismatch {
+                path: p,
+                expected: d.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        Ok(buf)
+    }
+
+    /// The size of a committed blob in bytes.
+    ///
+    /// # Errors
+    /// [`Error::BlobNotFound`] if absent, [`Error::Io`] otherwise.
+    pub fn blob_size(&self, d: &Digest) -> Result<u64> {
+        let p = self.blob_path(d);
+        std::fs::metadata(&p)
+            .map(|m| m.len())
+            .map_err(|e| not_found_or(d, &p, e))
+    }
+
+    /// Every committed blob, sorted. Names that are not a valid digest hex are skipped (verify
+    /// reports them by walking the directory itself).
+    ///
+    /// # Errors
+    /// Listing `blobs/sha256` failed.
+    pub fn list_blobs(&self) -> Result<Vec<Digest>> {
+        let dir = self.blobs_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&dir)(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_err(&dir))?;
+            if let Some(d) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Digest::from_hex(n).ok())
+            {
+                out.push(d);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Removes a blob (GC). Returns whether it existed. The caller holds `gc.lock` exclusive.
+    ///
+    /// # Errors
+    /// Unlinking failed for another reason than absence.
+    pub fn remove_blob(&self, d: &Digest) -> Result<bool> {
+        match self.sys.remove_file(&self.blob_path(d)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn not_found_or(d: &Digest, path: &Path, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        Error::BlobNotFound(d.to_string())
+    } else {
+        io_err(path)(e)
+    }
+}
+
+impl BlobWriter {
+    fn new(store: &Store, lease: LeaseHandle) -> Result<BlobWriter> {
+        let dir = store
+            .ingest_root()
+            .join(format!("{}-{}", lease.id(), unique_id()));
+        // Shared gc.lock: a prune cannot see the directory between mkdir and flock.
+        let _gc = GcLock::shared(store)?;
+        store.sys.create_dir_all(&dir)?;
+        let cleanup = |e: Error| {
+            let _ = std::fs::remove_dir_all(&dir);
+            e
+        };
+        let lock_path = dir.join("lock");
+        let lock = File::create(&lock_path)
+            .map_err(io_err(&lock_path))
+            .map_err(cleanup)?;
+        lock.lock().map_err(io_err(&lock_path)).map_err(cleanup)?;
+        let data_path = dir.join("data");
+        let file = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&data_path)
+            .map_err(io_err(&data_path))
+            .map_err(cleanup)?;
+        Ok(BlobWriter {
+            store: store.clone(),
+            lease,
+            dir,
+            data_path,
+            out: Some(BufWriter::with_capacity(BUF_SIZE, file)),
+            _lock: lock,
+            hasher: Hasher::new(),
+            size: 0,
+        })
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The ingest data file (for error messages).
+    pub fn ingest_path(&self) -> &Path {
+        &self.data_path
+    }
+
+    /// Makes the blob durable and visible; returns its digest and size. With `expected`, the
+    /// content must have exactly that size and digest.
+    ///
+    /// # Errors
+    /// [`Error::SizeMismatch`] / [`Error::DigestMismatch`] for unexpected content (nothing is
+    /// committed), or any error of flush, fsync, rename or the directory fsync. On error the
+    /// ingest directory is removed.
+    pub fn commit(mut self, expected: Option<(&Digest, u64)>) -> Result<(Digest, u64)> {
+        let out = self.out.take().ok_or_else(|| Error::Corrupt {
+            path: self.data_path.clone(),
+            message: "blob writer already finished".into(),
+        })?;
+        let file = out
+            .into_inner()
+            .map_err(|e| io_err(&self.data_path)(e.into_error()))?;
+        failpoint::hit("blob.after-write");
+        let digest = std::mem::take(&mut self.hasher).finish();
+        if let Some((d, size)) = expected {
+            if self.size != size {
+                return Err(Error::SizeMismatch {
+                    path: self.data_path.clone(),
+                    expected: size,
+                    actual: self.size,
+                });
+            }
+            if digest != *d {
+                return Err(Error::DigestMismatch {
+                    path: self.data_path.clone(),
+                    expected: d.to_string(),
+                    actual: digest.to_string(),
+                });
+            }
+        }
+        file.set_permissions(Permissions::from_mode(BLOB_MODE))
+            .map_err(io_err(&self.data_path))?;
+        self.store.sys.fsync(&file)?;
+        drop(file);
+        failpoint::hit("blob.after-fsync");
+        let target = self.store.blob_path(&digest);
+        {
+            let gc = GcLock::shared(&self.store)?;
+            self.lease
+                .record_locked(&gc, LeaseKind::Blob, &digest.to_string())?;
+            match self.store.sys.rename_noreplace(&self.data_path, &target) {
+                Ok(()) => {}
+                // Somebody committed the same content first: theirs is complete, ours is dropped.
+                Err(e) if e.is_already_exists() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        failpoint::hit("blob.after-rename");
+        failpoint::hit("blob.before-dir-fsync");
+        self.store.sys.fsync_dir(&self.store.blobs_dir())?;
+        Ok((digest, self.size))
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let out = self
+            .out
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("blob writer already finished"))?;
+        let n = out.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.out.as_mut() {
+            Some(out) => out.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        // Committed or not, the ingest directory has served its purpose (the data file was
+        // renamed away on success). Unflushed buffered data is discarded with it.
+        if let Some(out) = self.out.take() {
+            let (file, _) = out.into_parts();
+            drop(file);
+        }
+        let _ = self.store.sys.remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+
+    use strata_sys::{Call, CallKind, RecordingSyscall};
+
+    use super::*;
+
+    fn tmp() -> Result<tempfile::TempDir> {
+        tempfile::tempdir().map_err(io_err("tempdir"))
+    }
+
+    fn ingest_entries(store: &Store) -> usize {
+        std::fs::read_dir(store.ingest_root())
+            .map(|r| r.count())
+            .unwrap_or(usize::MAX)
+    }
+
+    /// The behaviour every store must show, whatever its syscall seam.
+    pub(crate) fn blob_suite(store: &Store) -> Result<()> {
+        let lease = store.lease()?;
+        // put + read back
+        let d = store.put_blob(&lease, b"hello")?;
+        assert_eq!(d, Digest::of(b"hello"));
+        assert!(store.has_blob(&d));
+        assert_eq!(store.read_blob(&d)?, b"hello");
+        assert_eq!(store.blob_size(&d)?, 5);
+        let mut s = String::new();
+        store
+            .open_blob(&d)?
+            .read_to_string(&mut s)
+            .map_err(io_err("read"))?;
+        assert_eq!(s, "hello");
+        let mode = std::fs::metadata(store.blob_path(&d))
+            .map_err(io_err("meta"))?
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o444);
+        // idempotent put
+        assert_eq!(store.put_blob(&lease, b"hello")?, d);
+        // streamed writer, no expectation, large content
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut w = store.blob_writer(&lease)?;
+        for chunk in big.chunks(7777) {
+            w.write_all(chunk).map_err(io_err("write"))?;
+        }
+        assert_eq!(w.size(), big.len() as u64);
+        let (bd, bs) = w.commit(None)?;
+        assert_eq!((bd, bs), (Digest::of(&big), big.len() as u64));
+        // a second writer of the same content: "already exists" is success
+        let mut w = store.blob_writer(&lease)?;
+        w.write_all(&big).map_err(io_err("write"))?;
+        assert_eq!(w.commit(Some((&bd, bs)))?, (bd, bs));
+        // mismatches commit nothing
+        let mut w = store.blob_writer(&lease)?;
+        w.write_all(b"abc").map_err(io_err("write"))?;
+        let wrong = Digest::of(b"abd");
+        assert!(matches!(
+            w.commit(Some((&wrong, 3))),
+            Err(Error::DigestMismatch { .. })
+        ));
+        assert!(!store.has_blob(&wrong) && !store.has_blob(&Digest::of(b"abc")));
+        let mut w = store.blob_writer(&lease)?;
+        w.write_all(b"abc").map_err(io_err("write"))?;
+        assert!(matches!(
+            w.commit(Some((&Digest::of(b"abc"), 4))),
+            Err(Error::SizeMismatch { .. })
+        ));
+        // dropped writer
+        let mut w = store.blob_writer(&lease)?;
+        w.write_all(b"never").map_err(io_err("write"))?;
+        drop(w);
+        assert!(!store.has_blob(&Digest::of(b"never")));
+        assert_eq!(ingest_entries(store), 0);
+        // missing blobs
+        let missing = Digest::of(b"missing");
+        assert!(!store.has_blob(&missing));
+        assert!(matches!(
+            store.read_blob(&missing),
+            Err(Error::BlobNotFound(_))
+        ));
+        assert!(matches!(
+            store.open_blob(&missing),
+            Err(Error::BlobNotFound(_))
+        ));
+        assert!(matches!(
+            store.blob_size(&missing),
+            Err(Error::BlobNotFound(_))
+        ));
+        // listing and removal
+        let mut expect = vec![d, bd];
+        expect.sort();
+        assert_eq!(store.list_blobs()?, expect);
+        assert!(store.remove_blob(&bd)?);
+        assert!(!store.remove_blob(&bd)?);
+        assert_eq!(store.list_blobs()?, vec![d]);
+        // the lease recorded what was committed
+        let live = crate::lease::live_leases(store)?;
+        let mine = live
+            .iter()
+            .find(|l| l.id == lease.id())
+            .ok_or(Error::BlobNotFound("lease".into()))?;
+        assert!(mine.blobs.contains(&d) && mine.blobs.contains(&bd));
+        // corruption is detected and named
+        let p = store.blob_path(&d);
+        std::fs::set_permissions(&p, Permissions::from_mode(0o644)).map_err(io_err(&p))?;
+        std::fs::write(&p, b"hellO").map_err(io_err(&p))?;
+        match store.read_blob(&d) {
+            Err(e @ Error::DigestMismatch { .. }) => {
+                assert!(e.to_string().contains(&d.hex()), "{e}")
+            }
+            other => panic!("corruption not detected: {other:?}"),
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn suite_on_real_store() -> Result<()> {
+        let dir = tmp()?;
+        blob_suite(&Store::open(dir.path())?)
+    }
+
+    #[test]
+    fn suite_on_recording_store() -> Result<()> {
+        let dir = tmp()?;
+        let rec = Arc::new(RecordingSyscall::new());
+        blob_suite(&Store::with_syscall(dir.path(), rec.clone())?)?;
+        assert!(!rec.calls().is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn commit_order_is_fsync_rename_fsync_dir() -> Result<()> {
+        let dir = tmp()?;
+        let rec = Arc::new(RecordingSyscall::new());
+        let store = Store::with_syscall(dir.path(), rec.clone())?;
+        let lease = store.lease()?;
+        rec.clear();
+        let d = store.put_blob(&lease, b"ordered")?;
+        let calls = rec.calls_of(&[
+            CallKind::Fsync,
+            CallKind::RenameNoreplace,
+            CallKind::Rename,
+            CallKind::FsyncDir,
+        ]);
+        assert_eq!(calls.len(), 3, "{calls:?}");
+        let Call::Fsync(data) = &calls[0] else {
+            panic!("first call is not fsync(file): {calls:?}");
+        };
+        assert!(data.ends_with("data") && data.to_string_lossy().contains("/ingest/"));
+        let Call::RenameNoreplace(from, to) = &calls[1] else {
+            panic!("second call is not the rename: {calls:?}");
+        };
+        assert!(from.ends_with("data") && from.file_name() == data.file_name());
+        assert_eq!(to, &store.blob_path(&d));
+        assert_eq!(calls[2], Call::FsyncDir(store.blobs_dir()));
+        Ok(())
+    }
+
+    #[test]
+    fn failed_fsync_commits_nothing() -> Result<()> {
+        for (kind, errno) in [
+            (CallKind::Fsync, libc::EIO),
+            (CallKind::RenameNoreplace, libc::ENOSPC),
+            (CallKind::FsyncDir, libc::EIO),
+        ] {
+            let dir = tmp()?;
+            let rec = Arc::new(RecordingSyscall::new());
+            let store = Store::with_syscall(dir.path(), rec.clone())?;
+            let lease = store.lease()?;
+            rec.fail_next(kind, errno);
+            let err = store.put_blob(&lease, b"doomed");
+            let e = err
+                .err()
+                .ok_or(Error::BlobNotFound("expected failure".into()))?;
+            assert!(
+                matches!(&e, Error::Sys(s) if s.raw_errno() == Some(errno)),
+                "{e}"
+            );
+            if kind != CallKind::FsyncDir {
+                // The blob never became visible.
+                assert!(!store.has_blob(&Digest::of(b"doomed")), "{kind:?}");
+            }
+            assert_eq!(ingest_entries(&store), 0, "{kind:?}: ingest cleaned");
+            // The next attempt works.
+            rec.clear_failures();
+            let d = store.put_blob(&lease, b"doomed")?;
+            assert_eq!(store.read_blob(&d)?, b"doomed");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn concurrent_writers_of_same_content() -> Result<()> {
+        let dir = tmp()?;
+        let store = Store::open(dir.path())?;
+        let lease = store.lease()?;
+        let results: Vec<Result<Digest>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| store.put_blob(&lease, b"same bytes")))
+                .collect();
+            hs.into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::BlobNotFound("thread panicked".into())))
+                })
+                .collect()
+        });
+        for r in results {
+            assert_eq!(r?, Digest::of(b"same bytes"));
+        }
+        assert_eq!(store.list_blobs()?.len(), 1);
+        assert_eq!(ingest_entries(&store), 0);
+        Ok(())
+    }
+}

@@ -1,0 +1,1221 @@
+//! Safe streaming extraction of an uncompressed tar into a layer tree, recording it as it goes.
+//!
+//! The tar is parsed here (not with the `tar` crate) because every raw byte must reach the
+//! [record](crate::record): header blocks, PAX (`x`, `g`) and GNU long-name (`L`, `K`) blocks
+//! with their data, padding, and the end-of-archive blocks plus whatever follows them. The
+//! sha256 of the whole stream (the diffID) and its length are computed while reading.
+//!
+//! # Path safety
+//!
+//! Every entry name is cleaned lexically first (`.` and empty components dropped, `..` pops a
+//! component but never above the root, a leading `/` ignored), so `../../x` and `/etc/x` land
+//! inside the root, as containerd and moby do. The parent directory is then opened with
+//! `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)` relative to the root fd: symlinks in the
+//! parent path are followed *as if the root were `/`*, so a symlink planted earlier in the archive
+//! (to `/`, to `../../..`, to a host path) can never lead outside. Missing parents are created
+//! one `mkdirat` at a time, each resolved the same way. The last component is created with
+//! `*at` calls on that parent fd and never followed:
+//!
+//! - an existing entry of another type (including a symlink where a directory is expected) is
+//!   removed first (`unlinkat`, or moved to the ingest's trash directory when it is a directory),
+//!   so a later entry can never write, chmod or chown through an earlier symlink;
+//! - metadata is applied to fds opened with `O_NOFOLLOW` or to things this extraction has just
+//!   created itself in its private temp tree; regular files are never chmod'ed or chown'ed here at
+//!   all: they are hardlinks to [objects](crate::object), which get their metadata before commit;
+//! - hardlink targets are cleaned and resolved inside the root the same way, and linked with
+//!   `linkat` without `AT_SYMLINK_FOLLOW` (a link to a symlink is a link to the symlink itself).
+//!
+//! # Whiteouts
+//!
+//! OCI whiteouts become overlayfs whiteouts: `.wh.NAME` becomes a 0/0 character device `NAME`
+//! (owned like the entry), `.wh..wh..opq` sets `trusted.overlay.opaque=y` on its directory, and
+//! other `.wh..wh.*` entries (aufs metadata) are skipped. `trusted.overlay.*`, `user.overlay.*`
+//! and `security.selinux` xattrs from the archive are never applied (an image must not forge
+//! overlay metadata); xattrs on symlinks, devices and fifos are not applied either. All of them
+//! stay in the record, so the regenerated tar is still byte for byte the original.
+//!
+//! # Errors
+//!
+//! A bad header checksum, a truncated stream, unsupported entries (GNU sparse and multi-volume),
+//! an unresolvable hardlink, a symlink loop in a parent path: all are errors, and the caller
+//! ([`crate::layer`]) then removes the whole temp tree, so nothing is committed.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2, renameat};
+use nix::sys::stat::{
+    FchmodatFlags, Mode, SFlag, UtimensatFlags, fchmod, fchmodat, fstatat, futimens, makedev,
+    mkdirat, mknodat, utimensat,
+};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, unlinkat};
+use sha2::{Digest as _, Sha256};
+use xattr::FileExt;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::object::{ObjectMeta, ObjectWriter};
+use crate::record::RecordWriter;
+use crate::store::Store;
+
+/// Tar block size.
+pub(crate) const BLOCK: usize = 512;
+/// Largest PAX extended header or GNU long name accepted.
+const MAX_META: u64 = 8 << 20;
+const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+/// What extraction found.
+#[derive(Debug, Clone)]
+pub(crate) struct Extracted {
+    pub diff_id: Digest,
+    pub size: u64,
+    pub entries: u64,
+    pub unpacked_bytes: u64,
+}
+
+/// The input stream, hashed and counted.
+struct Input<R> {
+    inner: R,
+    sha: Sha256,
+    count: u64,
+}
+
+impl<R: Read> Input<R> {
+    /// Reads exactly `buf.len()` bytes; Ok(false) on a clean EOF before the first byte.
+    fn fill(&mut self, buf: &mut [u8]) -> Result<bool> {
+        let mut got = 0;
+        while got < buf.len() {
+            match self.inner.read(&mut buf[got..]) {
+                Ok(0) if got == 0 => return Ok(false),
+                Ok(0) => {
+                    return Err(Error::Archive(format!(
+                        "truncated archive at byte {}",
+                        self.count + got as u64
+                    )));
+                }
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::Archive(format!("reading archive: {e}"))),
+            }
+        }
+        self.sha.update(&buf[..]);
+        self.count += buf.len() as u64;
+        Ok(true)
+    }
+
+    fn need(&mut self, buf: &mut [u8]) -> Result<()> {
+        if buf.is_empty() || self.fill(buf)? {
+            Ok(())
+        } else {
+            Err(Error::Archive(format!(
+                "truncated archive at byte {}",
+                self.count
+            )))
+        }
+    }
+}
+
+fn padding(size: u64) -> usize {
+    ((BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64) as usize
+}
+
+/// Parses a tar numeric field: octal (NUL/space padded) or GNU base-256.
+pub(crate) fn parse_num(field: &[u8]) -> Result<i64> {
+    if let Some(&first) = field.first()
+        && first & 0x80 != 0
+    {
+        let neg = first == 0xff;
+        let mut v: i128 = if neg { -1 } else { i128::from(first & 0x7f) };
+        for &b in &field[1..] {
+            v = v
+                .checked_mul(256)
+                .and_then(|x| x.checked_add(i128::from(b)))
+                .ok_or_else(|| Error::Archive("numeric field overflow".into()))?;
+            if v.unsigned_abs() > i64::MAX as u128 {
+                return Err(Error::Archive("numeric field overflow".into()));
+            }
+        }
+        return i64::try_from(v).map_err(|_| Error::Archive("numeric field overflow".into()));
+    }
+    let s: Vec<u8> = field
+        .iter()
+        .copied()
+        .skip_while(|&b| b == b' ' || b == 0)
+        .take_while(|&b| b != b' ' && b != 0)
+        .collect();
+    if s.is_empty() {
+        return Ok(0);
+    }
+    let mut v: i64 = 0;
+    for b in s {
+        if !(b'0'..=b'7').contains(&b) {
+            return Err(Error::Archive(format!(
+                "invalid octal field {:?}",
+                String::from_utf8_lossy(field)
+            )));
+        }
+        v = v
+            .checked_mul(8)
+            .and_then(|x| x.checked_add(i64::from(b - b'0')))
+            .ok_or_else(|| Error::Archive("numeric field overflow".into()))?;
+    }
+    Ok(v)
+}
+
+fn cstr(field: &[u8]) -> &[u8] {
+    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    &field[..end]
+}
+
+fn checksum_ok(block: &[u8; BLOCK]) -> Result<bool> {
+    let stored = parse_num(&block[148..156])?;
+    let mut unsigned: i64 = 0;
+    let mut signed: i64 = 0;
+    for (i, &b) in block.iter().enumerate() {
+        let b = if (148..156).contains(&i) { b' ' } else { b };
+        unsigned += i64::from(b);
+        signed += i64::from(b as i8);
+    }
+    Ok(stored == unsigned || stored == signed)
+}
+
+/// Parses PAX records (`"<len> <key>=<value>\n"`) into `out`.
+fn parse_pax(data: &[u8], out: &mut BTreeMap<String, Vec<u8>>) -> Result<()> {
+    let bad = || Error::Archive("malformed PAX header".into());
+    let mut rest = data;
+    while !rest.is_empty() {
+        if rest.iter().all(|&b| b == 0) {
+            break;
+        }
+        let sp = rest.iter().position(|&b| b == b' ').ok_or_else(bad)?;
+        let len: usize = std::str::from_utf8(&rest[..sp])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(bad)?;
+        if len <= sp + 1 || len > rest.len() || rest[len - 1] != b'\n' {
+            return Err(bad());
+        }
+        let rec = &rest[sp + 1..len - 1];
+        let eq = rec.iter().position(|&b| b == b'=').ok_or_else(bad)?;
+        let key = String::from_utf8(rec[..eq].to_vec()).map_err(|_| bad())?;
+        if key.starts_with("GNU.sparse") {
+            return Err(Error::Archive(
+                "GNU sparse entries are not supported".into(),
+            ));
+        }
+        out.insert(key, rec[eq + 1..].to_vec());
+        rest = &rest[len..];
+    }
+    Ok(())
+}
+
+fn pax_int(pax: &BTreeMap<String, Vec<u8>>, key: &str) -> Result<Option<i64>> {
+    pax.get(key)
+        .map(|v| {
+            std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .ok_or_else(|| Error::Archive(format!("invalid PAX {key}")))
+        })
+        .transpose()
+}
+
+/// PAX mtime `secs[.frac]` (possibly negative) -> (secs, nanos).
+fn pax_time(v: &[u8]) -> Result<(i64, u32)> {
+    let bad = || Error::Archive("invalid PAX mtime".into());
+    let s = std::str::from_utf8(v).map_err(|_| bad())?.trim();
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let neg = int.starts_with('-');
+    let secs: i64 = if int.is_empty() || int == "-" {
+        0
+    } else {
+        int.parse().map_err(|_| bad())?
+    };
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let mut digits: String = frac.chars().take(9).collect();
+    while digits.len() < 9 {
+        digits.push('0');
+    }
+    let nanos: u32 = digits.parse().map_err(|_| bad())?;
+    if neg && nanos > 0 {
+        Ok((secs - 1, 1_000_000_000 - nanos))
+    } else {
+        Ok((secs, nanos))
+    }
+}
+
+/// Lexically cleans an archive path into components inside the root.
+pub(crate) fn clean(path: &[u8]) -> Vec<&[u8]> {
+    let mut out: Vec<&[u8]> = Vec::new();
+    for c in path.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn join(comps: &[&[u8]]) -> Vec<u8> {
+    comps.join(&b'/')
+}
+
+fn os(b: &[u8]) -> &OsStr {
+    OsStr::from_bytes(b)
+}
+
+/// One parsed entry header.
+#[derive(Debug)]
+struct Header {
+    kind: u8,
+    path: Vec<u8>,
+    link: Vec<u8>,
+    size: u64,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: (i64, u32),
+    devmajor: u64,
+    devminor: u64,
+    xattrs: Vec<(String, Vec<u8>)>,
+}
+
+/// The extraction target: a root fd plus bookkeeping.
+struct Tree<'a> {
+    root: OwnedFd,
+    trash: &'a Path,
+    trash_n: u64,
+    dir_times: Vec<(Vec<u8>, (i64, u32))>,
+}
+
+fn nix_err(entry: &[u8], what: &str) -> impl FnOnce(Errno) -> Error {
+    let entry = String::from_utf8_lossy(entry).into_owned();
+    let what = what.to_owned();
+    move |e| Error::Io {
+        path: PathBuf::from(format!("{entry} ({what})")),
+        source: io::Error::from(e),
+    }
+}
+
+fn unsafe_entry(entry: &[u8], reason: impl Into<String>) -> Error {
+    Error::UnsafeEntry {
+        entry: String::from_utf8_lossy(entry).into_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn applicable_xattr(name: &str) -> bool {
+    !(name.starts_with("trusted.overlay.")
+        || name.starts_with("user.overlay.")
+        || name == "security.selinux")
+}
+
+impl Tree<'_> {
+    /// Opens `comps` (a directory) resolved inside the root; creates missing directories.
+    fn open_dir(
+        &self,
+        comps: &[&[u8]],
+        flags: OFlag,
+        create: bool,
+        entry: &[u8],
+    ) -> Result<OwnedFd> {
+        let how = || {
+            OpenHow::new()
+                .flags(flags | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+                .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS)
+        };
+        let path = if comps.is_empty() {
+            b".".to_vec()
+        } else {
+            join(comps)
+        };
+        // Why: RESOLVE_IN_ROOT makes the kernel resolve every component (symlinks and `..`
+        // included) as if the layer root were `/`; nothing can resolve outside it.
+        // https://man7.org/linux/man-pages/man2/openat2.2.html
+        match openat2(self.root.as_fd(), os(&path), how()) {
+            Ok(fd) => return Ok(fd),
+            Err(Errno::ENOENT) if create && !comps.is_empty() => {}
+            Err(Errno::ELOOP) => return Err(unsafe_entry(entry, "symlink loop in parent path")),
+            Err(Errno::ENOTDIR) => return Err(unsafe_entry(entry, "a parent is not a directory")),
+            Err(e) => return Err(nix_err(entry, "open parent")(e)),
+        }
+        let parent = self.open_dir(&comps[..comps.len() - 1], OFlag::O_PATH, true, entry)?;
+        let name = comps[comps.len() - 1];
+        // https://man7.org/linux/man-pages/man2/mkdirat.2.html
+        match mkdirat(parent.as_fd(), os(name), Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(nix_err(entry, "mkdir parent")(e)),
+        }
+        openat2(self.root.as_fd(), os(&path), how()).map_err(|e| match e {
+            Errno::ELOOP => unsafe_entry(entry, "symlink loop in parent path"),
+            Errno::ENOTDIR => unsafe_entry(entry, "a parent is not a directory"),
+            e => nix_err(entry, "open parent")(e),
+        })
+    }
+
+    /// Removes whatever is at `parent/name` unless both it and the new entry are directories.
+    /// Returns true when an existing directory is kept.
+    fn clear(
+        &mut self,
+        parent: &OwnedFd,
+        name: &[u8],
+        new_is_dir: bool,
+        entry: &[u8],
+    ) -> Result<bool> {
+        // https://man7.org/linux/man-pages/man2/fstatat.2.html (AT_SYMLINK_NOFOLLOW: lstat)
+        let st = match fstatat(parent.as_fd(), os(name), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::ENOENT) => return Ok(false),
+            Err(e) => return Err(nix_err(entry, "stat")(e)),
+        };
+        let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        if is_dir && new_is_dir {
+            return Ok(true);
+        }
+        if is_dir {
+            // Move the directory aside (one atomic rename); the trash is deleted with the temp tree.
+            let trash = openat(
+                nix::fcntl::AT_FDCWD,
+                self.trash,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(nix_err(entry, "open trash"))?;
+            self.trash_n += 1;
+            let n = self.trash_n.to_string();
+            // https://man7.org/linux/man-pages/man2/renameat.2.html
+            renameat(parent.as_fd(), os(name), trash.as_fd(), n.as_str())
+                .map_err(nix_err(entry, "replace directory"))?;
+        } else {
+            // https://man7.org/linux/man-pages/man2/unlinkat.2.html
+            unlinkat(parent.as_fd(), os(name), UnlinkatFlags::NoRemoveDir)
+                .map_err(nix_err(entry, "replace"))?;
+        }
+        Ok(false)
+    }
+
+    fn chown_nofollow(parent: &OwnedFd, name: &[u8], h: &Header, entry: &[u8]) -> Result<()> {
+        let (uid, gid) = ids(h)?;
+        // https://man7.org/linux/man-pages/man2/fchownat.2.html
+        fchownat(
+            parent.as_fd(),
+            os(name),
+            Some(uid),
+            Some(gid),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(nix_err(entry, "chown"))
+    }
+
+    fn times_nofollow(parent: &OwnedFd, name: &[u8], t: (i64, u32), entry: &[u8]) -> Result<()> {
+        let ts = TimeSpec::new(t.0, i64::from(t.1));
+        // https://man7.org/linux/man-pages/man2/utimensat.2.html
+        utimensat(
+            parent.as_fd(),
+            os(name),
+            &ts,
+            &ts,
+            UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(nix_err(entry, "utimes"))
+    }
+}
+
+fn ids(h: &Header) -> Result<(Uid, Gid)> {
+    let uid =
+        u32::try_from(h.uid).map_err(|_| Error::Archive(format!("uid {} out of range", h.uid)))?;
+    let gid =
+        u32::try_from(h.gid).map_err(|_| Error::Archive(format!("gid {} out of range", h.gid)))?;
+    Ok((Uid::from_raw(uid), Gid::from_raw(gid)))
+}
+
+/// Extracts `input` into `rootfs` (an empty directory), storing regular files as objects
+/// (temp files in `obj_tmp`), directories replaced mid-archive in `trash`, and every raw byte
+/// in `record`.
+pub(crate) fn extract<R: Read, W: Write>(
+    store: &Store,
+    input: R,
+    rootfs: &Path,
+    obj_tmp: &Path,
+    trash: &Path,
+    record: &mut RecordWriter<W>,
+) -> Result<Extracted> {
+    let root = openat(
+        nix::fcntl::AT_FDCWD,
+        rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::Io {
+        path: rootfs.to_path_buf(),
+        source: e.into(),
+    })?;
+    let mut tree = Tree {
+        root,
+        trash,
+        trash_n: 0,
+        dir_times: Vec::new(),
+    };
+    let mut inp = Input {
+        inner: input,
+        sha: Sha256::new(),
+        count: 0,
+    };
+    let rec_err = |e: io::Error| Error::Io {
+        path: PathBuf::from("record.zst"),
+        source: e,
+    };
+    let mut global: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut local: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut long_name: Option<Vec<u8>> = None;
+    let mut long_link: Option<Vec<u8>> = None;
+    let mut entries = 0u64;
+    let mut unpacked = 0u64;
+    let mut buf = vec![0u8; 1 << 18];
+    let mut block = [0u8; BLOCK];
+    loop {
+        if !inp.fill(&mut block)? {
+            return Err(Error::Archive(
+                "truncated archive: no end-of-archive marker".into(),
+            ));
+        }
+        record.raw(&block).map_err(rec_err)?;
+        if block.iter().all(|&b| b == 0) {
+            // End of archive: a second zero block (or EOF), then keep whatever follows verbatim.
+            if inp.fill(&mut block)? {
+                record.raw(&block).map_err(rec_err)?;
+                if !block.iter().all(|&b| b == 0) {
+                    return Err(Error::Archive(
+                        "invalid archive: data after a single zero block".into(),
+                    ));
+                }
+                loop {
+                    let n = match inp.inner.read(&mut buf) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(Error::Archive(format!("reading archive: {e}"))),
+                    };
+                    if n == 0 {
+                        break;
+                    }
+                    inp.sha.update(&buf[..n]);
+                    inp.count += n as u64;
+                    record.raw(&buf[..n]).map_err(rec_err)?;
+                }
+            }
+            break;
+        }
+        if !checksum_ok(&block)? {
+            return Err(Error::Archive(format!(
+                "bad header checksum at byte {}",
+                inp.count - BLOCK as u64
+            )));
+        }
+        let kind = block[156];
+        let hsize = parse_num(&block[124..136])?;
+        let hsize = u64::try_from(hsize).map_err(|_| Error::Archive("negative size".into()))?;
+        // Meta entries: PAX and GNU long names.
+        if matches!(kind, b'x' | b'g' | b'L' | b'K') {
+            if hsize > MAX_META {
+                return Err(Error::Archive(format!(
+                    "extended header of {hsize} bytes is too large"
+                )));
+            }
+            let mut data = vec![0u8; hsize as usize + padding(hsize)];
+            inp.need(&mut data)?;
+            record.raw(&data).map_err(rec_err)?;
+            let data = &data[..hsize as usize];
+            match kind {
+                b'x' => parse_pax(data, &mut local)?,
+                b'g' => parse_pax(data, &mut global)?,
+                b'L' => long_name = Some(cstr(data).to_vec()),
+                _ => long_link = Some(cstr(data).to_vec()),
+            }
+            continue;
+        }
+        if matches!(kind, b'S' | b'M') {
+            return Err(Error::Archive(format!(
+                "unsupported GNU entry type {:?}",
+                kind as char
+            )));
+        }
+        let mut pax = global.clone();
+        pax.append(&mut local);
+        let ustar = &block[257..263] == b"ustar\0";
+        let mut path = cstr(&block[0..100]).to_vec();
+        if ustar {
+            let prefix = cstr(&block[345..500]);
+            if !prefix.is_empty() {
+                let mut p = prefix.to_vec();
+                p.push(b'/');
+                p.extend_from_slice(&path);
+                path = p;
+            }
+        }
+        if let Some(n) = long_name.take() {
+            path = n;
+        }
+        if let Some(p) = pax.get("path") {
+            path = p.clone();
+        }
+        let mut link = cstr(&block[157..257]).to_vec();
+        if let Some(l) = long_link.take() {
+            link = l;
+        }
+        if let Some(l) = pax.get("linkpath") {
+            link = l.clone();
+        }
+        let size = match pax_int(&pax, "size")? {
+            Some(s) => u64::try_from(s).map_err(|_| Error::Archive("negative size".into()))?,
+            None => hsize,
+        };
+        let mtime = match pax.get("mtime") {
+            Some(v) => pax_time(v)?,
+            None => (parse_num(&block[136..148])?, 0),
+        };
+        let nonneg = |v: i64, what: &str| {
+            u64::try_from(v).map_err(|_| Error::Archive(format!("negative {what}")))
+        };
+        let uid = nonneg(
+            pax_int(&pax, "uid")?.map_or_else(|| parse_num(&block[108..116]), Ok)?,
+            "uid",
+        )?;
+        let gid = nonneg(
+            pax_int(&pax, "gid")?.map_or_else(|| parse_num(&block[116..124]), Ok)?,
+            "gid",
+        )?;
+        let mut xattrs: Vec<(String, Vec<u8>)> = pax
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("SCHILY.xattr.")
+                    .map(|n| (n.to_owned(), v.clone()))
+            })
+            .collect();
+        xattrs.sort();
+        let mut kind = kind;
+        if (kind == 0 || kind == b'0') && path.ends_with(b"/") {
+            kind = b'5';
+        }
+        let h = Header {
+            kind,
+            size,
+            mode: (parse_num(&block[100..108])? & 0o7777) as u32,
+            uid,
+            gid,
+            mtime,
+            devmajor: nonneg(parse_num(&block[329..337])?, "devmajor")?,
+            devminor: nonneg(parse_num(&block[337..345])?, "devminor")?,
+            xattrs,
+            path,
+            link,
+        };
+        entries += 1;
+        let is_reg = matches!(h.kind, 0 | b'0' | b'7');
+        if is_reg {
+            unpacked += h.size;
+        }
+        apply(store, &mut tree, &h, &mut inp, obj_tmp, record, &mut buf)?;
+        if !is_reg && h.size > 0 {
+            // Data of a non-regular entry: kept verbatim, never interpreted.
+            let mut left = h.size;
+            while left > 0 {
+                let n = left.min(buf.len() as u64) as usize;
+                inp.need(&mut buf[..n])?;
+                record.raw(&buf[..n]).map_err(rec_err)?;
+                left -= n as u64;
+            }
+        }
+        let pad = padding(h.size);
+        if pad > 0 {
+            let mut p = [0u8; BLOCK];
+            inp.need(&mut p[..pad])?;
+            record.raw(&p[..pad]).map_err(rec_err)?;
+        }
+    }
+    // Directory times last: creating children changes them.
+    for (path, t) in std::mem::take(&mut tree.dir_times).into_iter().rev() {
+        let comps = clean(&path);
+        let ts = TimeSpec::new(t.0, i64::from(t.1));
+        let how = OpenHow::new()
+            .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        let p = if comps.is_empty() {
+            b".".to_vec()
+        } else {
+            join(&comps)
+        };
+        if let Ok(fd) = openat2(tree.root.as_fd(), os(&p), how) {
+            futimens(fd.as_fd(), &ts, &ts).map_err(nix_err(&path, "utimes"))?;
+        }
+    }
+    let diff_id = Digest::from_sha256_bytes(inp.sha.finalize().into());
+    Ok(Extracted {
+        diff_id,
+        size: inp.count,
+        entries,
+        unpacked_bytes: unpacked,
+    })
+}
+
+/// Applies one entry to the tree (reading a regular file's data from `inp`).
+fn apply<R: Read, W: Write>(
+    store: &Store,
+    tree: &mut Tree<'_>,
+    h: &Header,
+    inp: &mut Input<R>,
+    obj_tmp: &Path,
+    record: &mut RecordWriter<W>,
+    buf: &mut [u8],
+) -> Result<()> {
+    let entry = h.path.as_slice();
+    let comps = clean(entry);
+    let is_reg = matches!(h.kind, 0 | b'0' | b'7');
+    let Some((&name, parent_comps)) = comps.split_last() else {
+        // The root itself: only a directory entry ("./") may name it.
+        if h.kind == b'5' {
+            let fd = tree.open_dir(&[], OFlag::O_RDONLY, false, entry)?;
+            dir_meta(&fd, h, entry)?;
+            tree.dir_times.push((Vec::new(), h.mtime));
+            return Ok(());
+        }
+        return Err(unsafe_entry(entry, "a non-directory entry names the root"));
+    };
+    if name.len() > 255 {
+        return Err(unsafe_entry(entry, "name component longer than 255 bytes"));
+    }
+    // Whiteouts.
+    if let Some(target) = name.strip_prefix(b".wh.") {
+        if is_reg && h.size > 0 {
+            return Err(unsafe_entry(entry, "whiteout with content"));
+        }
+        if target == b".wh..opq" {
+            let fd = tree.open_dir(parent_comps, OFlag::O_RDONLY, true, entry)?;
+            let dir = File::from(fd);
+            dir.set_xattr(OPAQUE_XATTR, b"y").map_err(|e| Error::Io {
+                path: PathBuf::from(String::from_utf8_lossy(entry).into_owned()),
+                source: e,
+            })?;
+            return Ok(());
+        }
+        if target.starts_with(b".wh.") {
+            return Ok(()); // aufs metadata (.wh..wh.plnk and the like): no file system effect
+        }
+        if target.is_empty() || target == b"." || target == b".." {
+            return Err(unsafe_entry(entry, "whiteout of an invalid name"));
+        }
+        let parent = tree.open_dir(parent_comps, OFlag::O_PATH, true, entry)?;
+        tree.clear(&parent, target, false, entry)?;
+        // https://man7.org/linux/man-pages/man2/mknodat.2.html (0/0 char device = overlay whiteout)
+        mknodat(
+            parent.as_fd(),
+            os(target),
+            SFlag::S_IFCHR,
+            Mode::empty(),
+            makedev(0, 0),
+        )
+        .map_err(nix_err(entry, "mknod whiteout"))?;
+        Tree::chown_nofollow(&parent, target, h, entry)?;
+        return Ok(());
+    }
+    let parent = tree.open_dir(parent_comps, OFlag::O_PATH, true, entry)?;
+    match h.kind {
+        0 | b'0' | b'7' => {
+            let mut meta = ObjectMeta {
+                mode: h.mode,
+                uid: h.uid,
+                gid: h.gid,
+                mtime_secs: h.mtime.0,
+                mtime_nanos: h.mtime.1,
+                xattrs: h
+                    .xattrs
+                    .iter()
+                    .filter(|(k, _)| applicable_xattr(k))
+                    .cloned()
+                    .collect(),
+            };
+            meta.normalize();
+            let mut w = ObjectWriter::new(obj_tmp, meta)?;
+            let mut left = h.size;
+            while left > 0 {
+                let n = left.min(buf.len() as u64) as usize;
+                inp.need(&mut buf[..n])?;
+                w.write_all(&buf[..n]).map_err(|e| Error::Io {
+                    path: obj_tmp.to_path_buf(),
+                    source: e,
+                })?;
+                left -= n as u64;
+            }
+            let (key, _) = w.commit(store)?;
+            record.file(&key, h.size).map_err(|e| Error::Io {
+                path: PathBuf::from("record.zst"),
+                source: e,
+            })?;
+            tree.clear(&parent, name, false, entry)?;
+            let obj = store.object_path(&key);
+            // https://man7.org/linux/man-pages/man2/linkat.2.html (no AT_SYMLINK_FOLLOW)
+            linkat(
+                nix::fcntl::AT_FDCWD,
+                &obj,
+                parent.as_fd(),
+                os(name),
+                AtFlags::empty(),
+            )
+            .map_err(nix_err(entry, "link object"))?;
+        }
+        b'5' => {
+            let kept = tree.clear(&parent, name, true, entry)?;
+            if !kept {
+                mkdirat(parent.as_fd(), os(name), Mode::from_bits_truncate(0o700))
+                    .map_err(nix_err(entry, "mkdir"))?;
+            }
+            let fd = openat(
+                parent.as_fd(),
+                os(name),
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(nix_err(entry, "open dir"))?;
+            dir_meta(&fd, h, entry)?;
+            tree.dir_times.push((join(&comps), h.mtime));
+        }
+        b'2' => {
+            tree.clear(&parent, name, false, entry)?;
+            // https://man7.org/linux/man-pages/man2/symlinkat.2.html
+            symlinkat(os(&h.link), parent.as_fd(), os(name)).map_err(nix_err(entry, "symlink"))?;
+            Tree::chown_nofollow(&parent, name, h, entry)?;
+            Tree::times_nofollow(&parent, name, h.mtime, entry)?;
+        }
+        b'1' => {
+            let target = clean(&h.link);
+            let Some((&tname, tparent)) = target.split_last() else {
+                return Err(unsafe_entry(entry, "hardlink to the root"));
+            };
+            let tp = tree
+                .open_dir(tparent, OFlag::O_PATH, false, entry)
+                .map_err(|_| unsafe_entry(entry, "hardlink target not found in the layer"))?;
+            match fstatat(tp.as_fd(), os(tname), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {
+                    return Err(unsafe_entry(entry, "hardlink to a directory"));
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    return Err(unsafe_entry(
+                        entry,
+                        "hardlink target not found in the layer",
+                    ));
+                }
+            }
+            if comps == target {
+                return Ok(()); // a link to itself: nothing to do
+            }
+            tree.clear(&parent, name, false, entry)?;
+            linkat(
+                tp.as_fd(),
+                os(tname),
+                parent.as_fd(),
+                os(name),
+                AtFlags::empty(),
+            )
+            .map_err(nix_err(entry, "hardlink"))?;
+        }
+        b'3' | b'4' | b'6' => {
+            tree.clear(&parent, name, false, entry)?;
+            let (kind, dev) = match h.kind {
+                b'3' => (SFlag::S_IFCHR, makedev(h.devmajor, h.devminor)),
+                b'4' => (SFlag::S_IFBLK, makedev(h.devmajor, h.devminor)),
+                _ => (SFlag::S_IFIFO, 0),
+            };
+            mknodat(
+                parent.as_fd(),
+                os(name),
+                kind,
+                Mode::from_bits_truncate(h.mode),
+                dev,
+            )
+            .map_err(nix_err(entry, "mknod"))?;
+            Tree::chown_nofollow(&parent, name, h, entry)?;
+            // Why: mknod's mode is masked by the umask. The node was created by this call in our
+            // private temp tree and is not a symlink, so following is harmless.
+            fchmodat(
+                parent.as_fd(),
+                os(name),
+                Mode::from_bits_truncate(h.mode),
+                FchmodatFlags::FollowSymlink,
+            )
+            .map_err(nix_err(entry, "chmod"))?;
+            Tree::times_nofollow(&parent, name, h.mtime, entry)?;
+        }
+        b'V' => {} // volume label: no file system effect
+        k => {
+            return Err(Error::Archive(format!(
+                "unsupported entry type {:?} for {}",
+                k as char,
+                String::from_utf8_lossy(entry)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Owner, mode and xattrs of a directory, through its fd.
+fn dir_meta(fd: &OwnedFd, h: &Header, entry: &[u8]) -> Result<()> {
+    let (uid, gid) = ids(h)?;
+    // https://man7.org/linux/man-pages/man2/fchown.2.html
+    fchown(fd.as_fd(), Some(uid), Some(gid)).map_err(nix_err(entry, "chown"))?;
+    fchmod(fd.as_fd(), Mode::from_bits_truncate(h.mode)).map_err(nix_err(entry, "chmod"))?;
+    if !h.xattrs.is_empty() {
+        let dup = fd.try_clone().map_err(|e| Error::Io {
+            path: PathBuf::from(String::from_utf8_lossy(entry).into_owned()),
+            source: e,
+        })?;
+        let file = File::from(dup);
+        for (k, v) in h.xattrs.iter().filter(|(k, _)| applicable_xattr(k)) {
+            file.set_xattr(k, v).map_err(|e| Error::Io {
+                path: PathBuf::from(format!("{} (xattr {k})", String::from_utf8_lossy(entry))),
+                source: e,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Breakout classes from containerd's and moby's archive tests, each against a canary
+    //! directory outside the store that must stay untouched.
+
+    use std::fs;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    use super::*;
+    use crate::layer::tests::{entry, file, store};
+    use crate::tarwrite::{Entry, write_end, write_entry};
+
+    struct Canary {
+        _d: tempfile::TempDir,
+        dir: PathBuf,
+        store: Store,
+    }
+
+    fn canary() -> Canary {
+        let (d, store) = store();
+        let dir = d.path().join("canary");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("secret"), "original").unwrap();
+        fs::set_permissions(dir.join("secret"), fs::Permissions::from_mode(0o644)).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        Canary { _d: d, dir, store }
+    }
+
+    impl Canary {
+        fn abs(&self, rest: &str) -> String {
+            format!("{}/{rest}", self.dir.display())
+        }
+
+        /// Ingests the entries; the result may be Ok (contained) or Err (rejected), never a panic.
+        fn run(&self, entries: &[(Entry, &[u8])]) -> Result<crate::layer::LayerInfo> {
+            let mut t = Vec::new();
+            for (e, data) in entries {
+                write_entry(&mut t, e, data).unwrap();
+            }
+            write_end(&mut t).unwrap();
+            let lease = self.store.lease().unwrap();
+            let r = self.store.ingest_layer(&lease, &t[..]);
+            self.check();
+            r
+        }
+
+        fn check(&self) {
+            let names: Vec<_> = fs::read_dir(&self.dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(
+                names,
+                vec![std::ffi::OsString::from("secret")],
+                "canary dir changed"
+            );
+            let m = fs::symlink_metadata(self.dir.join("secret")).unwrap();
+            assert!(m.is_file());
+            assert_eq!((m.mode() & 0o7777, m.nlink(), m.uid()), (0o644, 1, 0));
+            assert_eq!(
+                fs::read_to_string(self.dir.join("secret")).unwrap(),
+                "original"
+            );
+            let d = fs::symlink_metadata(&self.dir).unwrap();
+            assert_eq!(d.mode() & 0o7777, 0o755);
+            assert!(xattr::get(&self.dir, OPAQUE_XATTR).unwrap().is_none());
+            let parent: Vec<_> = fs::read_dir(self.dir.parent().unwrap())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(
+                parent.len(),
+                2,
+                "something was created next to the canary: {parent:?}"
+            );
+            for k in self.store.list_objects().unwrap() {
+                self.store.verify_object(&k).unwrap();
+            }
+        }
+    }
+
+    fn f(name: &str) -> Entry {
+        file(name, 0, 0o644, 1)
+    }
+
+    #[test]
+    fn dot_dot_escape() {
+        let c = canary();
+        let info = c
+            .run(&[
+                (f("../../../../../../../../canary/pwned"), b"x"),
+                (f("a/../../../canary/pwned2"), b"x"),
+            ])
+            .unwrap();
+        assert!(
+            c.store
+                .layer_rootfs(&info.diff_id)
+                .join("canary/pwned")
+                .is_file()
+        );
+    }
+
+    #[test]
+    fn absolute_path() {
+        let c = canary();
+        let info = c
+            .run(&[
+                (f(&c.abs("pwned")), b"x"),
+                (f(&c.abs("secret")), b"overwritten"),
+            ])
+            .unwrap();
+        let inside = c
+            .store
+            .layer_rootfs(&info.diff_id)
+            .join(c.abs("secret").trim_start_matches('/'));
+        assert_eq!(fs::read_to_string(inside).unwrap(), "overwritten");
+    }
+
+    #[test]
+    fn symlink_to_outside_then_write_through() {
+        let c = canary();
+        let _ = c.run(&[
+            (entry("abs", b'2', &c.abs("")), b""),
+            (f("abs/pwned"), b"x"),
+            (f("abs/secret"), b"overwritten"),
+            (entry("rel", b'2', "../../../../../../../../../canary"), b""),
+            (f("rel/pwned"), b"x"),
+            (entry("dotdot", b'2', ".."), b""),
+            (
+                f("dotdot/dotdot/dotdot/dotdot/dotdot/dotdot/canary/pwned"),
+                b"x",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn symlink_replaced_mid_archive() {
+        let c = canary();
+        let _ = c.run(&[
+            (entry("d/", b'5', ""), b""),
+            (f("d/ok"), b"ok"),
+            (entry("d", b'2', &c.abs("")), b""),
+            (f("d/pwned"), b"x"),
+            (entry("d/", b'5', ""), b""),
+            (f("d/secret"), b"x"),
+        ]);
+    }
+
+    #[test]
+    fn hardlink_to_outside_file() {
+        let c = canary();
+        assert!(
+            c.run(&[(entry("h", b'1', "../../../../../../../canary/secret"), b"")])
+                .is_err()
+        );
+        assert!(c.run(&[(entry("h", b'1', &c.abs("secret")), b"")]).is_err());
+    }
+
+    #[test]
+    fn hardlink_through_symlink() {
+        let c = canary();
+        assert!(
+            c.run(&[
+                (entry("l", b'2', &c.abs("")), b""),
+                (entry("h", b'1', "l/secret"), b"")
+            ])
+            .is_err()
+        );
+        // A hardlink to the symlink itself links the symlink inode; writing through it stays inside.
+        let _ = c.run(&[
+            (entry("l", b'2', &c.abs("secret")), b""),
+            (entry("h", b'1', "l"), b""),
+            (f("h"), b"x"),
+        ]);
+        let _ = c.run(&[
+            (entry("l", b'2', &c.abs("")), b""),
+            (entry("h", b'1', "l"), b""),
+            (f("h/pwned"), b"x"),
+        ]);
+    }
+
+    #[test]
+    fn chmod_through_symlink() {
+        let c = canary();
+        let mut dir = entry("cd", b'5', "");
+        dir.mode = 0o777;
+        let mut dev = entry("cf", b'6', "");
+        dev.mode = 0o777;
+        let _ = c.run(&[
+            (entry("cd", b'2', &c.abs("")), b""),
+            (dir.clone(), b""),
+            (entry("cf", b'2', &c.abs("secret")), b""),
+            (dev, b""),
+            (entry("cs", b'2', &c.abs("secret")), b""),
+            (file("cs", 0, 0o777, 1), b"x"),
+        ]);
+        // Directory entry whose *parent* is a symlink out: chmod lands inside.
+        let mut inner = entry("p/canary/", b'5', "");
+        inner.mode = 0o700;
+        let _ = c.run(&[(entry("p", b'2', &c.abs("..")), b""), (inner, b"")]);
+    }
+
+    #[test]
+    fn nested_symlink_loops() {
+        let c = canary();
+        assert!(
+            c.run(&[
+                (entry("a", b'2', "b"), b""),
+                (entry("b", b'2', "a"), b""),
+                (f("a/x"), b"x")
+            ])
+            .is_err()
+        );
+        assert!(
+            c.run(&[(entry("s", b'2', "s"), b""), (f("s/x"), b"x")])
+                .is_err()
+        );
+        assert!(
+            c.run(&[
+                (entry("s", b'2', "s/../s"), b""),
+                (entry("h", b'1', "s/x"), b"")
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn long_names() {
+        let c = canary();
+        assert!(c.run(&[(f(&"n".repeat(300)), b"x")]).is_err());
+        let deep = format!("{}f", "dddddddddd/".repeat(300));
+        let _ = c.run(&[(f(&deep), b"x")]);
+        let ok = format!("{}/f", "d".repeat(250));
+        c.run(&[(f(&ok), b"x")]).unwrap();
+    }
+
+    #[test]
+    fn whiteout_escaping_root() {
+        let c = canary();
+        assert!(c.run(&[(f(".wh.."), b"")]).is_err());
+        assert!(c.run(&[(f("x/.wh..."), b"")]).is_err());
+        let info = c
+            .run(&[
+                (f("../../../../../../canary/.wh.secret"), b""),
+                (f(&c.abs(".wh.secret")), b""),
+            ])
+            .unwrap();
+        let wh = fs::symlink_metadata(c.store.layer_rootfs(&info.diff_id).join("canary/secret"))
+            .unwrap();
+        assert_eq!(wh.rdev(), 0);
+        let _ = c.run(&[
+            (entry("o", b'2', &c.abs("")), b""),
+            (f("o/.wh..wh..opq"), b""),
+            (f("o/.wh.secret"), b""),
+        ]);
+    }
+
+    #[test]
+    fn whiteouts_become_overlay_whiteouts() {
+        let c = canary();
+        let info = c
+            .run(&[
+                (entry("d/", b'5', ""), b""),
+                (f("d/.wh..wh..opq"), b""),
+                (f("d/.wh.gone"), b""),
+            ])
+            .unwrap();
+        let root = c.store.layer_rootfs(&info.diff_id);
+        assert_eq!(
+            xattr::get(root.join("d"), OPAQUE_XATTR).unwrap().as_deref(),
+            Some(&b"y"[..])
+        );
+        let m = fs::symlink_metadata(root.join("d/gone")).unwrap();
+        assert!(std::os::unix::fs::FileTypeExt::is_char_device(
+            &m.file_type()
+        ));
+        assert_eq!(m.rdev(), 0);
+        // A forged overlay xattr from the archive is never applied.
+        let mut forged = entry("e/", b'5', "");
+        forged.xattrs = vec![(OPAQUE_XATTR.into(), b"y".to_vec())];
+        let info = c.run(&[(forged, b"")]).unwrap();
+        assert!(
+            xattr::get(c.store.layer_rootfs(&info.diff_id).join("e"), OPAQUE_XATTR)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn device_node() {
+        let c = canary();
+        let mut dev = entry("../../../../../../canary/null", b'3', "");
+        dev.devmajor = 1;
+        dev.devminor = 3;
+        let mut abs = dev.clone();
+        abs.name = c.abs("zero").into_bytes();
+        let info = c.run(&[(dev, b""), (abs, b"")]).unwrap();
+        assert!(
+            c.store
+                .layer_rootfs(&info.diff_id)
+                .join("canary/null")
+                .exists()
+        );
+    }
+
+    #[test]
+    fn write_through_hardlink_never_mutates_an_object() {
+        let c = canary();
+        let info = c
+            .run(&[(f("a"), b"A"), (entry("b", b'1', "a"), b""), (f("b"), b"B")])
+            .unwrap();
+        let root = c.store.layer_rootfs(&info.diff_id);
+        assert_eq!(fs::read(root.join("a")).unwrap(), b"A");
+        assert_eq!(fs::read(root.join("b")).unwrap(), b"B");
+    }
+
+    #[test]
+    fn numeric_fields() {
+        assert_eq!(parse_num(b"0000755\0").unwrap(), 0o755);
+        assert_eq!(parse_num(b"  755 \0").unwrap(), 0o755);
+        assert_eq!(parse_num(&[0x80, 0, 0, 0, 0, 0, 0, 1, 0]).unwrap(), 256);
+        assert!(parse_num(b"0009").is_err());
+        assert!(parse_num(&[0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).is_err());
+        assert_eq!(pax_time(b"-1.5").unwrap(), (-2, 500_000_000));
+        assert_eq!(pax_time(b"12.000000001").unwrap(), (12, 1));
+        assert_eq!(clean(b"/../a/./b/../c//"), vec![&b"a"[..], &b"c"[..]]);
+    }
+}

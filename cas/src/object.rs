@@ -1,0 +1,469 @@
+//! Deduplicated file objects: `<root>/objects/<hh>/<blake3-hex>`.
+//!
+//! # On-disk format
+//!
+//! Every regular file of every layer is stored once, as an *object*: a plain file whose content
+//! and inode metadata are exactly those of the layer file. Layer trees (`layers/sha256/<d>/rootfs`)
+//! hardlink these objects into place, so a file shared by two layers is one inode on disk.
+//!
+//! An object's name is its [`ObjectKey`]: the blake3 hash (64 lowercase hex digits) of
+//!
+//! ```text
+//! b"strata.object.v1"
+//! mode        u32 LE   (permission bits only: mode & 0o7777)
+//! uid         u64 LE
+//! gid         u64 LE
+//! mtime secs  i64 LE
+//! mtime nsec  u32 LE
+//! xattrs      u64 LE count, then per xattr sorted by name:
+//!             u64 LE name length, name bytes, u64 LE value length, value bytes
+//! content     the file's bytes (last, so it can be streamed)
+//! ```
+//!
+//! The file lives at `objects/<first two hex digits>/<all 64 hex digits>`. `security.selinux` is
+//! never part of a key (the host labels files itself) and is ignored by [`verify_object`].
+//!
+//! # Write path
+//!
+//! [`ObjectWriter`] streams the content into a temp file in a caller-chosen temp directory on
+//! the store's file system (layer ingestion uses `layers/tmp/<id>/tmp/`, which GC leaves alone
+//! while the ingest's `lock` is held), hashing as it goes. [`ObjectWriter::commit`] then applies
+//! the metadata to the *temp* file through its fd (fchown, fchmod, fsetxattr, futimens; in that
+//! order because chown clears set-id bits and capabilities) and renames it with
+//! `RENAME_NOREPLACE` to its final name. If the name exists the object is already there (same key
+//! = same content and metadata) and the temp file is dropped. There is no per-object fsync: the
+//! layer commit makes all its objects durable with one `syncfs` (see [`crate::layer`]).
+//!
+//! A committed object is never written, chmod'ed or chown'ed again. It is removed only by GC,
+//! and only when its link count is 1 (no layer tree links it).
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::sys::stat::{Mode, fchmod, futimens};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid, fchown};
+use xattr::FileExt;
+
+use crate::error::{Error, Result, io_err};
+use crate::store::Store;
+
+/// Version tag hashed first into every object key.
+pub const KEY_VERSION: &[u8] = b"strata.object.v1";
+
+/// Xattrs that never take part in an object (set by the host, not by images).
+pub const IGNORED_XATTRS: &[&str] = &["security.selinux"];
+
+/// The blake3 key of an object (content + metadata).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey(pub [u8; 32]);
+
+impl ObjectKey {
+    /// The 64-char lowercase hex form used as the file name.
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses 64 lowercase hex digits.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] (with an empty path) when `s` is not 64 lowercase hex digits.
+    pub fn from_hex(s: &str) -> Result<Self> {
+        let bad = || Error::Corrupt {
+            path: PathBuf::new(),
+            message: format!("invalid object key {s:?}"),
+        };
+        if s.len() != 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).map_err(|_| bad())?;
+        Ok(Self(out))
+    }
+}
+
+impl std::fmt::Debug for ObjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ObjectKey({})", self.hex())
+    }
+}
+
+impl std::fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.hex())
+    }
+}
+
+/// Inode metadata that is part of an object's identity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Permission bits (`& 0o7777`).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u64,
+    /// Group.
+    pub gid: u64,
+    /// Modification time, seconds since the epoch.
+    pub mtime_secs: i64,
+    /// Nanoseconds part of the modification time (< 1e9).
+    pub mtime_nanos: u32,
+    /// Extended attributes, sorted by name, without [`IGNORED_XATTRS`].
+    pub xattrs: Vec<(String, Vec<u8>)>,
+}
+
+impl ObjectMeta {
+    /// Sorts and filters the xattrs into canonical form.
+    pub fn normalize(&mut self) {
+        self.mode &= 0o7777;
+        self.xattrs
+            .retain(|(k, _)| !IGNORED_XATTRS.contains(&k.as_str()));
+        self.xattrs.sort_by(|a, b| a.0.cmp(&b.0));
+        self.xattrs.dedup_by(|a, b| a.0 == b.0);
+    }
+
+    /// A blake3 hasher primed with the version tag and this metadata; feed it the content.
+    fn hasher(&self) -> blake3::Hasher {
+        let mut h = blake3::Hasher::new();
+        h.update(KEY_VERSION);
+        h.update(&(self.mode & 0o7777).to_le_bytes());
+        h.update(&self.uid.to_le_bytes());
+        h.update(&self.gid.to_le_bytes());
+        h.update(&self.mtime_secs.to_le_bytes());
+        h.update(&self.mtime_nanos.to_le_bytes());
+        h.update(&(self.xattrs.len() as u64).to_le_bytes());
+        for (k, v) in &self.xattrs {
+            h.update(&(k.len() as u64).to_le_bytes());
+            h.update(k.as_bytes());
+            h.update(&(v.len() as u64).to_le_bytes());
+            h.update(v);
+        }
+        h
+    }
+
+    /// Reads the metadata of an open file (for verification and `ingest_dir`).
+    ///
+    /// # Errors
+    /// I/O errors from fstat / flistxattr / fgetxattr.
+    pub fn of_file(file: &File, path: &Path) -> Result<Self> {
+        let m = file.metadata().map_err(io_err(path))?;
+        let mut xattrs = Vec::new();
+        for name in file.list_xattr().map_err(io_err(path))? {
+            let Some(name) = name.to_str().map(str::to_owned) else {
+                continue;
+            };
+            if let Some(v) = file.get_xattr(&name).map_err(io_err(path))? {
+                xattrs.push((name, v));
+            }
+        }
+        let mut meta = ObjectMeta {
+            mode: m.mode() & 0o7777,
+            uid: u64::from(m.uid()),
+            gid: u64::from(m.gid()),
+            mtime_secs: m.mtime(),
+            mtime_nanos: u32::try_from(m.mtime_nsec()).unwrap_or(0),
+            xattrs,
+        };
+        meta.normalize();
+        Ok(meta)
+    }
+}
+
+/// Computes the key of in-memory content (tests, small files).
+pub fn key_of(meta: &ObjectMeta, content: &[u8]) -> ObjectKey {
+    let mut h = meta.hasher();
+    h.update(content);
+    ObjectKey(*h.finalize().as_bytes())
+}
+
+/// `objects/<hh>/<hex>` under `root`.
+pub fn object_path_in(root: &Path, key: &ObjectKey) -> PathBuf {
+    let hex = key.hex();
+    root.join("objects").join(&hex[..2]).join(hex)
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Streams one object into a temp file while hashing it; see the module docs.
+#[derive(Debug)]
+pub struct ObjectWriter {
+    file: File,
+    tmp: PathBuf,
+    hasher: blake3::Hasher,
+    meta: ObjectMeta,
+    written: u64,
+    done: bool,
+}
+
+impl ObjectWriter {
+    /// Creates the temp file in `tmp_dir` (must be on the store's file system).
+    ///
+    /// # Errors
+    /// I/O errors creating the temp file.
+    pub fn new(tmp_dir: &Path, mut meta: ObjectMeta) -> Result<Self> {
+        meta.normalize();
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = tmp_dir.join(format!("obj-{}-{n}", std::process::id()));
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
+        Ok(Self {
+            hasher: meta.hasher(),
+            file,
+            tmp,
+            meta,
+            written: 0,
+            done: false,
+        })
+    }
+
+    /// Bytes of content written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Applies the metadata to the temp file and renames it into `objects/`.
+    /// Returns the key and whether a new object was created (false: it existed).
+    ///
+    /// # Errors
+    /// Failure to apply metadata (e.g. not root and a foreign owner) or to rename.
+    pub fn commit(mut self, store: &Store) -> Result<(ObjectKey, bool)> {
+        let key = ObjectKey(*self.hasher.finalize().as_bytes());
+        let dest = store.object_path(&key);
+        let meta = &self.meta;
+        let tmp = self.tmp.clone();
+        let sys_err = |e: nix::Error| Error::Io {
+            path: tmp.clone(),
+            source: io::Error::from(e),
+        };
+        // Existing object: nothing to apply (saves four syscalls per deduplicated file).
+        // A same-named object of the wrong size is a torn write from a crash before the syncfs
+        // of its layer's commit: replace it (the one repair ever made to a committed name).
+        let mut torn = false;
+        if let Ok(m) = fs::symlink_metadata(&dest) {
+            if m.is_file() && m.len() == self.written {
+                self.discard();
+                return Ok((key, false));
+            }
+            torn = true;
+        }
+        let uid = u32::try_from(meta.uid)
+            .map_err(|_| Error::Archive(format!("uid {} out of range", meta.uid)))?;
+        let gid = u32::try_from(meta.gid)
+            .map_err(|_| Error::Archive(format!("gid {} out of range", meta.gid)))?;
+        // Why: ownership first (chown clears set-id bits and security.capability), then mode,
+        // xattrs, and the mtime last. fd-based: the temp file is ours, nothing to resolve.
+        // https://man7.org/linux/man-pages/man2/fchown.2.html
+        fchown(
+            &self.file,
+            Some(Uid::from_raw(uid)),
+            Some(Gid::from_raw(gid)),
+        )
+        .map_err(sys_err)?;
+        // https://man7.org/linux/man-pages/man2/fchmod.2.html
+        fchmod(&self.file, Mode::from_bits_truncate(meta.mode & 0o7777)).map_err(sys_err)?;
+        for (k, v) in &meta.xattrs {
+            // https://man7.org/linux/man-pages/man2/fsetxattr.2.html
+            self.file.set_xattr(k, v).map_err(io_err(&tmp))?;
+        }
+        let mtime = TimeSpec::new(meta.mtime_secs, i64::from(meta.mtime_nanos));
+        // https://man7.org/linux/man-pages/man2/futimens.2.html
+        futimens(&self.file, &mtime, &mtime).map_err(sys_err)?;
+        let renamed = if torn {
+            store.sys.rename(&tmp, &dest)
+        } else {
+            store.sys.rename_noreplace(&tmp, &dest)
+        };
+        match renamed {
+            Ok(()) => {}
+            Err(e) if e.is_already_exists() => {
+                self.discard();
+                return Ok((key, false));
+            }
+            Err(e) if e.is_not_found() => {
+                let parent = dest.parent().unwrap_or(&store.root);
+                fs::create_dir_all(parent).map_err(io_err(parent))?;
+                match store.sys.rename_noreplace(&tmp, &dest) {
+                    Ok(()) => {}
+                    Err(e) if e.is_already_exists() => {
+                        self.discard();
+                        return Ok((key, false));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.done = true;
+        Ok((key, true))
+    }
+
+    fn discard(&mut self) {
+        let _ = fs::remove_file(&self.tmp);
+        self.done = true;
+    }
+}
+
+impl Write for ObjectWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ObjectWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+impl Store {
+    /// `objects/<hh>/<hex>` for `key`.
+    pub fn object_path(&self, key: &ObjectKey) -> PathBuf {
+        object_path_in(&self.root, key)
+    }
+
+    /// Whether the object exists.
+    pub fn has_object(&self, key: &ObjectKey) -> bool {
+        self.object_path(key).is_file()
+    }
+
+    /// Every committed object (GC, verify, usage). Names that are not 64 hex digits are skipped.
+    ///
+    /// # Errors
+    /// I/O errors reading `objects/`.
+    pub fn list_objects(&self) -> Result<Vec<ObjectKey>> {
+        let base = self.root.join("objects");
+        let mut out = Vec::new();
+        let rd = match fs::read_dir(&base) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io_err(&base)(e)),
+        };
+        for d in rd {
+            let d = d.map_err(io_err(&base))?;
+            let name = d.file_name();
+            let Some(hh) = name.to_str() else { continue };
+            if hh.len() != 2 {
+                continue;
+            }
+            let sub = d.path();
+            for f in fs::read_dir(&sub).map_err(io_err(&sub))? {
+                let f = f.map_err(io_err(&sub))?;
+                if let Some(k) = f
+                    .file_name()
+                    .to_str()
+                    .and_then(|s| ObjectKey::from_hex(s).ok())
+                    && k.hex().starts_with(hh)
+                {
+                    out.push(k);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Removes an object (GC). Returns false if it did not exist.
+    ///
+    /// # Errors
+    /// I/O errors other than "not found".
+    pub fn remove_object(&self, key: &ObjectKey) -> Result<bool> {
+        match self.sys.remove_file(&self.object_path(key)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Re-hashes an object from its content and inode metadata and compares with its name.
+    ///
+    /// # Errors
+    /// [`Error::DigestMismatch`] when the object does not match its key; I/O errors.
+    pub fn verify_object(&self, key: &ObjectKey) -> Result<()> {
+        let path = self.object_path(key);
+        let mut file = File::open(&path).map_err(io_err(&path))?;
+        let meta = ObjectMeta::of_file(&file, &path)?;
+        let mut h = meta.hasher();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = file.read(&mut buf).map_err(io_err(&path))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        let actual = hex::encode(h.finalize().as_bytes());
+        if actual != key.hex() {
+            return Err(Error::DigestMismatch {
+                path,
+                expected: key.hex(),
+                actual,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_depends_on_every_field() {
+        let base = ObjectMeta {
+            mode: 0o644,
+            ..Default::default()
+        };
+        let k = key_of(&base, b"hello");
+        assert_ne!(k, key_of(&base, b"hello!"));
+        for m in [
+            ObjectMeta {
+                mode: 0o755,
+                ..base.clone()
+            },
+            ObjectMeta {
+                uid: 1,
+                ..base.clone()
+            },
+            ObjectMeta {
+                gid: 1,
+                ..base.clone()
+            },
+            ObjectMeta {
+                mtime_secs: 1,
+                ..base.clone()
+            },
+            ObjectMeta {
+                mtime_nanos: 1,
+                ..base.clone()
+            },
+            ObjectMeta {
+                xattrs: vec![("user.a".into(), b"b".to_vec())],
+                ..base.clone()
+            },
+        ] {
+            assert_ne!(k, key_of(&m, b"hello"), "{m:?}");
+        }
+        assert_eq!(ObjectKey::from_hex(&k.hex()).ok(), Some(k));
+        assert!(ObjectKey::from_hex("../x").is_err());
+        assert!(ObjectKey::from_hex(&k.hex().to_uppercase()).is_err());
+    }
+}

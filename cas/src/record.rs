@@ -1,0 +1,338 @@
+//! The layer record (`record.zst`): what regenerates a layer's tar byte for byte.
+//!
+//! Like containers/storage's tar-split, the record keeps every byte of the tar that is not the
+//! content of a regular file, verbatim and in order, plus a reference to the object holding each
+//! regular file's content. Concatenating the segments gives back the original tar (same diffID).
+//!
+//! # On-disk format
+//!
+//! `record.zst` is one zstd stream. Decompressed it is:
+//!
+//! ```text
+//! magic    8 bytes  b"STRATREC"
+//! version  u32 LE   = 1
+//! segments, each introduced by a tag byte:
+//!   0x01 Raw   varint len, then len bytes      verbatim tar bytes: header blocks (incl. PAX 'x'/'g'
+//!                                              and GNU 'L'/'K' blocks with their data), the data
+//!                                              of non-regular entries, padding after file data,
+//!                                              the end-of-archive blocks and anything after them
+//!   0x02 File  32 bytes object key, varint size the content of one regular file (no padding):
+//!                                              `size` bytes of `objects/<hh>/<hex(key)>`
+//!   0x00 End                                   last byte of the stream; a record without it is
+//!                                              truncated and rejected
+//! ```
+//!
+//! A varint is unsigned LEB128 (7 bits per byte, low bits first, high bit = more), at most 10
+//! bytes. Consecutive raw bytes are coalesced into one Raw segment of at most [`MAX_RAW`] bytes.
+//! Hardlinks inside a layer are ordinary header blocks in Raw segments: they come from the record,
+//! never from inode sharing in the store.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+
+use crate::error::{Error, Result};
+use crate::object::ObjectKey;
+
+/// Magic bytes at the start of a decompressed record.
+pub const MAGIC: &[u8; 8] = b"STRATREC";
+/// Current format version.
+pub const VERSION: u32 = 1;
+/// Largest Raw segment the writer emits and the reader accepts.
+pub const MAX_RAW: usize = 1 << 20;
+
+const TAG_END: u8 = 0;
+const TAG_RAW: u8 = 1;
+const TAG_FILE: u8 = 2;
+
+/// One record segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// Verbatim tar bytes.
+    Raw(Vec<u8>),
+    /// A regular file's content, stored as an object.
+    File {
+        /// The object holding the content.
+        object: ObjectKey,
+        /// Content length in bytes.
+        size: u64,
+    },
+}
+
+/// Writes a record: buffers raw bytes and emits coalesced segments into a zstd stream.
+pub struct RecordWriter<W: Write> {
+    enc: zstd::stream::write::Encoder<'static, W>,
+    raw: Vec<u8>,
+}
+
+impl<W: Write> std::fmt::Debug for RecordWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordWriter")
+            .field("pending_raw", &self.raw.len())
+            .finish()
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+impl<W: Write> RecordWriter<W> {
+    /// Starts a record on `out` (writes the header).
+    ///
+    /// # Errors
+    /// I/O errors from `out`.
+    pub fn new(out: W) -> io::Result<Self> {
+        let mut enc = zstd::stream::write::Encoder::new(out, 3)?;
+        enc.write_all(MAGIC)?;
+        enc.write_all(&VERSION.to_le_bytes())?;
+        Ok(Self {
+            enc,
+            raw: Vec::new(),
+        })
+    }
+
+    /// Appends verbatim tar bytes.
+    ///
+    /// # Errors
+    /// I/O errors from the output.
+    pub fn raw(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            let room = MAX_RAW - self.raw.len();
+            let n = room.min(bytes.len());
+            self.raw.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.raw.len() == MAX_RAW {
+                self.flush_raw()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_raw(&mut self) -> io::Result<()> {
+        if self.raw.is_empty() {
+            return Ok(());
+        }
+        let mut head = vec![TAG_RAW];
+        put_varint(&mut head, self.raw.len() as u64);
+        self.enc.write_all(&head)?;
+        self.enc.write_all(&self.raw)?;
+        self.raw.clear();
+        Ok(())
+    }
+
+    /// Appends a regular file's content reference.
+    ///
+    /// # Errors
+    /// I/O errors from the output.
+    pub fn file(&mut self, object: &ObjectKey, size: u64) -> io::Result<()> {
+        self.flush_raw()?;
+        let mut seg = vec![TAG_FILE];
+        seg.extend_from_slice(&object.0);
+        put_varint(&mut seg, size);
+        self.enc.write_all(&seg)
+    }
+
+    /// Writes the End tag and finishes the zstd stream; returns the output.
+    ///
+    /// # Errors
+    /// I/O errors from the output.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.flush_raw()?;
+        self.enc.write_all(&[TAG_END])?;
+        self.enc.finish()
+    }
+}
+
+/// Reads a record segment by segment.
+pub struct RecordReader<R: Read> {
+    dec: BufReader<zstd::stream::read::Decoder<'static, BufReader<R>>>,
+    ended: bool,
+}
+
+impl<R: Read> std::fmt::Debug for RecordReader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordReader")
+            .field("ended", &self.ended)
+            .finish()
+    }
+}
+
+fn corrupt(msg: impl Into<String>) -> Error {
+    Error::Archive(format!("corrupt layer record: {}", msg.into()))
+}
+
+impl<R: Read> RecordReader<R> {
+    /// Opens a record and checks its header.
+    ///
+    /// # Errors
+    /// [`Error::Archive`] for a bad magic or an unknown version; I/O errors.
+    pub fn new(input: R) -> Result<Self> {
+        let dec = zstd::stream::read::Decoder::new(input).map_err(|e| corrupt(e.to_string()))?;
+        let mut dec = BufReader::new(dec);
+        let mut head = [0u8; 12];
+        dec.read_exact(&mut head)
+            .map_err(|e| corrupt(format!("header: {e}")))?;
+        if &head[..8] != MAGIC {
+            return Err(corrupt("bad magic"));
+        }
+        let v = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
+        if v != VERSION {
+            return Err(corrupt(format!("unsupported version {v}")));
+        }
+        Ok(Self { dec, ended: false })
+    }
+
+    fn byte(&mut self) -> Result<u8> {
+        let mut b = [0u8; 1];
+        self.dec
+            .read_exact(&mut b)
+            .map_err(|e| corrupt(format!("truncated: {e}")))?;
+        Ok(b[0])
+    }
+
+    fn varint(&mut self) -> Result<u64> {
+        let mut v: u64 = 0;
+        for i in 0..10 {
+            let b = self.byte()?;
+            let part = u64::from(b & 0x7f);
+            if i == 9 && part > 1 {
+                return Err(corrupt("varint overflow"));
+            }
+            v |= part << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(corrupt("varint too long"))
+    }
+
+    /// The next segment, or `None` after the End tag.
+    ///
+    /// # Errors
+    /// [`Error::Archive`] for a truncated or malformed record.
+    pub fn next_segment(&mut self) -> Result<Option<Segment>> {
+        if self.ended {
+            return Ok(None);
+        }
+        match self.byte()? {
+            TAG_END => {
+                self.ended = true;
+                if !self
+                    .dec
+                    .fill_buf()
+                    .map_err(|e| corrupt(e.to_string()))?
+                    .is_empty()
+                {
+                    return Err(corrupt("data after end tag"));
+                }
+                Ok(None)
+            }
+            TAG_RAW => {
+                let len = self.varint()?;
+                let len = usize::try_from(len)
+                    .ok()
+                    .filter(|&l| l <= MAX_RAW && l > 0)
+                    .ok_or_else(|| corrupt("bad raw length"))?;
+                let mut buf = vec![0u8; len];
+                self.dec
+                    .read_exact(&mut buf)
+                    .map_err(|e| corrupt(format!("truncated raw: {e}")))?;
+                Ok(Some(Segment::Raw(buf)))
+            }
+            TAG_FILE => {
+                let mut key = [0u8; 32];
+                self.dec
+                    .read_exact(&mut key)
+                    .map_err(|e| corrupt(format!("truncated file: {e}")))?;
+                let size = self.varint()?;
+                Ok(Some(Segment::File {
+                    object: ObjectKey(key),
+                    size,
+                }))
+            }
+            t => Err(corrupt(format!("unknown segment tag {t}"))),
+        }
+    }
+}
+
+impl<R: Read> Iterator for RecordReader<R> {
+    type Item = Result<Segment>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_segment().transpose()
+    }
+}
+
+/// Every object a record refers to, in order (duplicates kept out).
+///
+/// # Errors
+/// As [`RecordReader::next_segment`].
+pub fn objects<R: Read>(input: R) -> Result<Vec<ObjectKey>> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for seg in RecordReader::new(input)? {
+        if let Segment::File { object, .. } = seg?
+            && seen.insert(object)
+        {
+            out.push(object);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_truncation() {
+        let mut w = RecordWriter::new(Vec::new()).unwrap();
+        w.raw(b"abc").unwrap();
+        w.raw(b"def").unwrap();
+        let k = ObjectKey([7; 32]);
+        w.file(&k, 300).unwrap();
+        w.raw(&vec![1u8; MAX_RAW + 5]).unwrap();
+        w.file(&k, u64::MAX).unwrap();
+        let bytes = w.finish().unwrap();
+        let segs: Vec<Segment> = RecordReader::new(&bytes[..])
+            .unwrap()
+            .collect::<Result<_>>()
+            .unwrap();
+        assert_eq!(segs.len(), 5);
+        assert_eq!(segs[0], Segment::Raw(b"abcdef".to_vec()));
+        assert_eq!(
+            segs[1],
+            Segment::File {
+                object: k,
+                size: 300
+            }
+        );
+        assert_eq!(
+            segs[4],
+            Segment::File {
+                object: k,
+                size: u64::MAX
+            }
+        );
+        assert_eq!(objects(&bytes[..]).unwrap(), vec![k]);
+        // A record cut anywhere is an error, never a panic or a silent short read.
+        let plain = zstd::decode_all(&bytes[..]).unwrap();
+        for cut in [0, 5, 12, 13, 20, plain.len() - 1] {
+            let re = zstd::encode_all(&plain[..cut], 1).unwrap();
+            assert!(
+                RecordReader::new(&re[..])
+                    .and_then(|r| r.collect::<Result<Vec<_>>>())
+                    .is_err(),
+                "cut {cut}"
+            );
+        }
+        assert!(RecordReader::new(&b"garbage"[..]).is_err());
+    }
+}

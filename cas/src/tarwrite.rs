@@ -1,0 +1,480 @@
+//! Deterministic tars of directories, and [`Store::ingest_dir`] (commit an overlay upper dir).
+//!
+//! The tar written for a directory is a function of the tree only:
+//!
+//! - entries in byte order of their names, depth first, a directory before its children; the
+//!   root itself has no entry; names are relative, directories end in `/`;
+//! - ustar headers with empty user/group names; a PAX `x` header (named `././@PaxHeader`)
+//!   precedes an entry whose path or link target exceeds 100 bytes, whose ids, size or mtime do
+//!   not fit the octal fields, or which has xattrs (`SCHILY.xattr.<name>`, sorted);
+//! - uid, gid, permission bits (incl. set-id and sticky) are kept; mtimes are truncated to whole
+//!   seconds, as docker and BuildKit do;
+//! - a regular file whose (dev, ino) was already written becomes a hardlink (`1`) to the first
+//!   name; symlinks, character and block devices and fifos are kept; sockets are skipped;
+//! - overlayfs whiteouts (0/0 character devices) become empty regular files `.wh.<name>`, an
+//!   opaque directory (`trusted.overlay.opaque=y` or `user.overlay.opaque=y`) is followed by an
+//!   empty `<dir>/.wh..wh..opq`; `trusted.overlay.*`, `user.overlay.*` and `security.selinux`
+//!   xattrs are never written.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use crate::error::{Error, Result, io_err};
+use crate::extract::BLOCK;
+use crate::layer::LayerInfo;
+use crate::lease::Lease;
+use crate::store::Store;
+
+/// Everything one tar entry needs.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Entry {
+    pub name: Vec<u8>,
+    pub kind: u8,
+    pub size: u64,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: i64,
+    pub link: Vec<u8>,
+    pub devmajor: u64,
+    pub devminor: u64,
+    pub xattrs: Vec<(String, Vec<u8>)>,
+}
+
+fn octal(field: &mut [u8], v: u64) -> bool {
+    let digits = field.len() - 1;
+    let s = format!("{v:0digits$o}");
+    if s.len() > digits {
+        return false;
+    }
+    field[..digits].copy_from_slice(s.as_bytes());
+    field[digits] = 0;
+    true
+}
+
+fn pax_record(out: &mut Vec<u8>, key: &str, value: &[u8]) {
+    let body = key.len() + value.len() + 3; // ' ', '=', '\n'
+    let mut len = body + 1;
+    while len != body + len.to_string().len() {
+        len = body + len.to_string().len();
+    }
+    out.extend_from_slice(format!("{len} {key}=").as_bytes());
+    out.extend_from_slice(value);
+    out.push(b'\n');
+}
+
+fn ustar(name: &[u8], kind: u8, size: u64, e: &Entry, link: &[u8]) -> ([u8; BLOCK], bool) {
+    let mut h = [0u8; BLOCK];
+    let mut fits = true;
+    let n = name.len().min(100);
+    h[..n].copy_from_slice(&name[..n]);
+    fits &= octal(&mut h[100..108], u64::from(e.mode & 0o7777));
+    fits &= octal(&mut h[108..116], e.uid);
+    fits &= octal(&mut h[116..124], e.gid);
+    fits &= octal(&mut h[124..136], size);
+    fits &= e.mtime >= 0 && octal(&mut h[136..148], e.mtime.max(0) as u64);
+    h[156] = kind;
+    let l = link.len().min(100);
+    h[157..157 + l].copy_from_slice(&link[..l]);
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    fits &= octal(&mut h[329..337], e.devmajor);
+    fits &= octal(&mut h[337..345], e.devminor);
+    h[148..156].fill(b' ');
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    let s = format!("{sum:06o}\0 ");
+    h[148..156].copy_from_slice(s.as_bytes());
+    (h, fits)
+}
+
+fn pad(out: &mut impl Write, size: u64) -> io::Result<()> {
+    let p = ((BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64) as usize;
+    out.write_all(&[0u8; BLOCK][..p])
+}
+
+/// Writes the header(s) of one entry (PAX first when needed); the caller writes the data + pad.
+pub(crate) fn write_header(out: &mut impl Write, e: &Entry) -> io::Result<()> {
+    let (_, fits) = ustar(&e.name, e.kind, e.size, e, &e.link);
+    let mut pax = Vec::new();
+    if e.name.len() > 100 {
+        pax_record(&mut pax, "path", &e.name);
+    }
+    if e.link.len() > 100 {
+        pax_record(&mut pax, "linkpath", &e.link);
+    }
+    if !fits {
+        pax_record(&mut pax, "gid", e.gid.to_string().as_bytes());
+        pax_record(&mut pax, "mtime", e.mtime.to_string().as_bytes());
+        pax_record(&mut pax, "size", e.size.to_string().as_bytes());
+        pax_record(&mut pax, "uid", e.uid.to_string().as_bytes());
+    }
+    for (k, v) in &e.xattrs {
+        pax_record(&mut pax, &format!("SCHILY.xattr.{k}"), v);
+    }
+    if !pax.is_empty() {
+        let pe = Entry {
+            mode: 0o644,
+            ..Default::default()
+        };
+        let (h, _) = ustar(b"././@PaxHeader", b'x', pax.len() as u64, &pe, b"");
+        out.write_all(&h)?;
+        out.write_all(&pax)?;
+        pad(out, pax.len() as u64)?;
+    }
+    let clamp = |v: u64, max: u64| if v > max { 0 } else { v };
+    let small = Entry {
+        uid: clamp(e.uid, 0o7777777),
+        gid: clamp(e.gid, 0o7777777),
+        mtime: if e.mtime < 0 || e.mtime > 0o77777777777 {
+            0
+        } else {
+            e.mtime
+        },
+        ..e.clone()
+    };
+    let size = clamp(e.size, 0o77777777777);
+    let (h, _) = ustar(&e.name, e.kind, size, &small, &e.link);
+    out.write_all(&h)
+}
+
+/// Writes one entry with in-memory data (tests).
+#[cfg(test)]
+pub(crate) fn write_entry(out: &mut impl Write, e: &Entry, data: &[u8]) -> io::Result<()> {
+    write_header(
+        out,
+        &Entry {
+            size: data.len() as u64,
+            ..e.clone()
+        },
+    )?;
+    out.write_all(data)?;
+    pad(out, data.len() as u64)
+}
+
+/// The end-of-archive marker (two zero blocks).
+pub(crate) fn write_end(out: &mut impl Write) -> io::Result<()> {
+    out.write_all(&[0u8; 2 * BLOCK])
+}
+
+fn keep_xattr(name: &str) -> bool {
+    !(name.starts_with("trusted.overlay.")
+        || name.starts_with("user.overlay.")
+        || name == "security.selinux")
+}
+
+/// Kept xattrs (sorted) and whether the directory is overlay-opaque.
+type Xattrs = (Vec<(String, Vec<u8>)>, bool);
+
+fn read_xattrs(path: &Path) -> Result<Xattrs> {
+    let mut out = Vec::new();
+    let mut opaque = false;
+    let names = match xattr::list(path) {
+        Ok(n) => n,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok((out, false)),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    for name in names {
+        let Some(name) = name.to_str().map(str::to_owned) else {
+            continue;
+        };
+        let Some(v) = xattr::get(path, &name).map_err(io_err(path))? else {
+            continue;
+        };
+        if (name == "trusted.overlay.opaque" || name == "user.overlay.opaque") && v == b"y" {
+            opaque = true;
+        }
+        if keep_xattr(&name) {
+            out.push((name, v));
+        }
+    }
+    out.sort();
+    Ok((out, opaque))
+}
+
+/// Writes the deterministic tar of `dir` (see the module docs).
+///
+/// # Errors
+/// I/O errors reading the tree or writing `out`; a file that shrinks while being read.
+pub fn write_dir_tar(dir: &Path, out: &mut impl Write) -> Result<()> {
+    let mut links = HashMap::new();
+    walk(dir, b"", out, &mut links)?;
+    write_end(out).map_err(io_err("<tar output>"))
+}
+
+fn walk(
+    dir: &Path,
+    prefix: &[u8],
+    out: &mut impl Write,
+    links: &mut HashMap<(u64, u64), Vec<u8>>,
+) -> Result<()> {
+    let mut names: Vec<_> = fs::read_dir(dir)
+        .map_err(io_err(dir))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<io::Result<_>>()
+        .map_err(io_err(dir))?;
+    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    let oerr = |e| io_err("<tar output>")(e);
+    for name in names {
+        let path = dir.join(&name);
+        let m = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+        let mut rel = prefix.to_vec();
+        rel.extend_from_slice(name.as_bytes());
+        let ft = m.file_type();
+        let mut e = Entry {
+            name: rel.clone(),
+            mode: m.mode() & 0o7777,
+            uid: u64::from(m.uid()),
+            gid: u64::from(m.gid()),
+            mtime: m.mtime(),
+            ..Default::default()
+        };
+        if ft.is_char_device() && m.rdev() == 0 {
+            // overlay whiteout -> OCI whiteout
+            let mut wh = prefix.to_vec();
+            wh.extend_from_slice(b".wh.");
+            wh.extend_from_slice(name.as_bytes());
+            e.name = wh;
+            e.kind = b'0';
+            e.mode = 0;
+            write_header(out, &e).map_err(oerr)?;
+        } else if ft.is_dir() {
+            let (xattrs, opaque) = read_xattrs(&path)?;
+            e.name.push(b'/');
+            e.kind = b'5';
+            e.xattrs = xattrs;
+            write_header(out, &e).map_err(oerr)?;
+            if opaque {
+                let mut opq = e.name.clone();
+                opq.extend_from_slice(b".wh..wh..opq");
+                let oe = Entry {
+                    name: opq,
+                    kind: b'0',
+                    mtime: e.mtime,
+                    ..Default::default()
+                };
+                write_header(out, &oe).map_err(oerr)?;
+            }
+            walk(&path, &e.name, out, links)?;
+        } else if ft.is_symlink() {
+            e.kind = b'2';
+            e.link = fs::read_link(&path)
+                .map_err(io_err(&path))?
+                .as_os_str()
+                .as_bytes()
+                .to_vec();
+            write_header(out, &e).map_err(oerr)?;
+        } else if ft.is_file() {
+            if m.nlink() > 1 {
+                if let Some(first) = links.get(&(m.dev(), m.ino())) {
+                    e.kind = b'1';
+                    e.link = first.clone();
+                    write_header(out, &e).map_err(oerr)?;
+                    continue;
+                }
+                links.insert((m.dev(), m.ino()), rel.clone());
+            }
+            let (xattrs, _) = read_xattrs(&path)?;
+            e.kind = b'0';
+            e.size = m.len();
+            e.xattrs = xattrs;
+            write_header(out, &e).map_err(oerr)?;
+            let f = File::open(&path).map_err(io_err(&path))?;
+            let n = io::copy(&mut f.take(e.size), out).map_err(io_err(&path))?;
+            if n != e.size {
+                return Err(Error::Archive(format!(
+                    "{} shrank while being archived",
+                    path.display()
+                )));
+            }
+            pad(out, e.size).map_err(oerr)?;
+        } else if ft.is_char_device() || ft.is_block_device() {
+            e.kind = if ft.is_char_device() { b'3' } else { b'4' };
+            e.devmajor = u64::from(nix::sys::stat::major(m.rdev()) as u32);
+            e.devminor = u64::from(nix::sys::stat::minor(m.rdev()) as u32);
+            write_header(out, &e).map_err(oerr)?;
+        } else if ft.is_fifo() {
+            e.kind = b'6';
+            write_header(out, &e).map_err(oerr)?;
+        }
+        // sockets: skipped, as docker does
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Ingests a directory (an overlay upper dir, typically) as a layer: its deterministic tar
+    /// (see the module docs) is streamed through a pipe into [`Store::ingest_layer`].
+    ///
+    /// # Errors
+    /// I/O errors reading the tree; everything [`Store::ingest_layer`] returns.
+    pub fn ingest_dir(&self, lease: &Lease, dir: &Path) -> Result<LayerInfo> {
+        let (reader, writer) = io::pipe().map_err(io_err(dir))?;
+        std::thread::scope(|s| {
+            let producer = s.spawn(move || -> Result<()> {
+                let mut w = BufWriter::with_capacity(1 << 20, writer);
+                write_dir_tar(dir, &mut w)?;
+                w.flush().map_err(io_err("<tar pipe>"))
+            });
+            let ingested = self.ingest_layer(lease, reader);
+            let produced = producer
+                .join()
+                .unwrap_or_else(|_| Err(Error::Archive("tar writer thread panicked".into())));
+            match (ingested, produced) {
+                (Ok(info), Ok(())) => Ok(info),
+                // The producer's own failure explains a truncated stream; a broken pipe only
+                // means the ingest stopped reading first.
+                (Err(ie), Err(pe)) => Err(match &pe {
+                    Error::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe => ie,
+                    _ => pe,
+                }),
+                (Err(e), Ok(())) | (Ok(_), Err(e)) => Err(e),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+    use nix::sys::time::TimeSpec;
+
+    use super::*;
+    use crate::layer::tests::store;
+
+    type Snapshot = BTreeMap<String, (u32, u32, u32, i64, u64, Vec<u8>, Vec<(String, Vec<u8>)>)>;
+
+    fn snapshot(root: &Path, rel: &str, out: &mut Snapshot, inos: &mut BTreeMap<u64, String>) {
+        let mut names: Vec<_> = fs::read_dir(root.join(rel))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        for n in names {
+            let r = if rel.is_empty() {
+                n.to_string_lossy().into_owned()
+            } else {
+                format!("{rel}/{}", n.to_string_lossy())
+            };
+            let p = root.join(&r);
+            let m = fs::symlink_metadata(&p).unwrap();
+            let body = if m.is_file() {
+                fs::read(&p).unwrap()
+            } else if m.file_type().is_symlink() {
+                fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec()
+            } else {
+                Vec::new()
+            };
+            let mut xa: Vec<_> = if m.is_file() || m.is_dir() {
+                xattr::list(&p)
+                    .unwrap()
+                    .filter_map(|k| k.to_str().map(str::to_owned))
+                    .map(|k| (k.clone(), xattr::get(&p, &k).unwrap().unwrap_or_default()))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            xa.sort();
+            let mut body = body;
+            if m.is_file() {
+                // Hardlinks within the tree (the store's own object link does not count).
+                if let Some(first) = inos.get(&m.ino()) {
+                    body = format!("link:{first}").into_bytes();
+                } else {
+                    inos.insert(m.ino(), r.clone());
+                }
+            }
+            let mtime = if m.is_dir() || m.is_file() {
+                m.mtime()
+            } else {
+                0
+            };
+            out.insert(
+                r.clone(),
+                (m.mode(), m.uid(), m.gid(), mtime, m.rdev(), body, xa),
+            );
+            if m.is_dir() {
+                snapshot(root, &r, out, inos);
+            }
+        }
+    }
+
+    #[test]
+    fn dir_round_trip() {
+        let (d, s) = store();
+        let src = d.path().join("upper");
+        fs::create_dir_all(src.join("sub/deep")).unwrap();
+        fs::write(src.join("a"), "alpha").unwrap();
+        fs::set_permissions(src.join("a"), fs::Permissions::from_mode(0o4750)).unwrap();
+        std::os::unix::fs::chown(src.join("a"), Some(12), Some(34)).unwrap();
+        fs::write(src.join("empty"), "").unwrap();
+        fs::hard_link(src.join("a"), src.join("sub/a-link")).unwrap();
+        fs::write(src.join("sub/deep/x"), vec![7u8; 100_000]).unwrap();
+        xattr::set(src.join("sub/deep/x"), "user.k", b"v").unwrap();
+        symlink("../a", src.join("sub/sym")).unwrap();
+        symlink("x".repeat(150), src.join("longsym")).unwrap();
+        mknod(
+            &src.join("sub/fifo"),
+            SFlag::S_IFIFO,
+            Mode::from_bits_truncate(0o640),
+            0,
+        )
+        .unwrap();
+        mknod(
+            &src.join("null"),
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(1, 3),
+        )
+        .unwrap();
+        mknod(
+            &src.join("sub/gone"),
+            SFlag::S_IFCHR,
+            Mode::empty(),
+            makedev(0, 0),
+        )
+        .unwrap();
+        xattr::set(src.join("sub/deep"), "trusted.overlay.opaque", b"y").unwrap();
+        fs::write(src.join("n".repeat(120)), "long").unwrap();
+        // Whole seconds, as the tar keeps them.
+        for p in ["a", "empty", "sub/deep/x", "sub/deep", "sub", ""] {
+            let t = TimeSpec::new(1_500_000_000, 0);
+            nix::sys::stat::utimensat(
+                nix::fcntl::AT_FDCWD,
+                &src.join(p),
+                &t,
+                &t,
+                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+            )
+            .unwrap();
+        }
+        let lease = s.lease().unwrap();
+        let info = s.ingest_dir(&lease, &src).unwrap();
+        // Deterministic: the same tree gives the same diffID.
+        let mut t1 = Vec::new();
+        write_dir_tar(&src, &mut t1).unwrap();
+        assert_eq!(crate::Digest::of(&t1), info.diff_id);
+        let (mut a, mut b) = (Snapshot::new(), Snapshot::new());
+        snapshot(&src, "", &mut a, &mut BTreeMap::new());
+        snapshot(
+            &s.layer_rootfs(&info.diff_id),
+            "",
+            &mut b,
+            &mut BTreeMap::new(),
+        );
+        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+        for (k, v) in &a {
+            assert!(b.get(k) == Some(v), "{k} differs");
+        }
+        // The regenerated tar is the one we wrote.
+        let mut regen = Vec::new();
+        s.write_layer_tar(&info.diff_id, &mut regen).unwrap();
+        assert!(regen == t1);
+    }
+}

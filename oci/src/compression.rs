@@ -1,0 +1,611 @@
+//! Layer compression: detection by magic bytes, streamed and bounded decompression, and parallel
+//! compression.
+//!
+//! - [`detect`] looks at the first bytes only (gzip `1f 8b`, zstd `28 b5 2f fd`, xz
+//!   `fd 37 7a 58 5a 00`, anything else is taken as a plain tar).
+//! - [`decompress`] returns a reader that decodes as it is read (multi-member gzip, zstd frames,
+//!   xz streams) and fails with [`Error::TooLarge`]'s message (as an `io::Error` of kind
+//!   `InvalidData`) once more than the bound has been produced: nothing is held in memory.
+//! - [`GzipWriter`] is pigz-style: the input is cut into fixed-size chunks (1 MiB by default),
+//!   each chunk is deflated independently on the rayon pool and ends with a sync flush (an empty
+//!   stored block, byte aligned, not final), so the chunks concatenate into one valid raw-deflate
+//!   stream; the last chunk finishes the stream. One gzip header (mtime 0, so equal input gives
+//!   equal output), the CRC-32 of the whole input (combined from per-chunk CRCs) and the size
+//!   trailer make it one gzip member that `gzip -t` and any inflater accept. Chunk boundaries
+//!   depend only on the input offset, never on the thread count or on how the input was written,
+//!   so the output is deterministic.
+//! - zstd uses libzstd's multithreaded mode (`zstdmt`) with one worker per core.
+//!
+//! [`compress`] ties it together and returns the digest and size of what it wrote.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::sync::mpsc;
+
+use flate2::{Crc, FlushCompress, Status};
+use sha2::{Digest as _, Sha256};
+use strata_cas::{Compression, Digest};
+
+use crate::error::{Error, Result};
+
+/// The default bound on the size of one decompressed stream: 64 GiB.
+pub const DEFAULT_MAX_DECOMPRESSED: u64 = 64 << 30;
+
+/// The default chunk size of parallel gzip.
+pub const DEFAULT_GZIP_CHUNK: usize = 1 << 20;
+
+/// The smallest chunk size parallel gzip accepts (smaller chunks hurt the ratio).
+pub const MIN_GZIP_CHUNK: usize = 128 << 10;
+
+/// A compression format recognised on input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detected {
+    /// No known magic: a plain tar (or something that will fail as one).
+    Plain,
+    /// gzip (`1f 8b`).
+    Gzip,
+    /// zstd (`28 b5 2f fd`).
+    Zstd,
+    /// xz (`fd 37 7a 58 5a 00`).
+    Xz,
+}
+
+/// Recognises a compression format from the first bytes of a stream (6 are enough).
+pub fn detect(head: &[u8]) -> Detected {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Detected::Gzip
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Detected::Zstd
+    } else if head.starts_with(&[0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]) {
+        Detected::Xz
+    } else {
+        Detected::Plain
+    }
+}
+
+/// A stream whose first bytes were read by [`peek`] and are replayed.
+pub type Peeked<R> = io::Chain<io::Cursor<Vec<u8>>, R>;
+
+/// Reads up to `n` bytes (fewer only at end of stream) and returns them with a reader that
+/// yields those bytes again followed by the rest of `input`.
+///
+/// # Errors
+///
+/// Read errors of `input`.
+pub fn peek<R: Read>(mut input: R, n: usize) -> io::Result<(Vec<u8>, Peeked<R>)> {
+    let mut head = vec![0u8; n];
+    let mut got = 0;
+    while got < n {
+        match input.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    head.truncate(got);
+    let again = io::Cursor::new(head.clone());
+    Ok((head, again.chain(input)))
+}
+
+/// A reader that fails once more than `limit` bytes have come through it.
+#[derive(Debug)]
+pub struct Bounded<R> {
+    inner: R,
+    limit: u64,
+    seen: u64,
+}
+
+impl<R> Bounded<R> {
+    /// Wraps `inner` with a bound of `limit` bytes.
+    pub fn new(inner: R, limit: u64) -> Self {
+        Bounded {
+            inner,
+            limit,
+            seen: 0,
+        }
+    }
+
+    /// How many bytes have been read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.seen
+    }
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.seen = self.seen.saturating_add(n as u64);
+        if self.seen > self.limit {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                Error::TooLarge(self.limit).to_string(),
+            ));
+        }
+        Ok(n)
+    }
+}
+
+/// Detects the compression of `input` and returns a streaming decoder for it, bounded to
+/// `limit` decompressed bytes, with the format found.
+///
+/// # Errors
+///
+/// Read errors while peeking at the magic bytes, or a decoder that cannot be set up.
+pub fn decompress<'a, R: Read + 'a>(
+    input: R,
+    limit: u64,
+) -> Result<(Detected, Box<dyn Read + 'a>)> {
+    let (head, input) = peek(input, 6).map_err(Error::io("reading compressed stream"))?;
+    let kind = detect(&head);
+    let reader: Box<dyn Read + 'a> = match kind {
+        Detected::Plain => Box::new(Bounded::new(input, limit)),
+        Detected::Gzip => Box::new(Bounded::new(
+            flate2::read::MultiGzDecoder::new(input),
+            limit,
+        )),
+        Detected::Zstd => Box::new(Bounded::new(
+            zstd::stream::read::Decoder::new(input).map_err(Error::io("starting zstd decoder"))?,
+            limit,
+        )),
+        Detected::Xz => Box::new(Bounded::new(
+            liblzma::read::XzDecoder::new_multi_decoder(input),
+            limit,
+        )),
+    };
+    Ok((kind, reader))
+}
+
+/// A writer that passes bytes through while computing their sha256 and count.
+#[derive(Debug)]
+pub struct DigestWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> DigestWriter<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        DigestWriter {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    /// The digest and size of everything written, and the inner writer.
+    pub fn finish(self) -> (Digest, u64, W) {
+        let d = Digest::from_sha256_bytes(self.hasher.finalize().into());
+        (d, self.count, self.inner)
+    }
+}
+
+impl<W: Write> Write for DigestWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Settings of parallel gzip.
+#[derive(Debug, Clone, Copy)]
+pub struct GzipOptions {
+    /// The deflate level (0-9).
+    pub level: u32,
+    /// The chunk size; clamped to [`MIN_GZIP_CHUNK`]..=16 MiB.
+    pub chunk: usize,
+}
+
+impl Default for GzipOptions {
+    fn default() -> Self {
+        GzipOptions {
+            level: 6,
+            chunk: DEFAULT_GZIP_CHUNK,
+        }
+    }
+}
+
+type ChunkResult = io::Result<(Vec<u8>, Crc)>;
+
+/// A pigz-style parallel gzip writer (see the module documentation). Call
+/// [`GzipWriter::finish`] at the end: dropping it without finishing leaves a truncated stream.
+#[derive(Debug)]
+pub struct GzipWriter<W: Write> {
+    out: W,
+    opts: GzipOptions,
+    buf: Vec<u8>,
+    pending: VecDeque<mpsc::Receiver<ChunkResult>>,
+    max_pending: usize,
+    crc: Crc,
+    header_written: bool,
+}
+
+impl<W: Write> GzipWriter<W> {
+    /// A writer with the given options.
+    pub fn new(out: W, opts: GzipOptions) -> Self {
+        let chunk = opts.chunk.clamp(MIN_GZIP_CHUNK, 16 << 20);
+        let threads = rayon::current_num_threads().max(1);
+        GzipWriter {
+            out,
+            opts: GzipOptions {
+                level: opts.level.min(9),
+                chunk,
+            },
+            buf: Vec::with_capacity(chunk),
+            pending: VecDeque::new(),
+            max_pending: threads * 2,
+            crc: Crc::new(),
+            header_written: false,
+        }
+    }
+
+    fn write_header(&mut self) -> io::Result<()> {
+        if !self.header_written {
+            // ID1 ID2 CM=deflate FLG=0 MTIME=0 (deterministic) XFL=0 OS=3 (unix), as pigz.
+            self.out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3])?;
+            self.header_written = true;
+        }
+        Ok(())
+    }
+
+    /// Hands the buffered chunk to the pool.
+    fn dispatch(&mut self, last: bool) -> io::Result<()> {
+        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(self.opts.chunk));
+        let level = flate2::Compression::new(self.opts.level);
+        let (tx, rx) = mpsc::sync_channel(1);
+        rayon::spawn(move || {
+            let mut crc = Crc::new();
+            crc.update(&data);
+            let res = deflate_chunk(&data, level, last).map(|out| (out, crc));
+            // The receiver only disappears when the writer was dropped; nothing to report then.
+            let _ = tx.send(res);
+        });
+        self.pending.push_back(rx);
+        while self.pending.len() > self.max_pending {
+            self.drain_one()?;
+        }
+        Ok(())
+    }
+
+    fn drain_one(&mut self) -> io::Result<()> {
+        let Some(rx) = self.pending.pop_front() else {
+            return Ok(());
+        };
+        let (bytes, crc) = rx
+            .recv()
+            .map_err(|_| io::Error::other("gzip worker stopped"))??;
+        self.write_header()?;
+        self.out.write_all(&bytes)?;
+        self.crc.combine(&crc);
+        Ok(())
+    }
+
+    /// Compresses what is left, writes the trailer and returns the inner writer.
+    ///
+    /// # Errors
+    ///
+    /// Write errors of the inner writer, or a deflate failure.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.dispatch(true)?;
+        while !self.pending.is_empty() {
+            self.drain_one()?;
+        }
+        self.write_header()?;
+        let crc = self.crc.sum();
+        let isize = self.crc.amount();
+        self.out.write_all(&crc.to_le_bytes())?;
+        self.out.write_all(&isize.to_le_bytes())?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+impl<W: Write> Write for GzipWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = self.opts.chunk - self.buf.len();
+        let n = room.min(buf.len());
+        self.buf.extend_from_slice(&buf[..n]);
+        if self.buf.len() == self.opts.chunk {
+            self.dispatch(false)?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Chunk boundaries are fixed by offset (determinism); only finished chunks are written.
+        self.out.flush()
+    }
+}
+
+/// Deflates one chunk as raw deflate with a fresh compressor; ends with a sync flush, or with
+/// the final block when `last`.
+fn deflate_chunk(data: &[u8], level: flate2::Compression, last: bool) -> io::Result<Vec<u8>> {
+    let mut c = flate2::Compress::new(level, false);
+    let mut out: Vec<u8> = Vec::with_capacity(data.len() / 2 + 1024);
+    let flush = if last {
+        FlushCompress::Finish
+    } else {
+        FlushCompress::Sync
+    };
+    loop {
+        if out.len() == out.capacity() {
+            out.reserve(out.capacity().max(64 << 10));
+        }
+        let consumed = usize::try_from(c.total_in())
+            .unwrap_or(data.len())
+            .min(data.len());
+        let status = c
+            .compress_vec(&data[consumed..], &mut out, flush)
+            .map_err(io::Error::other)?;
+        let all_in = usize::try_from(c.total_in()).unwrap_or(0) == data.len();
+        match status {
+            Status::StreamEnd => break,
+            // A flush is complete when all input is taken and output space is left over.
+            Status::Ok | Status::BufError if !last && all_in && out.len() < out.capacity() => break,
+            Status::Ok | Status::BufError => {}
+        }
+    }
+    Ok(out)
+}
+
+/// What [`compress`] produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compressed {
+    /// The digest of the compressed output.
+    pub digest: Digest,
+    /// The size of the compressed output.
+    pub size: u64,
+    /// The number of input bytes.
+    pub input_size: u64,
+}
+
+/// A writer compressing into `out` with the given format; call [`Encoder::finish`].
+pub enum Encoder<W: Write> {
+    /// Uncompressed pass-through.
+    None(DigestWriter<W>, u64),
+    /// Parallel gzip.
+    Gzip(GzipWriter<DigestWriter<W>>, u64),
+    /// Multithreaded zstd.
+    Zstd(zstd::stream::write::Encoder<'static, DigestWriter<W>>, u64),
+}
+
+impl<W: Write> std::fmt::Debug for Encoder<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Encoder::None(..) => "Encoder::None",
+            Encoder::Gzip(..) => "Encoder::Gzip",
+            Encoder::Zstd(..) => "Encoder::Zstd",
+        })
+    }
+}
+
+/// The zstd level strata uses (libzstd's default).
+pub const ZSTD_LEVEL: i32 = 3;
+
+impl<W: Write> Encoder<W> {
+    /// A compressing writer for `c`.
+    ///
+    /// # Errors
+    ///
+    /// The zstd encoder cannot be set up.
+    pub fn new(c: Compression, out: W) -> Result<Self> {
+        let out = DigestWriter::new(out);
+        Ok(match c {
+            Compression::None => Encoder::None(out, 0),
+            Compression::Gzip => Encoder::Gzip(GzipWriter::new(out, GzipOptions::default()), 0),
+            Compression::Zstd => {
+                let mut e = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)
+                    .map_err(Error::io("starting zstd encoder"))?;
+                let threads = u32::try_from(rayon::current_num_threads()).unwrap_or(1);
+                if threads > 1 {
+                    e.multithread(threads)
+                        .map_err(Error::io("enabling zstd multithreading"))?;
+                }
+                Encoder::Zstd(e, 0)
+            }
+        })
+    }
+
+    /// Ends the stream.
+    ///
+    /// # Errors
+    ///
+    /// Write errors of the inner writer.
+    pub fn finish(self) -> Result<(Compressed, W)> {
+        let ctx = "finishing compressed stream";
+        let (dw, input_size) = match self {
+            Encoder::None(w, n) => (w, n),
+            Encoder::Gzip(w, n) => (w.finish().map_err(Error::io(ctx))?, n),
+            Encoder::Zstd(w, n) => (w.finish().map_err(Error::io(ctx))?, n),
+        };
+        let (digest, size, inner) = dw.finish();
+        Ok((
+            Compressed {
+                digest,
+                size,
+                input_size,
+            },
+            inner,
+        ))
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let (n, count) = match self {
+            Encoder::None(w, c) => (w.write(buf)?, c),
+            Encoder::Gzip(w, c) => (w.write(buf)?, c),
+            Encoder::Zstd(w, c) => (w.write(buf)?, c),
+        };
+        *count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::None(w, _) => w.flush(),
+            Encoder::Gzip(w, _) => w.flush(),
+            Encoder::Zstd(w, _) => w.flush(),
+        }
+    }
+}
+
+/// Compresses all of `input` into `out` and returns the digest and size of the output.
+///
+/// # Errors
+///
+/// Read errors of `input`, write errors of `out`.
+pub fn compress(c: Compression, mut input: impl Read, out: impl Write) -> Result<Compressed> {
+    let mut enc = Encoder::new(c, out)?;
+    io::copy(&mut input, &mut enc).map_err(Error::io("compressing"))?;
+    Ok(enc.finish()?.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(n: usize) -> Vec<u8> {
+        // Compressible but not trivial: a counter pattern with some noise.
+        let mut v = Vec::with_capacity(n);
+        let mut x: u32 = 12345;
+        for i in 0..n {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            v.push(if i % 7 == 0 {
+                (x >> 16) as u8
+            } else {
+                (i % 251) as u8
+            });
+        }
+        v
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        compress(Compression::Gzip, data, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn detects_magic() {
+        assert_eq!(detect(&[0x1f, 0x8b, 8]), Detected::Gzip);
+        assert_eq!(detect(&[0x28, 0xb5, 0x2f, 0xfd, 0]), Detected::Zstd);
+        assert_eq!(detect(&[0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), Detected::Xz);
+        assert_eq!(detect(b"etc/"), Detected::Plain);
+        assert_eq!(detect(&[]), Detected::Plain);
+    }
+
+    #[test]
+    fn gzip_roundtrip_sizes() {
+        for n in [0, 1, 1000, MIN_GZIP_CHUNK * 8, DEFAULT_GZIP_CHUNK * 3 + 17] {
+            let data = sample(n);
+            let gz = gzip(&data);
+            let mut back = Vec::new();
+            flate2::read::GzDecoder::new(&gz[..])
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, data, "size {n}");
+            // Our own decoder path.
+            let (kind, mut r) = decompress(&gz[..], DEFAULT_MAX_DECOMPRESSED).unwrap();
+            assert_eq!(kind, Detected::Gzip);
+            let mut back2 = Vec::new();
+            r.read_to_end(&mut back2).unwrap();
+            assert_eq!(back2, data);
+        }
+    }
+
+    #[test]
+    fn gzip_is_deterministic_and_independent_of_write_sizes() {
+        let data = sample(DEFAULT_GZIP_CHUNK * 2 + 5);
+        let a = gzip(&data);
+        let mut b = Vec::new();
+        let mut w = GzipWriter::new(&mut b, GzipOptions::default());
+        for piece in data.chunks(777) {
+            w.write_all(piece).unwrap();
+        }
+        w.finish().unwrap();
+        assert_eq!(a, b);
+        assert_eq!(&a[4..8], &[0, 0, 0, 0], "mtime is 0");
+    }
+
+    #[test]
+    fn gzip_t_accepts_output() {
+        if std::process::Command::new("gzip")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.gz");
+        std::fs::write(&path, gzip(&sample(DEFAULT_GZIP_CHUNK * 4 + 3))).unwrap();
+        let st = std::process::Command::new("gzip")
+            .arg("-t")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let empty = dir.path().join("e.gz");
+        std::fs::write(&empty, gzip(&[])).unwrap();
+        let st = std::process::Command::new("gzip")
+            .arg("-t")
+            .arg(&empty)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    #[test]
+    fn zstd_and_xz_roundtrip() {
+        let data = sample(3 << 20);
+        let mut z = Vec::new();
+        let c = compress(Compression::Zstd, &data[..], &mut z).unwrap();
+        assert_eq!(c.input_size, data.len() as u64);
+        assert_eq!(c.size, z.len() as u64);
+        assert_eq!(c.digest, Digest::of(&z));
+        let (kind, mut r) = decompress(&z[..], DEFAULT_MAX_DECOMPRESSED).unwrap();
+        assert_eq!(kind, Detected::Zstd);
+        let mut back = Vec::new();
+        r.read_to_end(&mut back).unwrap();
+        assert_eq!(back, data);
+
+        let mut xz = Vec::new();
+        let mut e = liblzma::write::XzEncoder::new(&mut xz, 1);
+        e.write_all(&data).unwrap();
+        e.finish().unwrap();
+        let (kind, mut r) = decompress(&xz[..], DEFAULT_MAX_DECOMPRESSED).unwrap();
+        assert_eq!(kind, Detected::Xz);
+        let mut back = Vec::new();
+        r.read_to_end(&mut back).unwrap();
+        assert_eq!(back, data);
+    }
+
+    #[test]
+    fn decompression_is_bounded() {
+        let data = vec![0u8; 1 << 20];
+        let gz = gzip(&data);
+        let (_, mut r) = decompress(&gz[..], 1000).unwrap();
+        let err = r.read_to_end(&mut Vec::new()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let (kind, mut r) = decompress(&data[..], 10).unwrap();
+        assert_eq!(kind, Detected::Plain);
+        assert!(r.read_to_end(&mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn plain_passes_through() {
+        let (kind, mut r) = decompress(&b"abc"[..], 3).unwrap();
+        assert_eq!(kind, Detected::Plain);
+        let mut s = String::new();
+        r.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "abc");
+    }
+}

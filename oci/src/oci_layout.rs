@@ -1,0 +1,315 @@
+//! OCI image layout (as a tar: what `skopeo copy ... oci-archive:` and `docker save` >= 25
+//! produce, and what skopeo and umoci read).
+//!
+//! ```text
+//! oci-layout                  {"imageLayoutVersion":"1.0.0"}
+//! index.json                  one manifest descriptor per name, annotated with
+//!                             org.opencontainers.image.ref.name (the tag, as containerd writes
+//!                             it) and io.containerd.image.name (the full name)
+//! blobs/sha256/<hex>          manifests, configs and layers (tar+gzip by default, tar+zstd)
+//! ```
+//! Writing takes each layer's compressed blob from the store's (diffID, compression) cache, so a
+//! second save never recompresses; missing ones are compressed into the store first, separate
+//! layers in parallel (one thread per layer, each gzip/zstd stream itself parallel).
+//!
+//! Reading resolves `index.json` (one level of nested index is followed, preferring
+//! linux/amd64), checks every manifest and config blob's digest, and pairs layer descriptors
+//! with the layers ingested while the archive streamed.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::thread;
+
+use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType};
+use strata_cas::lease::Lease;
+use strata_cas::{Compression, Digest, Reference, Store};
+
+use crate::archive::{Spooled, TarOut, bad};
+use crate::compression::Encoder;
+use crate::docker_archive::{ArchiveImage, SaveImage};
+use crate::error::{Error, Result};
+use crate::image::{self, Document};
+
+fn blob_path(d: &Digest) -> String {
+    format!("blobs/sha256/{}", d.hex())
+}
+
+/// Reads a small blob and checks its digest.
+fn verified_blob<'a>(sp: &'a Spooled, what: &str, d: &Digest) -> Result<&'a [u8]> {
+    let bytes = sp.file(&blob_path(d))?;
+    let actual = Digest::of(bytes);
+    if actual != *d {
+        return Err(Error::DigestMismatch {
+            what: what.to_string(),
+            expected: d.to_string(),
+            actual: actual.to_string(),
+        });
+    }
+    Ok(bytes)
+}
+
+/// The name an index entry gives its image.
+fn entry_reference(desc: &Descriptor) -> Option<Reference> {
+    let ann = desc.annotations().as_ref()?;
+    if let Some(full) = ann.get(image::ANNOTATION_IMAGE_NAME)
+        && let Ok(r) = full.parse::<Reference>()
+    {
+        return Some(r);
+    }
+    let name = ann.get(image::ANNOTATION_REF_NAME)?;
+    // A bare tag ("latest") names no repository: the image loads untagged.
+    if name.contains(':') || name.contains('/') {
+        name.parse::<Reference>().ok()
+    } else {
+        None
+    }
+}
+
+/// Picks the manifest descriptor of an index: linux/amd64 if a platform says so, else the first.
+fn pick_manifest(descs: &[Descriptor]) -> Option<&Descriptor> {
+    descs
+        .iter()
+        .find(|d| {
+            d.platform().as_ref().is_some_and(|p| {
+                p.os().to_string() == "linux" && p.architecture().to_string() == "amd64"
+            })
+        })
+        .or_else(|| descs.first())
+}
+
+/// Reads the images `index.json` describes.
+///
+/// # Errors
+///
+/// [`Error::BadEntry`] / [`Error::DigestMismatch`] naming the part that is missing or wrong.
+pub fn read(sp: &Spooled) -> Result<Vec<ArchiveImage>> {
+    let index = match image::parse_document("index.json", sp.file("index.json")?)? {
+        Document::Index(i) => i,
+        Document::Manifest(_) => return Err(bad("index.json", "not an image index")),
+    };
+    let mut images: Vec<ArchiveImage> = Vec::new();
+    for desc in index.manifests() {
+        let reference = entry_reference(desc);
+        let mut d = image::to_digest("index.json", desc.digest())?;
+        let mut bytes = verified_blob(sp, "manifest", &d)?;
+        let mut doc = image::parse_document(&blob_path(&d), bytes)?;
+        if let Document::Index(inner) = &doc {
+            let Some(m) = pick_manifest(inner.manifests()) else {
+                return Err(bad(&blob_path(&d), "empty image index"));
+            };
+            d = image::to_digest(&blob_path(&d), m.digest())?;
+            bytes = verified_blob(sp, "manifest", &d)?;
+            doc = image::parse_document(&blob_path(&d), bytes)?;
+        }
+        let Document::Manifest(m) = doc else {
+            return Err(bad(&blob_path(&d), "nested index"));
+        };
+        // Several index entries may name one manifest: merge their names.
+        if let Some(existing) = images
+            .iter_mut()
+            .find(|i| i.manifest.as_deref() == Some(bytes))
+        {
+            existing.references.extend(reference);
+            continue;
+        }
+        let config_digest = image::to_digest("manifest config", m.config().digest())?;
+        let config = verified_blob(sp, "image config", &config_digest)?.to_vec();
+        let parsed = image::parse_config(&blob_path(&config_digest), &config)?;
+        let want = image::diff_ids(&blob_path(&config_digest), &parsed)?;
+        if want.len() != m.layers().len() {
+            return Err(bad(
+                &blob_path(&d),
+                format!(
+                    "manifest lists {} layers, config {}",
+                    m.layers().len(),
+                    want.len()
+                ),
+            ));
+        }
+        for (l, want) in m.layers().iter().zip(&want) {
+            image::layer_compression(l.media_type().as_ref())?;
+            let ld = image::to_digest("layer descriptor", l.digest())?;
+            let layer = sp.layer(&blob_path(&ld))?;
+            if layer.raw_digest != ld {
+                return Err(Error::DigestMismatch {
+                    what: format!("layer {}", blob_path(&ld)),
+                    expected: ld.to_string(),
+                    actual: layer.raw_digest.to_string(),
+                });
+            }
+            if layer.diff_id != *want {
+                return Err(Error::DigestMismatch {
+                    what: format!("layer {} (diff ID)", blob_path(&ld)),
+                    expected: want.to_string(),
+                    actual: layer.diff_id.to_string(),
+                });
+            }
+        }
+        images.push(ArchiveImage {
+            config,
+            config_digest,
+            manifest: Some(bytes.to_vec()),
+            diff_ids: want,
+            references: reference.into_iter().collect(),
+        });
+    }
+    Ok(images)
+}
+
+/// The compressed blob of a layer: from the cache, or made now and cached.
+fn ensure_compressed(
+    store: &Store,
+    lease: &Lease,
+    diff_id: &Digest,
+    c: Compression,
+) -> Result<(Digest, u64)> {
+    if let Some(d) = store.compressed_blob(diff_id, c)?
+        && store.has_blob(&d)
+    {
+        return Ok((d, store.blob_size(&d)?));
+    }
+    let writer = store.blob_writer(lease)?;
+    let mut enc = Encoder::new(c, writer)?;
+    store.write_layer_tar(diff_id, &mut enc)?;
+    let (out, writer) = enc.finish()?;
+    let (d, size) = writer.commit(Some((&out.digest, out.size)))?;
+    store.set_compressed_blob(lease, diff_id, c, &d)?;
+    Ok((d, size))
+}
+
+/// Makes sure every layer has a compressed blob, compressing missing ones in parallel.
+///
+/// # Errors
+///
+/// Store and compression errors.
+pub fn compress_layers(
+    store: &Store,
+    lease: &Lease,
+    diff_ids: &[Digest],
+    c: Compression,
+) -> Result<BTreeMap<Digest, (Digest, u64)>> {
+    let mut todo: Vec<Digest> = diff_ids.to_vec();
+    todo.sort();
+    todo.dedup();
+    // One OS thread per layer (not rayon tasks: the gzip writer itself waits on rayon tasks and
+    // must never block a pool thread), a few at a time.
+    let width = rayon::current_num_threads().clamp(2, 8);
+    let mut done = BTreeMap::new();
+    for group in todo.chunks(width) {
+        let results: Vec<Result<(Digest, u64)>> = thread::scope(|s| {
+            let handles: Vec<_> = group
+                .iter()
+                .map(|d| s.spawn(move || ensure_compressed(store, lease, d, c)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::BadArchive("compression thread panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        for (d, r) in group.iter().zip(results) {
+            done.insert(*d, r?);
+        }
+    }
+    Ok(done)
+}
+
+/// Writes an OCI layout tar of `images` with layers compressed as `c`.
+///
+/// # Errors
+///
+/// Store, compression and write errors.
+pub fn write(
+    store: &Store,
+    lease: &Lease,
+    images: &[SaveImage],
+    c: Compression,
+    out: impl Write,
+) -> Result<()> {
+    let all: Vec<Digest> = images
+        .iter()
+        .flat_map(|i| i.layers.iter().map(|(d, _)| *d))
+        .collect();
+    let compressed = if c == Compression::None {
+        BTreeMap::new()
+    } else {
+        compress_layers(store, lease, &all, c)?
+    };
+    enum Src<'a> {
+        Bytes(Vec<u8>),
+        Config(&'a [u8]),
+        Blob(Digest, u64),
+        Layer(Digest, u64),
+    }
+    let mut blobs: BTreeMap<String, Src<'_>> = BTreeMap::new();
+    let mut manifests: Vec<Descriptor> = Vec::new();
+    for img in images {
+        let mut layers = Vec::new();
+        for (d, size) in &img.layers {
+            let (ld, lsize) = match compressed.get(d) {
+                Some((bd, bs)) => {
+                    blobs.insert(blob_path(bd), Src::Blob(*bd, *bs));
+                    (*bd, *bs)
+                }
+                None => {
+                    blobs.insert(blob_path(d), Src::Layer(*d, *size));
+                    (*d, *size)
+                }
+            };
+            layers.push(image::descriptor(image::layer_media_type(c), &ld, lsize)?);
+        }
+        blobs.insert(blob_path(&img.config_digest), Src::Config(&img.config));
+        let config_desc = image::descriptor(
+            image::OCI_CONFIG,
+            &img.config_digest,
+            img.config.len() as u64,
+        )?;
+        let manifest = image::build_manifest(config_desc, layers)?;
+        let mbytes = image::canonical_json("manifest", &manifest)?;
+        let md = Digest::of(&mbytes);
+        let mut desc = image::descriptor(image::OCI_MANIFEST, &md, mbytes.len() as u64)?;
+        blobs.insert(blob_path(&md), Src::Bytes(mbytes));
+        if img.references.is_empty() {
+            manifests.push(desc);
+        } else {
+            for r in &img.references {
+                let mut ann = std::collections::HashMap::new();
+                ann.insert(image::ANNOTATION_IMAGE_NAME.to_string(), r.to_string());
+                if let Some(tag) = r.tag() {
+                    ann.insert(image::ANNOTATION_REF_NAME.to_string(), tag.to_string());
+                }
+                desc.set_annotations(Some(ann));
+                manifests.push(desc.clone());
+            }
+        }
+    }
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(manifests)
+        .build()
+        .map_err(|e| Error::json("index.json", e))?;
+    let index_bytes = image::canonical_json("index.json", &index)?;
+
+    let mut tar = TarOut::new(out);
+    tar.dir("blobs")?;
+    tar.dir("blobs/sha256")?;
+    for (path, src) in &blobs {
+        match src {
+            Src::Bytes(b) => tar.bytes(path, b)?,
+            Src::Config(b) => tar.bytes(path, b)?,
+            Src::Blob(d, size) => tar.stream(path, *size, |w| {
+                let mut f = store.open_blob(d)?;
+                std::io::copy(&mut f, w).map_err(Error::io(format!("copying blob {d}")))
+            })?,
+            Src::Layer(d, size) => tar.stream(path, *size, |w| Ok(store.write_layer_tar(d, w)?))?,
+        }
+    }
+    tar.bytes("index.json", &index_bytes)?;
+    tar.bytes("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    tar.finish()?;
+    Ok(())
+}

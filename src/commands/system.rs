@@ -1,0 +1,321 @@
+//! `strata system df`, `strata system prune` and `strata system verify`.
+//!
+//! Other subsystems (build cache, containers, the registry) plug in here: [`gc_roots`] lists
+//! every [`GcRoots`] holder a prune must respect and [`usage_sources`] every
+//! [`UsageSource`] that adds rows to `df`. Today the store's own refs and leases are the only
+//! roots, and Images, Layers and Blobs the only rows.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::Path;
+
+use anyhow::Context as _;
+use serde_json::Value;
+use strata_cas::gc::{GcRoots, PruneOptions};
+use strata_cas::usage::{Usage, UsageRow, UsageSource};
+
+use crate::Failure;
+use crate::cli::{DfArgs, PruneArgs};
+use crate::commands::{open_images, open_store};
+use crate::format::{self, Format, Timestamp, human_size, object, truncate_id};
+
+/// The GC roots held by subsystems other than the store itself (refs and leases are always
+/// roots). The build cache, containers and registry append theirs here.
+fn gc_roots() -> Vec<Box<dyn GcRoots>> {
+    Vec::new()
+}
+
+/// The `df` rows of subsystems other than the store itself.
+fn usage_sources() -> Vec<Box<dyn UsageSource>> {
+    Vec::new()
+}
+
+/// docker's default `system df` table.
+const DF_TABLE: &str = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}";
+
+/// `strata system df [-v]`.
+///
+/// # Errors
+/// The store cannot be read, or the format is invalid.
+pub fn df(root: &Path, args: &DfArgs) -> Result<(), Failure> {
+    let store = open_store(root)?;
+    let sources = usage_sources();
+    let refs: Vec<&dyn UsageSource> = sources.iter().map(|s| s.as_ref()).collect();
+    let usage = store
+        .usage_with(&refs)
+        .context("cannot compute the disk usage")?;
+    let format = Format::new(args.format.as_deref(), DF_TABLE).map_err(usage_error)?;
+    let rows: Vec<Value> = usage.rows.iter().map(df_row).collect();
+    let header = object([
+        ("Type", "TYPE"),
+        ("TotalCount", "TOTAL"),
+        ("Active", "ACTIVE"),
+        ("Size", "SIZE"),
+        ("Reclaimable", "RECLAIMABLE"),
+    ]);
+    let mut out = format
+        .render(&header, &rows)
+        .map_err(|e| Failure::Other(e.into()))?;
+    if args.format.is_none() {
+        out.push_str(&dedup_line(&usage));
+        if args.verbose {
+            out.push_str(&verbose(root, &usage)?);
+        }
+    }
+    print!("{out}");
+    Ok(())
+}
+
+/// One `df` row as template data.
+fn df_row(r: &UsageRow) -> Value {
+    object([
+        ("Type", Value::from(r.kind.clone())),
+        ("TotalCount", Value::from(r.total.to_string())),
+        ("Active", Value::from(r.active.to_string())),
+        ("Size", Value::from(human_size(r.size))),
+        (
+            "Reclaimable",
+            Value::from(reclaimable(r.reclaimable, r.size)),
+        ),
+    ])
+}
+
+/// docker's RECLAIMABLE cell: `1.2MB (40%)`, without the percentage when the size is 0.
+fn reclaimable(reclaimable: u64, size: u64) -> String {
+    if size > 0 {
+        let pct = u128::from(reclaimable) * 100 / u128::from(size);
+        format!("{} ({pct}%)", human_size(reclaimable))
+    } else {
+        human_size(reclaimable)
+    }
+}
+
+/// The line about deduplication under the table.
+fn dedup_line(u: &Usage) -> String {
+    format!(
+        "\nDeduplication saved {} (layer files: {} without dedup, {} stored, {} on disk)\n",
+        human_size(u.saved_by_dedup),
+        human_size(u.without_dedup),
+        human_size(u.unique_bytes),
+        human_size(u.objects_on_disk),
+    )
+}
+
+/// `df -v`: per-image and per-layer tables.
+fn verbose(root: &Path, u: &Usage) -> Result<String, Failure> {
+    // Image IDs and creation times come from the image service (by manifest digest).
+    let images = open_images(root)?;
+    let summaries = images.list().context("cannot list the images")?;
+    let by_manifest: BTreeMap<String, (String, Option<String>)> = summaries
+        .iter()
+        .map(|s| {
+            (
+                s.manifest.to_string(),
+                (s.id.to_string(), s.created.clone()),
+            )
+        })
+        .collect();
+    let now = Timestamp::now();
+    let mut out = String::from("\nImages space usage:\n\n");
+    let mut text =
+        String::from("REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE\tSHARED SIZE\tUNIQUE SIZE\n");
+    for img in &u.images {
+        let (repo, tag) = match img.reference.parse::<strata_cas::Reference>() {
+            Ok(r) => (
+                r.repository(),
+                r.tag().map_or_else(|| "<none>".to_string(), str::to_string),
+            ),
+            Err(_) => (img.reference.clone(), "<none>".to_string()),
+        };
+        let (id, created) = by_manifest
+            .get(&img.manifest)
+            .map_or(("<none>".to_string(), None), |(id, c)| {
+                (truncate_id(id), c.as_deref())
+            });
+        text.push_str(&format!(
+            "{repo}\t{tag}\t{id}\t{}\t{}\t{}\t{}\n",
+            format::created_since(created, now),
+            human_size(img.size),
+            human_size(img.shared),
+            human_size(img.unique),
+        ));
+    }
+    out.push_str(&format::tabwrite(&text));
+    out.push_str("\nLayers space usage:\n\n");
+    let mut text = String::from("LAYER ID\tSIZE\tUNIQUE SIZE\tACTIVE\n");
+    for l in &u.layers {
+        text.push_str(&format!(
+            "{}\t{}\t{}\t{}\n",
+            truncate_id(&l.diff_id),
+            human_size(l.size),
+            human_size(l.unique),
+            l.active
+        ));
+    }
+    out.push_str(&format::tabwrite(&text));
+    Ok(out)
+}
+
+/// `strata system prune [-a] [-f]`.
+///
+/// # Errors
+/// Not confirmed, or the prune failed.
+pub fn prune(root: &Path, args: &PruneArgs) -> Result<(), Failure> {
+    if !args.force {
+        let warning = prune_warning(args.all);
+        if !std::io::stdin().is_terminal() {
+            eprint!("{warning}");
+            return Err(Failure::Other(anyhow::anyhow!(
+                "refusing to prune without confirmation: stdin is not a terminal \
+                 (use --force to prune without a prompt)"
+            )));
+        }
+        print!("{warning}\nAre you sure you want to continue? [y/N] ");
+        std::io::stdout()
+            .flush()
+            .context("cannot write the prompt")?;
+        let mut answer = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .context("cannot read the answer")?;
+        if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+            println!("Total reclaimed space: 0B");
+            return Ok(());
+        }
+    }
+    let store = open_store(root)?;
+    let mut out = String::new();
+    if args.all {
+        let images = open_images(root)?;
+        let refs = store.refs().context("cannot read the refs")?;
+        let specs: Vec<String> = refs.keys().map(ToString::to_string).collect();
+        if !specs.is_empty() {
+            let removed = images
+                .remove(&specs, true)
+                .context("cannot remove the images")?;
+            if !removed.is_empty() {
+                out.push_str("Deleted Images:\n");
+                for r in &removed {
+                    out.push_str(&super::image::removal_line(r).to_lowercase_prefix());
+                    out.push('\n');
+                }
+                out.push('\n');
+            }
+        }
+    }
+    let holders = gc_roots();
+    let roots: Vec<&dyn GcRoots> = holders.iter().map(|h| h.as_ref()).collect();
+    let report = store
+        .prune(&roots, PruneOptions::default())
+        .context("prune failed")?;
+    out.push_str(&format!(
+        "Total reclaimed space: {}\n",
+        human_size(report.reclaimed_bytes)
+    ));
+    print!("{out}");
+    Ok(())
+}
+
+/// What `prune` says it will remove.
+fn prune_warning(all: bool) -> String {
+    let images = if all {
+        "all images without at least one container associated to them"
+    } else {
+        "all dangling images"
+    };
+    format!(
+        "WARNING! This will remove:\n  - {images}\n  - all blobs, layers and files no image or \
+         running build uses\n  - leftover temporary files\n"
+    )
+}
+
+/// Lower-cases the `Untagged:`/`Deleted:` prefix the way `docker system prune` prints it.
+trait LowercasePrefix {
+    fn to_lowercase_prefix(&self) -> String;
+}
+
+impl LowercasePrefix for String {
+    fn to_lowercase_prefix(&self) -> String {
+        match self.split_once(':') {
+            Some((head, rest)) => format!("{}:{rest}", head.to_lowercase()),
+            None => self.clone(),
+        }
+    }
+}
+
+/// `strata system verify`.
+///
+/// # Errors
+/// The check could not run, or it found problems (printed, then reported as a failure).
+pub fn verify(root: &Path) -> Result<(), Failure> {
+    let store = open_store(root)?;
+    let problems = store.verify().context("cannot verify the store")?;
+    if problems.is_empty() {
+        println!("store is consistent");
+        return Ok(());
+    }
+    let mut out = String::new();
+    for p in &problems {
+        out.push_str(&format!("{}: {}\n", p.path.display(), p.message));
+    }
+    print!("{out}");
+    eprintln!(
+        "error: the store has {} problem{}",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    Err(Failure::Reported)
+}
+
+/// A bad `--format` is a usage error (exit 125).
+fn usage_error(e: format::TemplateError) -> Failure {
+    Failure::Usage(anyhow::anyhow!("template parsing error: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reclaimable_cells() {
+        assert_eq!(reclaimable(0, 0), "0B");
+        assert_eq!(reclaimable(1_200_000, 3_000_000), "1.2MB (40%)");
+        assert_eq!(reclaimable(3_000_000, 3_000_000), "3MB (100%)");
+    }
+
+    #[test]
+    fn df_rows_render_like_docker() {
+        let rows = [UsageRow {
+            kind: "Images".into(),
+            total: 2,
+            active: 1,
+            size: 16_430_000,
+            reclaimable: 11_630_000,
+        }];
+        let data: Vec<Value> = rows.iter().map(df_row).collect();
+        let header = object([
+            ("Type", "TYPE"),
+            ("TotalCount", "TOTAL"),
+            ("Active", "ACTIVE"),
+            ("Size", "SIZE"),
+            ("Reclaimable", "RECLAIMABLE"),
+        ]);
+        let out = Format::new(None, DF_TABLE)
+            .and_then(|f| f.render(&header, &data))
+            .expect("renders");
+        assert_eq!(
+            out,
+            "TYPE      TOTAL     ACTIVE    SIZE      RECLAIMABLE\n\
+             Images    2         1         16.43MB   11.63MB (70%)\n"
+        );
+    }
+
+    #[test]
+    fn prune_lines_are_lowercased() {
+        assert_eq!(
+            "Untagged: busybox:latest".to_string().to_lowercase_prefix(),
+            "untagged: busybox:latest"
+        );
+    }
+}
