@@ -26,7 +26,7 @@ use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result, io_err};
 use crate::failpoint;
 use crate::lease::{GcLock, Lease, LeaseHandle, LeaseKind};
-use crate::store::{Store, unique_id};
+use crate::store::{Store, dir_names, unique_id};
 
 /// Mode of committed blobs.
 const BLOB_MODE: u32 = 0o444;
@@ -137,23 +137,10 @@ impl Store {
     /// # Errors
     /// Listing `blobs/sha256` failed.
     pub fn list_blobs(&self) -> Result<Vec<Digest>> {
-        let dir = self.blobs_dir();
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err(&dir)(e)),
-        };
-        let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(io_err(&dir))?;
-            if let Some(d) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| Digest::from_hex(n).ok())
-            {
-                out.push(d);
-            }
-        }
+        let mut out: Vec<Digest> = dir_names(&self.blobs_dir())?
+            .into_iter()
+            .filter_map(|n| Digest::from_hex(&n).ok())
+            .collect();
         out.sort();
         Ok(out)
     }

@@ -74,6 +74,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result, io_err};
 use crate::lease::{GcLock, LeaseContents, live_leases, parse_lease};
 use crate::object::ObjectKey;
+use crate::store::dir_names;
 use crate::{Digest, Store};
 
 /// Blobs larger than this are never parsed as JSON during the mark (manifests, indexes and
@@ -248,24 +249,6 @@ pub(crate) fn mark(
         }
     }
     live
-}
-
-/// Names of the entries of a directory (empty if it does not exist).
-pub(crate) fn dir_names(dir: &Path) -> Result<Vec<String>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err(dir)(e)),
-    };
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io_err(dir))?;
-        if let Ok(name) = entry.file_name().into_string() {
-            names.push(name);
-        }
-    }
-    names.sort();
-    Ok(names)
 }
 
 /// Every object in the store: `(hex, path)`, from `objects/<hh>/<hex>`.

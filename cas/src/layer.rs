@@ -50,7 +50,7 @@ use crate::failpoint;
 use crate::lease::{GcLock, Lease, LeaseKind};
 use crate::object::object_path_in;
 use crate::record::{RecordReader, RecordWriter, Segment};
-use crate::store::Store;
+use crate::store::{Store, dir_names};
 
 /// A committed layer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -401,23 +401,10 @@ impl Store {
     /// # Errors
     /// I/O errors reading `layers/sha256`.
     pub fn list_layers(&self) -> Result<Vec<Digest>> {
-        let dir = self.root.join("layers/sha256");
-        let rd = match fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err(&dir)(e)),
-        };
-        let mut out = Vec::new();
-        for e in rd {
-            let e = e.map_err(io_err(&dir))?;
-            if let Some(d) = e
-                .file_name()
-                .to_str()
-                .and_then(|n| format!("sha256:{n}").parse::<Digest>().ok())
-            {
-                out.push(d);
-            }
-        }
+        let mut out: Vec<Digest> = dir_names(&self.root.join("layers/sha256"))?
+            .into_iter()
+            .filter_map(|n| Digest::from_hex(&n).ok())
+            .collect();
         out.sort_by_key(|d| d.hex());
         Ok(out)
     }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result, io_err};
-use crate::store::{Store, unique_id};
+use crate::store::{Store, dir_names, unique_id};
 
 /// What a lease line protects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -307,18 +307,9 @@ pub fn parse_lease(id: &str, text: &str) -> LeaseContents {
 /// Listing `leases/` or reading a live lease failed.
 pub fn live_leases(store: &Store) -> Result<Vec<LeaseContents>> {
     let dir = store.leases_dir();
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err(&dir)(e)),
-    };
     let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io_err(&dir))?;
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
-        };
-        let path = entry.path();
+    for name in dir_names(&dir)? {
+        let path = dir.join(&name);
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,

@@ -20,7 +20,8 @@ use std::path::Path;
 
 use crate::Store;
 use crate::error::{Error, Result};
-use crate::gc::{MarkSource, compressed_entries, dir_names, is_hex64, mark, read_json_blob};
+use crate::gc::{MarkSource, compressed_entries, is_hex64, mark, read_json_blob};
+use crate::store::dir_names;
 
 /// One row of `system df`.
 #[derive(Debug, Clone, PartialEq, Eq)]

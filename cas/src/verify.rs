@@ -30,9 +30,10 @@ use sha2::{Digest as _, Sha256};
 
 use crate::Store;
 use crate::error::{Error, Result};
-use crate::gc::{MarkSource, dir_names, is_hex64, json_children, list_object_files, sha256_hex};
+use crate::gc::{MarkSource, is_hex64, json_children, list_object_files, sha256_hex};
 use crate::lease::GcLock;
 use crate::object::ObjectKey;
+use crate::store::dir_names;
 
 /// One inconsistency found by [`Store::verify`].
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
