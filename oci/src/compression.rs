@@ -326,7 +326,34 @@ impl<W: Write> Write for GzipWriter<W> {
 
 /// Deflates one chunk as raw deflate with a fresh compressor; ends with a sync flush, or with
 /// the final block when `last`.
+/// How much of a chunk [`looks_incompressible`] samples.
+const SAMPLE: usize = 32 << 10;
+
+/// True when a fast trial deflate of the chunk's first [`SAMPLE`] bytes saves less than 2%:
+/// already-compressed content (archives, images, random data) is then stored instead of being
+/// run through the full-level compressor for nothing. The decision depends only on the chunk's
+/// bytes, so the output stays deterministic.
+fn looks_incompressible(data: &[u8]) -> bool {
+    let sample = &data[..data.len().min(SAMPLE)];
+    if sample.len() < 4096 {
+        return false;
+    }
+    let mut c = flate2::Compress::new(flate2::Compression::fast(), false);
+    let mut out = Vec::with_capacity(sample.len() + 1024);
+    if c.compress_vec(sample, &mut out, FlushCompress::Finish)
+        .is_err()
+    {
+        return false;
+    }
+    out.len() * 50 >= sample.len() * 49
+}
+
 fn deflate_chunk(data: &[u8], level: flate2::Compression, last: bool) -> io::Result<Vec<u8>> {
+    let level = if level.level() > 0 && looks_incompressible(data) {
+        flate2::Compression::none()
+    } else {
+        level
+    };
     let mut c = flate2::Compress::new(level, false);
     let mut out: Vec<u8> = Vec::with_capacity(data.len() / 2 + 1024);
     let flush = if last {
@@ -491,6 +518,35 @@ mod tests {
         let mut out = Vec::new();
         compress(Compression::Gzip, data, &mut out).unwrap();
         out
+    }
+
+    #[test]
+    fn incompressible_chunks_are_stored_and_round_trip() {
+        // Random bytes (an already-compressed file, say) next to compressible text.
+        let mut x: u64 = 7;
+        let mut data: Vec<u8> = (0..DEFAULT_GZIP_CHUNK * 2)
+            .map(|_| {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                (x >> 56) as u8
+            })
+            .collect();
+        assert!(looks_incompressible(&data[..DEFAULT_GZIP_CHUNK]));
+        let text = b"hello layer ".repeat(DEFAULT_GZIP_CHUNK / 12);
+        assert!(!looks_incompressible(&text));
+        data.extend_from_slice(&text);
+        let gz = gzip(&data);
+        // Stored random chunks cost a few bytes per 64 KiB block; the text still compresses.
+        assert!(
+            gz.len() < DEFAULT_GZIP_CHUNK * 2 + DEFAULT_GZIP_CHUNK / 10,
+            "{}",
+            gz.len()
+        );
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, data);
+        assert_eq!(gz, gzip(&data), "deterministic");
     }
 
     #[test]
