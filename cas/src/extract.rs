@@ -56,10 +56,9 @@ use nix::sys::stat::{
 };
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, unlinkat};
-use sha2::{Digest as _, Sha256};
 use xattr::FileExt;
 
-use crate::digest::Digest;
+use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::object::{ObjectMeta, ObjectWriter};
 use crate::record::RecordWriter;
@@ -83,7 +82,7 @@ pub(crate) struct Extracted {
 /// The input stream, hashed and counted.
 struct Input<R> {
     inner: R,
-    sha: Sha256,
+    sha: Hasher,
     count: u64,
 }
 
@@ -470,7 +469,7 @@ pub(crate) fn extract<R: Read, W: Write>(
     };
     let mut inp = Input {
         inner: input,
-        sha: Sha256::new(),
+        sha: Hasher::new(),
         count: 0,
     };
     let rec_err = |e: io::Error| Error::Io {
@@ -660,7 +659,7 @@ pub(crate) fn extract<R: Read, W: Write>(
             futimens(fd.as_fd(), &ts, &ts).map_err(nix_err(&path, "utimes"))?;
         }
     }
-    let diff_id = Digest::from_sha256_bytes(inp.sha.finalize().into());
+    let diff_id = inp.sha.finish();
     Ok(Extracted {
         diff_id,
         size: inp.count,

@@ -709,14 +709,12 @@ pub(crate) mod fixture {
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
 
-    use sha2::{Digest as _, Sha256};
-
     use crate::Store;
     use crate::object::{ObjectMeta, key_of};
     use crate::record::RecordWriter;
 
     pub fn sha(bytes: &[u8]) -> String {
-        hex::encode(Sha256::digest(bytes))
+        crate::Digest::of(bytes).hex().to_string()
     }
 
     pub fn store() -> (tempfile::TempDir, Store) {

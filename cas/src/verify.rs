@@ -21,14 +21,13 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use sha2::{Digest as _, Sha256};
 
 use crate::Store;
+use crate::digest::Hasher;
 use crate::error::{Error, Result};
 use crate::gc::{MarkSource, is_hex64, json_children, list_object_files, sha256_hex};
 use crate::lease::GcLock;
@@ -61,17 +60,9 @@ impl fmt::Display for Problem {
 
 /// The sha256 hex of a file's content, streamed.
 fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
+    let mut hasher = Hasher::new();
+    std::io::copy(&mut fs::File::open(path)?, &mut hasher)?;
+    Ok(hasher.finish().hex().to_string())
 }
 
 /// Checks one file of `blobs/sha256/`: name, mode, content digest.
@@ -416,7 +407,7 @@ mod tests {
     }
 
     fn write_blob(dir: &Path, bytes: &[u8]) -> PathBuf {
-        let hex = hex::encode(Sha256::digest(bytes));
+        let hex = crate::Digest::of(bytes).hex().to_string();
         let path = dir.join(hex);
         fs::write(&path, bytes).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o444)).unwrap();

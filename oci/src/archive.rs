@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 
-use sha2::{Digest as _, Sha256};
+use strata_cas::digest::Hasher;
 use strata_cas::lease::Lease;
 use strata_cas::{Digest, Store};
 
@@ -153,7 +153,7 @@ pub fn normalize(base: &str, path: &str) -> Option<String> {
 /// A reader that hashes what passes through and copies it into an optional writer.
 struct Tee<'a, R> {
     inner: R,
-    hasher: Sha256,
+    hasher: Hasher,
     count: u64,
     copy: Option<&'a mut dyn Write>,
 }
@@ -263,7 +263,7 @@ fn ingest_entry(
     let (diff_id, raw_digest, raw_size) = {
         let mut tee = Tee {
             inner: reader,
-            hasher: Sha256::new(),
+            hasher: Hasher::new(),
             count: 0,
             copy: blob.as_mut().map(|b| b as &mut dyn Write),
         };
@@ -275,7 +275,7 @@ fn ingest_entry(
         };
         // Whatever the decoder did not need (trailing bytes) still belongs to the blob.
         io::copy(&mut tee, &mut io::sink()).map_err(|e| bad(name, e.to_string()))?;
-        let raw = Digest::from_sha256_bytes(tee.hasher.finalize().into());
+        let raw = tee.hasher.finish();
         (info.diff_id, raw, tee.count)
     };
     if let Some(b) = blob {

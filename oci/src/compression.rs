@@ -23,7 +23,7 @@ use std::io::{self, Read, Write};
 use std::sync::mpsc;
 
 use flate2::{Crc, FlushCompress, Status};
-use sha2::{Digest as _, Sha256};
+use strata_cas::digest::Hasher;
 use strata_cas::{Compression, Digest};
 
 use crate::error::{Error, Result};
@@ -160,7 +160,7 @@ pub fn decompress<'a, R: Read + 'a>(
 #[derive(Debug)]
 pub struct DigestWriter<W> {
     inner: W,
-    hasher: Sha256,
+    hasher: Hasher,
     count: u64,
 }
 
@@ -169,14 +169,14 @@ impl<W: Write> DigestWriter<W> {
     pub fn new(inner: W) -> Self {
         DigestWriter {
             inner,
-            hasher: Sha256::new(),
+            hasher: Hasher::new(),
             count: 0,
         }
     }
 
     /// The digest and size of everything written, and the inner writer.
     pub fn finish(self) -> (Digest, u64, W) {
-        let d = Digest::from_sha256_bytes(self.hasher.finalize().into());
+        let d = self.hasher.finish();
         (d, self.count, self.inner)
     }
 }

@@ -15,9 +15,9 @@
 //! could orphan or un-orphan an image happens inside one atomic `update_refs` step.
 //! Deleting an image only removes refs; `system prune` reclaims the blobs and layers.
 
+use oci_spec::image::ImageConfiguration;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-
 use strata_cas::lease::GcLock;
 use strata_cas::{Compression, Digest, Reference, Store};
 
@@ -133,6 +133,17 @@ fn hidden_ref(manifest: &Digest) -> strata_cas::Result<Reference> {
 }
 
 /// Sets `r -> manifest` in `refs`, dangling the image it replaces and un-dangling `manifest`.
+/// The labels of an image config, sorted.
+fn labels(config: &ImageConfiguration) -> BTreeMap<String, String> {
+    config
+        .config()
+        .as_ref()
+        .and_then(|c| c.labels().clone())
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
 fn point(
     refs: &mut BTreeMap<Reference, Digest>,
     r: &Reference,
@@ -247,13 +258,7 @@ impl Images {
             references: reference.into_iter().cloned().collect(),
             created: Some(created),
             size: info.unpacked_bytes,
-            labels: config
-                .config()
-                .as_ref()
-                .and_then(|c| c.labels().clone())
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
+            labels: labels(&config),
             layers: vec![info.diff_id],
         })
     }
@@ -395,13 +400,7 @@ impl Images {
             references: rec.refs.iter().filter(|r| !is_hidden(r)).cloned().collect(),
             created: cfg.created().clone(),
             size,
-            labels: cfg
-                .config()
-                .as_ref()
-                .and_then(|c| c.labels().clone())
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
+            labels: labels(&cfg),
             layers,
         })
     }
