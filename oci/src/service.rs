@@ -18,7 +18,7 @@
 use oci_spec::image::ImageConfiguration;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use strata_cas::lease::GcLock;
+use strata_cas::lease::{GcGuard, GcLock};
 use strata_cas::{Compression, Digest, Reference, Store};
 
 use crate::archive;
@@ -187,10 +187,10 @@ impl Images {
     }
 
     /// Every image (one per manifest), with its refs (hidden ones included).
-    fn records(&self) -> Result<Vec<Record>> {
-        // Under gc.lock shared, no prune can sweep a manifest between reading refs.json and
-        // reading the manifests it names (another process may be removing images meanwhile).
-        let _gc = GcLock::shared(&self.store)?;
+    ///
+    /// Callers hold gc.lock shared, so no prune can sweep a manifest between reading refs.json
+    /// and reading the manifests it names (another process may be removing images meanwhile).
+    fn records(&self, _gc: &GcGuard) -> Result<Vec<Record>> {
         let mut by_manifest: BTreeMap<Digest, Vec<Reference>> = BTreeMap::new();
         for (r, d) in self.store.refs()? {
             by_manifest.entry(d).or_default().push(r);
@@ -412,9 +412,9 @@ impl Images {
     /// Store errors, unreadable manifests or configs.
     pub fn list(&self) -> Result<Vec<ImageSummary>> {
         // Held across the whole listing: the configs read below stay in place too.
-        let _gc = GcLock::shared(&self.store)?;
+        let gc = GcLock::shared(&self.store)?;
         let mut out = Vec::new();
-        for rec in self.records()? {
+        for rec in self.records(&gc)? {
             out.push(self.summary(&rec)?);
         }
         out.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
@@ -428,7 +428,7 @@ impl Images {
     ///
     /// [`Error::NoSuchImage`], [`Error::AmbiguousId`].
     pub fn resolve(&self, spec: &str) -> Result<Resolved> {
-        let records = self.records()?;
+        let records = self.records(&GcLock::shared(&self.store)?)?;
         if let Ok(d) = spec.parse::<Digest>()
             && let Some(r) = records.iter().find(|r| r.config == d || r.manifest == d)
         {
@@ -528,7 +528,7 @@ impl Images {
         for spec in specs {
             let res = self.resolve(spec)?;
             let image_manifests: BTreeSet<Digest> = self
-                .records()?
+                .records(&GcLock::shared(&self.store)?)?
                 .iter()
                 .filter(|r| r.config == res.id)
                 .map(|r| r.manifest)
@@ -590,8 +590,9 @@ impl Images {
     /// [`Error::NoSuchImage`], store errors.
     pub fn inspect(&self, spec: &str) -> Result<serde_json::Value> {
         let res = self.resolve(spec)?;
+        let gc = GcLock::shared(&self.store)?;
         let rec = self
-            .records()?
+            .records(&gc)?
             .into_iter()
             .find(|r| r.manifest == res.manifest)
             .ok_or_else(|| Error::NoSuchImage(spec.to_string()))?;
