@@ -1,0 +1,6 @@
+//! strata's build planner.
+//!
+//! Data enters as the parser's typed stages plus the build options (build args, target) and the
+//! context directory; it leaves as a DAG of stages whose steps carry typed, versioned cache keys.
+//! The context is read through [`context`]'s stat index (kept in the store), filtered by
+//! [`dockerignore`].
