@@ -101,14 +101,14 @@ impl Compression {
 static TMP_N: AtomicU64 = AtomicU64::new(0);
 
 /// The temp dir of an ingest: removed on drop unless committed; its `lock` is flocked.
-struct TempLayer {
-    dir: PathBuf,
+pub(crate) struct TempLayer {
+    pub(crate) dir: PathBuf,
     _lock: File,
     keep: bool,
 }
 
 impl TempLayer {
-    fn new(store: &Store, lease: &Lease) -> Result<Self> {
+    pub(crate) fn new(store: &Store, lease: &Lease) -> Result<Self> {
         let n = TMP_N.fetch_add(1, Ordering::Relaxed);
         let dir = store
             .root
@@ -122,7 +122,7 @@ impl TempLayer {
         let lock = File::create(&lock_path).map_err(io_err(&lock_path))?;
         lock.lock().map_err(io_err(&lock_path))?;
         drop(guard);
-        for sub in ["rootfs", "tmp", "trash"] {
+        for sub in ["rootfs", "tmp", "trash", "work"] {
             let p = dir.join(sub);
             fs::create_dir(&p).map_err(io_err(&p))?;
         }
@@ -179,7 +179,7 @@ impl Store {
     /// [`Error::Archive`] / [`Error::UnsafeEntry`] for a corrupt, truncated or unsafe tar (then
     /// nothing is committed); I/O and syscall errors.
     pub fn ingest_layer(&self, lease: &Lease, uncompressed_tar: impl Read) -> Result<LayerInfo> {
-        let mut tmp = TempLayer::new(self, lease)?;
+        let tmp = TempLayer::new(self, lease)?;
         let record_path = tmp.dir.join("record.zst");
         let record_file = File::create(&record_path).map_err(io_err(&record_path))?;
         let mut record =
@@ -192,16 +192,33 @@ impl Store {
             &tmp.dir.join("trash"),
             &mut record,
         )?;
-        let trash = tmp.dir.join("trash");
-        fs::remove_dir_all(&trash).map_err(io_err(&trash))?;
-        let objtmp = tmp.dir.join("tmp");
-        fs::remove_dir_all(&objtmp).map_err(io_err(&objtmp))?;
         let info = LayerInfo {
             diff_id: ex.diff_id,
             size: ex.size,
             entries: ex.entries,
             unpacked_bytes: ex.unpacked_bytes,
         };
+        self.commit_temp(lease, tmp, record, info)
+    }
+
+    /// Makes an ingested temp layer durable and renames it into place (steps 2 to 5 of the
+    /// module docs); shared by [`Store::ingest_layer`] and [`crate::commit::PendingLayer`].
+    pub(crate) fn commit_temp(
+        &self,
+        lease: &Lease,
+        mut tmp: TempLayer,
+        record: RecordWriter<BufWriter<File>>,
+        info: LayerInfo,
+    ) -> Result<LayerInfo> {
+        let record_path = tmp.dir.join("record.zst");
+        for sub in ["trash", "tmp", "work"] {
+            let p = tmp.dir.join(sub);
+            match fs::remove_dir_all(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&p)(e)),
+            }
+        }
         failpoint::hit("layer.after-objects");
         self.sys.syncfs(&self.root)?;
         failpoint::hit("layer.after-syncfs");
@@ -212,10 +229,10 @@ impl Store {
         self.sys.fsync(&record_file)?;
         drop(record_file);
         let json = LayerJson {
-            diff_id: ex.diff_id,
-            size: ex.size,
-            entries: ex.entries,
-            unpacked_bytes: ex.unpacked_bytes,
+            diff_id: info.diff_id,
+            size: info.size,
+            entries: info.entries,
+            unpacked_bytes: info.unpacked_bytes,
             created: now_secs(),
         };
         let json_path = tmp.dir.join("layer.json");
@@ -229,19 +246,19 @@ impl Store {
         drop(jf);
         self.sys.fsync_dir(&tmp.dir)?;
 
-        let dest = self.layer_dir(&ex.diff_id);
+        let dest = self.layer_dir(&info.diff_id);
         let parent = self.root.join("layers/sha256");
         {
             let guard = GcLock::shared(self)?;
-            lease.record_locked(&guard, LeaseKind::Layer, &ex.diff_id.to_string())?;
+            lease.record_locked(&guard, LeaseKind::Layer, &info.diff_id.to_string())?;
             failpoint::hit("layer.before-rename");
             if dest.is_dir() {
-                return Ok(self.layer(&ex.diff_id)?.unwrap_or(info));
+                return Ok(self.layer(&info.diff_id)?.unwrap_or(info));
             }
             match self.sys.rename_noreplace(&tmp.dir, &dest) {
                 Ok(()) => tmp.keep = true,
                 Err(e) if e.is_already_exists() => {
-                    return Ok(self.layer(&ex.diff_id)?.unwrap_or(info));
+                    return Ok(self.layer(&info.diff_id)?.unwrap_or(info));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -433,6 +450,13 @@ impl Store {
             Err(e) => return Err(e.into()),
         }
         self.sys.remove_dir_all(&trash)?;
+        // The short link made for overlay mounts (see `Store::short_link`), if any.
+        let link = self.root.join("l").join(&diff_id.hex()[..24]);
+        match fs::remove_file(&link) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&link)(e)),
+        }
         Ok(true)
     }
 }

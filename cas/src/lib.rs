@@ -6,6 +6,7 @@
 //! leases that keep GC away from work in progress. See `DESIGN` notes in each module.
 
 pub mod blob;
+pub mod commit;
 pub mod digest;
 pub mod error;
 pub mod extract;
@@ -22,6 +23,7 @@ pub mod tarwrite;
 pub mod usage;
 pub mod verify;
 
+pub use commit::PendingLayer;
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use layer::{Compression, LayerInfo};

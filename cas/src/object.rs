@@ -9,7 +9,7 @@
 //! An object's name is its [`ObjectKey`]: the blake3 hash (64 lowercase hex digits) of
 //!
 //! ```text
-//! b"strata.object.v1"
+//! b"strata.object.v2"
 //! mode        u32 LE   (permission bits only: mode & 0o7777)
 //! uid         u64 LE
 //! gid         u64 LE
@@ -17,8 +17,12 @@
 //! mtime nsec  u32 LE
 //! xattrs      u64 LE count, then per xattr sorted by name:
 //!             u64 LE name length, name bytes, u64 LE value length, value bytes
-//! content     the file's bytes (last, so it can be streamed)
+//! content     the blake3 hash (32 bytes) of the file's bytes
 //! ```
+//!
+//! Hashing the content separately lets a caller that already knows a file's content hash (the
+//! build context index) name its object for any metadata without reading the file again: a COPY
+//! of 20,000 unchanged files only hardlinks existing objects.
 //!
 //! The file lives at `objects/<first two hex digits>/<all 64 hex digits>`. `security.selinux` is
 //! never part of a key (the host labels files itself) and is ignored by [`verify_object`].
@@ -52,7 +56,7 @@ use crate::error::{Error, Result, io_err};
 use crate::store::Store;
 
 /// Version tag hashed first into every object key.
-pub const KEY_VERSION: &[u8] = b"strata.object.v1";
+pub const KEY_VERSION: &[u8] = b"strata.object.v2";
 
 /// Xattrs that never take part in an object (set by the host, not by images).
 pub const IGNORED_XATTRS: &[&str] = &["security.selinux"];
@@ -128,8 +132,8 @@ impl ObjectMeta {
         self.xattrs.dedup_by(|a, b| a.0 == b.0);
     }
 
-    /// A blake3 hasher primed with the version tag and this metadata; feed it the content.
-    fn hasher(&self) -> blake3::Hasher {
+    /// The key of an object with this metadata whose content hashes (blake3) to `content`.
+    pub fn key(&self, content: &[u8; 32]) -> ObjectKey {
         let mut h = blake3::Hasher::new();
         h.update(KEY_VERSION);
         h.update(&(self.mode & 0o7777).to_le_bytes());
@@ -144,7 +148,8 @@ impl ObjectMeta {
             h.update(&(v.len() as u64).to_le_bytes());
             h.update(v);
         }
-        h
+        h.update(content);
+        ObjectKey(*h.finalize().as_bytes())
     }
 
     /// Reads the metadata of an open file (for verification and `ingest_dir`).
@@ -177,9 +182,7 @@ impl ObjectMeta {
 
 /// Computes the key of in-memory content (tests, small files).
 pub fn key_of(meta: &ObjectMeta, content: &[u8]) -> ObjectKey {
-    let mut h = meta.hasher();
-    h.update(content);
-    ObjectKey(*h.finalize().as_bytes())
+    meta.key(blake3::hash(content).as_bytes())
 }
 
 /// `objects/<hh>/<hex>` under `root`.
@@ -217,7 +220,7 @@ impl ObjectWriter {
             .open(&tmp)
             .map_err(io_err(&tmp))?;
         Ok(Self {
-            hasher: meta.hasher(),
+            hasher: blake3::Hasher::new(),
             file,
             tmp,
             meta,
@@ -237,7 +240,7 @@ impl ObjectWriter {
     /// # Errors
     /// Failure to apply metadata (e.g. not root and a foreign owner) or to rename.
     pub fn commit(mut self, store: &Store) -> Result<(ObjectKey, bool)> {
-        let key = ObjectKey(*self.hasher.finalize().as_bytes());
+        let key = self.meta.key(self.hasher.finalize().as_bytes());
         let dest = store.object_path(&key);
         let meta = &self.meta;
         let tmp = self.tmp.clone();
@@ -401,7 +404,7 @@ impl Store {
         let path = self.object_path(key);
         let mut file = File::open(&path).map_err(io_err(&path))?;
         let meta = ObjectMeta::of_file(&file, &path)?;
-        let mut h = meta.hasher();
+        let mut h = blake3::Hasher::new();
         let mut buf = vec![0u8; 1 << 16];
         loop {
             let n = file.read(&mut buf).map_err(io_err(&path))?;
@@ -410,7 +413,7 @@ impl Store {
             }
             h.update(&buf[..n]);
         }
-        let actual = hex::encode(h.finalize().as_bytes());
+        let actual = meta.key(h.finalize().as_bytes()).hex();
         if actual != key.hex() {
             return Err(Error::DigestMismatch {
                 path,

@@ -91,13 +91,13 @@ fn ustar(name: &[u8], kind: u8, size: u64, e: &Entry, link: &[u8]) -> ([u8; BLOC
     (h, fits)
 }
 
-fn pad(out: &mut impl Write, size: u64) -> io::Result<()> {
+pub(crate) fn pad(out: &mut (impl Write + ?Sized), size: u64) -> io::Result<()> {
     let p = ((BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64) as usize;
     out.write_all(&[0u8; BLOCK][..p])
 }
 
 /// Writes the header(s) of one entry (PAX first when needed); the caller writes the data + pad.
-pub(crate) fn write_header(out: &mut impl Write, e: &Entry) -> io::Result<()> {
+pub(crate) fn write_header(out: &mut (impl Write + ?Sized), e: &Entry) -> io::Result<()> {
     let (_, fits) = ustar(&e.name, e.kind, e.size, e, &e.link);
     let mut pax = Vec::new();
     if e.name.len() > 100 {
@@ -195,20 +195,61 @@ fn read_xattrs(path: &Path) -> Result<Xattrs> {
     Ok((out, opaque))
 }
 
+/// What a tree walk produces, entry by entry, in tar order (see the module docs).
+pub(crate) trait TreeSink {
+    /// A header-only entry: directory, symlink, device, fifo, whiteout, opaque marker or hardlink.
+    fn header(&mut self, e: &Entry) -> Result<()>;
+    /// A regular file: its headers (`e.size` is set), then `e.size` bytes of `path`, then padding.
+    fn file(&mut self, path: &Path, e: &Entry, m: &fs::Metadata) -> Result<()>;
+    /// Whether a file with this inode may be written as a tar hardlink to an earlier name with
+    /// the same (dev, ino). The default: whenever its link count is above one.
+    fn may_hardlink(&self, m: &fs::Metadata) -> bool {
+        m.nlink() > 1
+    }
+}
+
+/// Writes a tar stream.
+struct TarOut<'a, W: Write>(&'a mut W);
+
+impl<W: Write> TreeSink for TarOut<'_, W> {
+    fn header(&mut self, e: &Entry) -> Result<()> {
+        write_header(self.0, e).map_err(io_err("<tar output>"))
+    }
+
+    fn file(&mut self, path: &Path, e: &Entry, _m: &fs::Metadata) -> Result<()> {
+        self.header(e)?;
+        let f = File::open(path).map_err(io_err(path))?;
+        let n = io::copy(&mut f.take(e.size), self.0).map_err(io_err(path))?;
+        if n != e.size {
+            return Err(shrank(path));
+        }
+        pad(self.0, e.size).map_err(io_err("<tar output>"))
+    }
+}
+
+/// The error for a file that became shorter while being archived.
+pub(crate) fn shrank(path: &Path) -> Error {
+    Error::Archive(format!("{} shrank while being archived", path.display()))
+}
+
 /// Writes the deterministic tar of `dir` (see the module docs).
 ///
 /// # Errors
 /// I/O errors reading the tree or writing `out`; a file that shrinks while being read.
 pub fn write_dir_tar(dir: &Path, out: &mut impl Write) -> Result<()> {
-    let mut links = HashMap::new();
-    walk(dir, b"", out, &mut links)?;
+    walk_tree(dir, &mut TarOut(out))?;
     write_end(out).map_err(io_err("<tar output>"))
+}
+
+/// Walks `dir` in tar order, feeding `sink` (see the module docs for the conversions).
+pub(crate) fn walk_tree(dir: &Path, sink: &mut impl TreeSink) -> Result<()> {
+    walk(dir, b"", sink, &mut HashMap::new())
 }
 
 fn walk(
     dir: &Path,
     prefix: &[u8],
-    out: &mut impl Write,
+    sink: &mut impl TreeSink,
     links: &mut HashMap<(u64, u64), Vec<u8>>,
 ) -> Result<()> {
     let mut names: Vec<_> = fs::read_dir(dir)
@@ -217,7 +258,6 @@ fn walk(
         .collect::<io::Result<_>>()
         .map_err(io_err(dir))?;
     names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    let oerr = |e| io_err("<tar output>")(e);
     for name in names {
         let path = dir.join(&name);
         let m = fs::symlink_metadata(&path).map_err(io_err(&path))?;
@@ -240,13 +280,13 @@ fn walk(
             e.name = wh;
             e.kind = b'0';
             e.mode = 0;
-            write_header(out, &e).map_err(oerr)?;
+            sink.header(&e)?;
         } else if ft.is_dir() {
             let (xattrs, opaque) = read_xattrs(&path)?;
             e.name.push(b'/');
             e.kind = b'5';
             e.xattrs = xattrs;
-            write_header(out, &e).map_err(oerr)?;
+            sink.header(&e)?;
             if opaque {
                 let mut opq = e.name.clone();
                 opq.extend_from_slice(b".wh..wh..opq");
@@ -256,9 +296,9 @@ fn walk(
                     mtime: e.mtime,
                     ..Default::default()
                 };
-                write_header(out, &oe).map_err(oerr)?;
+                sink.header(&oe)?;
             }
-            walk(&path, &e.name, out, links)?;
+            walk(&path, &e.name, sink, links)?;
         } else if ft.is_symlink() {
             e.kind = b'2';
             e.link = fs::read_link(&path)
@@ -266,13 +306,13 @@ fn walk(
                 .as_os_str()
                 .as_bytes()
                 .to_vec();
-            write_header(out, &e).map_err(oerr)?;
+            sink.header(&e)?;
         } else if ft.is_file() {
-            if m.nlink() > 1 {
+            if sink.may_hardlink(&m) {
                 if let Some(first) = links.get(&(m.dev(), m.ino())) {
                     e.kind = b'1';
                     e.link = first.clone();
-                    write_header(out, &e).map_err(oerr)?;
+                    sink.header(&e)?;
                     continue;
                 }
                 links.insert((m.dev(), m.ino()), rel.clone());
@@ -281,24 +321,15 @@ fn walk(
             e.kind = b'0';
             e.size = m.len();
             e.xattrs = xattrs;
-            write_header(out, &e).map_err(oerr)?;
-            let f = File::open(&path).map_err(io_err(&path))?;
-            let n = io::copy(&mut f.take(e.size), out).map_err(io_err(&path))?;
-            if n != e.size {
-                return Err(Error::Archive(format!(
-                    "{} shrank while being archived",
-                    path.display()
-                )));
-            }
-            pad(out, e.size).map_err(oerr)?;
+            sink.file(&path, &e, &m)?;
         } else if ft.is_char_device() || ft.is_block_device() {
             e.kind = if ft.is_char_device() { b'3' } else { b'4' };
             e.devmajor = u64::from(nix::sys::stat::major(m.rdev()) as u32);
             e.devminor = u64::from(nix::sys::stat::minor(m.rdev()) as u32);
-            write_header(out, &e).map_err(oerr)?;
+            sink.header(&e)?;
         } else if ft.is_fifo() {
             e.kind = b'6';
-            write_header(out, &e).map_err(oerr)?;
+            sink.header(&e)?;
         }
         // sockets: skipped, as docker does
     }

@@ -1,0 +1,447 @@
+//! Layers built in place: [`PendingLayer`], the executor's overlay upper dir or COPY target.
+//!
+//! `Store::begin_layer` makes a temp layer directory (`layers/tmp/<lease>-<n>/`, flocked like an
+//! ingest) whose `rootfs/` the caller fills: a RUN step mounts it as the overlay upper dir (with
+//! `work/` as the overlay work dir), a COPY writes files into it or places existing objects with
+//! [`PendingLayer::link_object`]. [`PendingLayer::commit`] then turns that directory itself into
+//! the layer, without copying any file:
+//!
+//! 1. one walk in tar order (the deterministic tar of [`crate::tarwrite`]) computes the diffID
+//!    (sha256 of the tar stream, which is never written anywhere) and the layer record;
+//! 2. each regular file becomes an object: a file placed by `link_object` already is one; any other
+//!    file is hashed (blake3, in the same read as the sha256), stripped of `trusted.overlay.*`
+//!    xattrs, and hardlinked into `objects/` under its key, or, when an equal object exists and the
+//!    file has no other name, replaced by a hardlink to that object (deduplication);
+//! 3. the commit ordering of [`crate::layer`] (one syncfs, record, `layer.json`, rename) follows.
+//!
+//! Hardlinks in the tar come from inodes shared *within the tree* only: files placed by
+//! `link_object` never count as hardlinks of each other, even when they share an object.
+//! Dropping a `PendingLayer` without committing removes its directory.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::digest::Digest;
+use crate::error::{Error, Result, io_err};
+use crate::layer::{LayerInfo, TempLayer};
+use crate::lease::Lease;
+use crate::object::{ObjectKey, ObjectMeta};
+use crate::record::RecordWriter;
+use crate::store::Store;
+use crate::tarwrite::{Entry, TreeSink, pad, shrank, walk_tree, write_end, write_header};
+
+/// A layer being built in place; see the module docs.
+pub struct PendingLayer<'s> {
+    store: &'s Store,
+    lease: &'s Lease,
+    tmp: TempLayer,
+    /// (dev, ino) of objects placed with `link_object`, and their keys.
+    linked: Mutex<HashMap<(u64, u64), ObjectKey>>,
+}
+
+impl std::fmt::Debug for PendingLayer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingLayer")
+            .field("dir", &self.tmp.dir)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Starts a layer built in place (see [`crate::commit`]).
+    ///
+    /// # Errors
+    /// I/O errors creating the temp directory.
+    pub fn begin_layer<'s>(&'s self, lease: &'s Lease) -> Result<PendingLayer<'s>> {
+        Ok(PendingLayer {
+            store: self,
+            lease,
+            tmp: TempLayer::new(self, lease)?,
+            linked: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A short name for a layer's rootfs, relative to the store root (`l/<24 hex>`, a symlink to
+    /// `../layers/sha256/<hex>/rootfs`), created if missing. Overlay mounts made from the store
+    /// root with these names keep `lowerdir=` under one page even with 100+ layers.
+    ///
+    /// # Errors
+    /// I/O errors creating the link.
+    pub fn short_link(&self, diff_id: &Digest) -> Result<String> {
+        let hex = diff_id.hex();
+        let name = format!("l/{}", &hex[..24]);
+        let path = self.root.join(&name);
+        let target = PathBuf::from(format!("../layers/sha256/{hex}/rootfs"));
+        match fs::read_link(&path) {
+            Ok(t) if t == target => return Ok(name),
+            Ok(_) => fs::remove_file(&path).map_err(io_err(&path))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+        let dir = self.root.join("l");
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        match std::os::unix::fs::symlink(&target, &path) {
+            Ok(()) => Ok(name),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(name),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+}
+
+impl PendingLayer<'_> {
+    /// The directory to fill: it becomes the layer's tree.
+    pub fn rootfs(&self) -> PathBuf {
+        self.tmp.dir.join("rootfs")
+    }
+
+    /// An empty scratch directory on the store's file system (the overlay work dir).
+    pub fn work_dir(&self) -> PathBuf {
+        self.tmp.dir.join("work")
+    }
+
+    /// Whether nothing was placed in the tree.
+    ///
+    /// # Errors
+    /// I/O errors reading the tree.
+    pub fn is_empty(&self) -> Result<bool> {
+        let root = self.rootfs();
+        Ok(fs::read_dir(&root).map_err(io_err(&root))?.next().is_none())
+    }
+
+    /// Places the object `key` at `dest` (a path inside [`Self::rootfs`]) as a hardlink.
+    /// Returns false, placing nothing, when the store has no such object.
+    ///
+    /// # Errors
+    /// I/O errors other than a missing object (e.g. `dest` exists).
+    pub fn link_object(&self, key: &ObjectKey, dest: &Path) -> Result<bool> {
+        let obj = self.store.object_path(key);
+        match fs::hard_link(&obj, dest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !obj.exists() => return Ok(false),
+            Err(e) => return Err(io_err(dest)(e)),
+        }
+        let m = fs::symlink_metadata(dest).map_err(io_err(dest))?;
+        self.linked
+            .lock()
+            .map_err(|_| Error::Archive("pending layer lock poisoned".into()))?
+            .insert((m.dev(), m.ino()), *key);
+        Ok(true)
+    }
+
+    /// Turns the tree into a committed layer (see the module docs).
+    ///
+    /// # Errors
+    /// I/O and syscall errors; a file that shrinks while being read.
+    pub fn commit(self) -> Result<LayerInfo> {
+        let record_path = self.tmp.dir.join("record.zst");
+        let record_file = File::create(&record_path).map_err(io_err(&record_path))?;
+        let record =
+            RecordWriter::new(BufWriter::new(record_file)).map_err(io_err(&record_path))?;
+        let linked = self
+            .linked
+            .into_inner()
+            .map_err(|_| Error::Archive("pending layer lock poisoned".into()))?;
+        let mut sink = CommitSink {
+            store: self.store,
+            linked,
+            sha: Sha256::new(),
+            record,
+            size: 0,
+            entries: 0,
+            unpacked: 0,
+            buf: vec![0u8; 1 << 20],
+        };
+        walk_tree(&self.tmp.dir.join("rootfs"), &mut sink)?;
+        let mut end = Vec::new();
+        write_end(&mut end).map_err(io_err("<tar>"))?;
+        sink.raw(&end)?;
+        let diff_id = Digest::from_sha256_bytes(sink.sha.finalize().into());
+        let info = LayerInfo {
+            diff_id,
+            size: sink.size,
+            entries: sink.entries,
+            unpacked_bytes: sink.unpacked,
+        };
+        self.store
+            .commit_temp(self.lease, self.tmp, sink.record, info)
+    }
+}
+
+struct CommitSink<'s> {
+    store: &'s Store,
+    linked: HashMap<(u64, u64), ObjectKey>,
+    sha: Sha256,
+    record: RecordWriter<BufWriter<File>>,
+    size: u64,
+    entries: u64,
+    unpacked: u64,
+    buf: Vec<u8>,
+}
+
+impl CommitSink<'_> {
+    fn raw(&mut self, bytes: &[u8]) -> Result<()> {
+        self.sha.update(bytes);
+        self.size += bytes.len() as u64;
+        self.record.raw(bytes).map_err(io_err("record.zst"))
+    }
+
+    /// Reads the file once: sha256 for the tar, and blake3 into `b3` when its key is not known.
+    fn content(
+        &mut self,
+        path: &Path,
+        size: u64,
+        mut b3: Option<&mut blake3::Hasher>,
+    ) -> Result<()> {
+        let mut f = File::open(path).map_err(io_err(path))?.take(size);
+        let mut n = 0u64;
+        loop {
+            let k = f.read(&mut self.buf).map_err(io_err(path))?;
+            if k == 0 {
+                break;
+            }
+            self.sha.update(&self.buf[..k]);
+            if let Some(h) = b3.as_mut() {
+                h.update(&self.buf[..k]);
+            }
+            n += k as u64;
+        }
+        if n != size {
+            return Err(shrank(path));
+        }
+        self.size += size;
+        Ok(())
+    }
+
+    /// Makes `path` (not placed by `link_object`) an object; returns its key.
+    fn objectify(&self, path: &Path, hash: &[u8; 32], m: &fs::Metadata) -> Result<ObjectKey> {
+        // Overlay's own bookkeeping (origin, impure, ...) is not part of a layer.
+        for name in xattr::list(path).map_err(io_err(path))? {
+            if name
+                .to_str()
+                .is_some_and(|n| n.starts_with("trusted.overlay."))
+            {
+                xattr::remove(path, &name).map_err(io_err(path))?;
+            }
+        }
+        let file = File::open(path).map_err(io_err(path))?;
+        let meta = ObjectMeta::of_file(&file, path)?;
+        drop(file);
+        let key = meta.key(hash);
+        let obj = self.store.object_path(&key);
+        match fs::hard_link(path, &obj) {
+            Ok(()) => return Ok(key),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let parent = obj.parent().unwrap_or(self.store.root());
+                fs::create_dir_all(parent).map_err(io_err(parent))?;
+                match fs::hard_link(path, &obj) {
+                    Ok(()) => return Ok(key),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io_err(&obj)(e)),
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err(&obj)(e)),
+        }
+        // An equal object exists. A file with a single name is replaced by a link to it; a file
+        // with several names keeps its inode (the tree's hardlinks must stay one inode).
+        let om = fs::symlink_metadata(&obj).map_err(io_err(&obj))?;
+        if m.nlink() == 1 && om.len() == m.len() && (om.dev(), om.ino()) != (m.dev(), m.ino()) {
+            let tmp = path.with_file_name(format!(
+                ".strata-dedup-{}",
+                path.file_name().map(|n| n.len()).unwrap_or(0)
+            ));
+            fs::hard_link(&obj, &tmp).map_err(io_err(&tmp))?;
+            fs::rename(&tmp, path).map_err(io_err(path))?;
+        }
+        Ok(key)
+    }
+}
+
+impl TreeSink for CommitSink<'_> {
+    fn header(&mut self, e: &Entry) -> Result<()> {
+        let mut h = Vec::with_capacity(1024);
+        write_header(&mut h, e).map_err(io_err("<tar>"))?;
+        self.entries += 1;
+        self.raw(&h)
+    }
+
+    fn file(&mut self, path: &Path, e: &Entry, m: &fs::Metadata) -> Result<()> {
+        let mut h = Vec::with_capacity(1024);
+        write_header(&mut h, e).map_err(io_err("<tar>"))?;
+        self.entries += 1;
+        self.raw(&h)?;
+        let key = match self.linked.get(&(m.dev(), m.ino())).copied() {
+            Some(key) => {
+                self.content(path, e.size, None)?;
+                key
+            }
+            None => {
+                let mut b3 = blake3::Hasher::new();
+                self.content(path, e.size, Some(&mut b3))?;
+                self.objectify(path, b3.finalize().as_bytes(), m)?
+            }
+        };
+        self.record
+            .file(&key, e.size)
+            .map_err(io_err("record.zst"))?;
+        self.unpacked += e.size;
+        let mut p = Vec::new();
+        pad(&mut p, e.size).map_err(io_err("<tar>"))?;
+        self.raw(&p)
+    }
+
+    fn may_hardlink(&self, m: &fs::Metadata) -> bool {
+        m.nlink() > 1 && !self.linked.contains_key(&(m.dev(), m.ino()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+
+    use super::*;
+    use crate::layer::tests::store;
+    use crate::object::key_of;
+    use crate::tarwrite::write_dir_tar;
+
+    fn regenerated(s: &Store, d: &Digest) -> Vec<u8> {
+        let mut out = Vec::new();
+        s.write_layer_tar(d, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn upper_dir_becomes_the_layer_without_copies() {
+        let (_d, s) = store();
+        let lease = s.lease().unwrap();
+        let p = s.begin_layer(&lease).unwrap();
+        let r = p.rootfs();
+        fs::create_dir_all(r.join("etc/opq")).unwrap();
+        fs::write(r.join("etc/a"), "alpha").unwrap();
+        fs::hard_link(r.join("etc/a"), r.join("etc/a2")).unwrap();
+        fs::write(r.join("big"), vec![9u8; 3 << 20]).unwrap();
+        fs::set_permissions(r.join("big"), fs::Permissions::from_mode(0o750)).unwrap();
+        xattr::set(r.join("big"), "trusted.overlay.origin", b"xyz").unwrap();
+        xattr::set(r.join("etc/opq"), "trusted.overlay.opaque", b"y").unwrap();
+        symlink("a", r.join("etc/l")).unwrap();
+        mknod(
+            &r.join("gone"),
+            SFlag::S_IFCHR,
+            Mode::empty(),
+            makedev(0, 0),
+        )
+        .unwrap();
+        let mut expected = Vec::new();
+        write_dir_tar(&r, &mut expected).unwrap();
+        let ino = fs::metadata(r.join("big")).unwrap().ino();
+        assert!(!p.is_empty().unwrap());
+        let info = p.commit().unwrap();
+        assert_eq!(info.diff_id, Digest::of(&expected));
+        assert_eq!(info.size, expected.len() as u64);
+        assert!(regenerated(&s, &info.diff_id) == expected);
+        let tree = s.layer_rootfs(&info.diff_id);
+        // No copy: the very inode written by the step is the object now, without overlay xattrs.
+        let m = fs::metadata(tree.join("big")).unwrap();
+        assert_eq!(m.ino(), ino);
+        assert_eq!(m.nlink(), 2);
+        assert!(
+            xattr::get(tree.join("big"), "trusted.overlay.origin")
+                .unwrap()
+                .is_none()
+        );
+        // The tree's own hardlink pair stays one inode (plus the object name).
+        let a = fs::metadata(tree.join("etc/a")).unwrap();
+        assert_eq!(a.ino(), fs::metadata(tree.join("etc/a2")).unwrap().ino());
+        assert_eq!(a.nlink(), 3);
+        assert!(s.verify().unwrap().is_empty(), "{:?}", s.verify());
+        assert!(!tree.parent().unwrap().join("work").exists());
+    }
+
+    #[test]
+    fn linked_objects_are_not_tar_hardlinks_and_equal_files_dedup() {
+        let (_d, s) = store();
+        let lease = s.lease().unwrap();
+        // A first layer creates the object for "same" (0644, root, mtime 0).
+        let first = s.begin_layer(&lease).unwrap();
+        fs::write(first.rootfs().join("x"), "same").unwrap();
+        fs::set_permissions(first.rootfs().join("x"), fs::Permissions::from_mode(0o644)).unwrap();
+        let f = File::open(first.rootfs().join("x")).unwrap();
+        let key = ObjectMeta::of_file(&f, Path::new("x"))
+            .unwrap()
+            .key(blake3::hash(b"same").as_bytes());
+        drop(f);
+        first.commit().unwrap();
+        assert!(s.has_object(&key));
+
+        let p = s.begin_layer(&lease).unwrap();
+        let r = p.rootfs();
+        assert!(p.link_object(&key, &r.join("one")).unwrap());
+        assert!(p.link_object(&key, &r.join("two")).unwrap());
+        let missing = key_of(&ObjectMeta::default(), b"never stored");
+        assert!(!p.link_object(&missing, &r.join("three")).unwrap());
+        assert!(!r.join("three").exists());
+        // An equal file written by a step is replaced by the existing object.
+        fs::write(r.join("written"), "same").unwrap();
+        let obj = fs::metadata(s.object_path(&key)).unwrap();
+        fs::set_permissions(r.join("written"), fs::Permissions::from_mode(0o644)).unwrap();
+        let t = nix::sys::time::TimeSpec::new(obj.mtime(), obj.mtime_nsec());
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &r.join("written"),
+            &t,
+            &t,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .unwrap();
+        let info = p.commit().unwrap();
+        // The tar holds three regular files, none a hardlink.
+        let tar = regenerated(&s, &info.diff_id);
+        let mut ar = tar::Archive::new(&tar[..]);
+        let kinds: Vec<_> = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().header().entry_type())
+            .collect();
+        assert_eq!(kinds, vec![tar::EntryType::Regular; 3]);
+        let tree = s.layer_rootfs(&info.diff_id);
+        let ino = fs::metadata(s.object_path(&key)).unwrap().ino();
+        for n in ["one", "two", "written"] {
+            assert_eq!(fs::metadata(tree.join(n)).unwrap().ino(), ino, "{n}");
+        }
+        assert!(s.verify().unwrap().is_empty());
+    }
+
+    #[test]
+    fn short_links_point_at_the_rootfs() {
+        let (_d, s) = store();
+        let lease = s.lease().unwrap();
+        let p = s.begin_layer(&lease).unwrap();
+        fs::write(p.rootfs().join("f"), "x").unwrap();
+        let info = p.commit().unwrap();
+        let name = s.short_link(&info.diff_id).unwrap();
+        assert_eq!(name.len(), 26);
+        assert_eq!(s.short_link(&info.diff_id).unwrap(), name);
+        assert_eq!(fs::read(s.root().join(&name).join("f")).unwrap(), b"x");
+        assert!(s.remove_layer(&info.diff_id).unwrap());
+        assert!(fs::symlink_metadata(s.root().join(&name)).is_err());
+    }
+
+    #[test]
+    fn dropped_pending_layer_leaves_nothing() {
+        let (_d, s) = store();
+        let lease = s.lease().unwrap();
+        let p = s.begin_layer(&lease).unwrap();
+        fs::write(p.rootfs().join("f"), "x").unwrap();
+        let dir = p.rootfs().parent().unwrap().to_path_buf();
+        drop(p);
+        assert!(!dir.exists());
+    }
+}
