@@ -105,6 +105,12 @@ impl PendingLayer<'_> {
         self.tmp.dir.join("work")
     }
 
+    /// A temp directory on the store's file system for [`crate::object::ObjectWriter`]s whose
+    /// objects are then placed with [`Self::link_object`].
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.tmp.dir.join("tmp")
+    }
+
     /// Whether nothing was placed in the tree.
     ///
     /// # Errors
