@@ -18,7 +18,7 @@
 use oci_spec::image::ImageConfiguration;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use strata_cas::lease::{GcGuard, GcLock};
+use strata_cas::lease::{GcGuard, GcLock, Lease};
 use strata_cas::{Compression, Digest, Reference, Store};
 
 use crate::archive;
@@ -229,38 +229,84 @@ impl Images {
         let created = image::now_rfc3339();
         let (config, extras) = image::import_config(&info.diff_id, &created, changes, message)?;
         let config_bytes = image::config_bytes(&config, &extras)?;
-        let config_digest = self.store.put_blob(&lease, &config_bytes)?;
+        let mut summary = self.commit(
+            &lease,
+            &config_bytes,
+            &[(info.diff_id, info.size)],
+            reference.into_iter().cloned().collect::<Vec<_>>().as_slice(),
+        )?;
+        drop(lease);
+        summary.size = info.unpacked_bytes;
+        Ok(summary)
+    }
+
+    /// Stores an image made of committed layers: the config blob (`config_bytes`, which must
+    /// parse as an image config naming exactly these diff IDs), a manifest describing each
+    /// layer as its uncompressed tar (regenerated from the store on export), and the refs. With
+    /// no reference the image is kept by a hidden ref (dangling). `layers`: (diff ID, tar size),
+    /// base first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BadJson`] for a config that does not parse or does not match `layers`; store
+    /// errors.
+    pub fn commit(
+        &self,
+        lease: &Lease,
+        config_bytes: &[u8],
+        layers: &[(Digest, u64)],
+        references: &[Reference],
+    ) -> Result<ImageSummary> {
+        let config = image::parse_config("image config", config_bytes)?;
+        let ids = image::diff_ids("image config", &config)?;
+        if ids != layers.iter().map(|(d, _)| *d).collect::<Vec<_>>() {
+            return Err(Error::json(
+                "image config",
+                "rootfs.diff_ids do not match the image's layers",
+            ));
+        }
+        let config_digest = self.store.put_blob(lease, config_bytes)?;
+        let mut descriptors = Vec::with_capacity(layers.len());
+        let mut size = 0;
+        for (d, tar_size) in layers {
+            descriptors.push(image::descriptor(image::OCI_LAYER, d, *tar_size)?);
+            size += self.store.layer(d)?.map(|l| l.unpacked_bytes).unwrap_or(0);
+        }
         let manifest = image::build_manifest(
             image::descriptor(image::OCI_CONFIG, &config_digest, config_bytes.len() as u64)?,
-            vec![image::descriptor(
-                image::OCI_LAYER,
-                &info.diff_id,
-                info.size,
-            )?],
+            descriptors,
         )?;
         let manifest_bytes = image::canonical_json("manifest", &manifest)?;
-        let manifest_digest = self.store.put_blob(&lease, &manifest_bytes)?;
+        let manifest_digest = self.store.put_blob(lease, &manifest_bytes)?;
         self.store.update_refs(|refs| {
-            match reference {
-                Some(r) => point(refs, r, &manifest_digest)?,
-                None => {
-                    if !refs.values().any(|d| *d == manifest_digest) {
-                        refs.insert(hidden_ref(&manifest_digest)?, manifest_digest);
-                    }
-                }
+            for r in references {
+                point(refs, r, &manifest_digest)?;
+            }
+            if references.is_empty() && !refs.values().any(|d| *d == manifest_digest) {
+                refs.insert(hidden_ref(&manifest_digest)?, manifest_digest);
             }
             Ok(true)
         })?;
-        drop(lease);
         Ok(ImageSummary {
             id: config_digest,
             manifest: manifest_digest,
-            references: reference.into_iter().cloned().collect(),
-            created: Some(created),
-            size: info.unpacked_bytes,
+            references: references.to_vec(),
+            created: config.created().clone(),
+            size,
             labels: labels(&config),
-            layers: vec![info.diff_id],
+            layers: layers.iter().map(|(d, _)| *d).collect(),
         })
+    }
+
+    /// The config of an image, as raw JSON bytes (docker extensions included) and parsed.
+    ///
+    /// # Errors
+    ///
+    /// Store errors; [`Error::BadJson`] for an unparsable config.
+    pub fn config(&self, id: &Digest) -> Result<(Vec<u8>, ImageConfiguration)> {
+        let bytes = self.store.read_blob(id)?;
+        let parsed = image::parse_config(&format!("config {id}"), &bytes)?;
+        Ok((bytes, parsed))
     }
 
     /// Loads a docker-archive or OCI layout tar (autodetected; `manifest.json` wins when both
