@@ -233,7 +233,11 @@ impl Images {
             &lease,
             &config_bytes,
             &[(info.diff_id, info.size)],
-            reference.into_iter().cloned().collect::<Vec<_>>().as_slice(),
+            reference
+                .into_iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .as_slice(),
         )?;
         drop(lease);
         summary.size = info.unpacked_bytes;
