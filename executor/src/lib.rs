@@ -2,3 +2,10 @@
 //!
 //! RUN steps execute in [`sandbox`] (namespaces, overlayfs whose upper dir is the new layer,
 //! Docker's default capabilities and seccomp profile); COPY and ADD write layers directly.
+
+pub mod cache;
+pub mod error;
+pub mod events;
+pub mod image_config;
+
+pub use error::{Error, Result};

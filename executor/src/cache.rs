@@ -1,0 +1,428 @@
+//! The build cache: step records by cache key, and `RUN --mount=type=cache` directories.
+//!
+//! # On-disk format
+//!
+//! ```text
+//! buildcache/records/<key hex>.json   {"layer":{"diff_id":"sha256:..","size":N}|null,
+//!                                      "created":"<RFC 3339>","last_used":<unix secs>}
+//! buildcache/mounts/<blake3(id) hex>[-N]/   a cache mount's directory (content never in a layer)
+//! buildcache/mounts/<...>.lock              flocked while a RUN step uses it
+//! ```
+//!
+//! A record says what a step with that key produced: its layer (or none: an empty diff or a
+//! metadata-only step) and when it first ran, so a cached rebuild reproduces the same history
+//! and the same image ID. Records are written temp + rename. A record whose layer is gone from
+//! the store is a miss. Cache ids are hashed into directory names, so an id like `../../x` can
+//! never name a path outside `buildcache/mounts/`.
+//!
+//! Records are GC roots ([`GcRoots`]): their layers survive `system prune` until the records
+//! themselves are pruned (`builder prune`, or `system prune` for records no image uses).
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use strata_cas::gc::{GcRoots, Roots};
+use strata_cas::usage::{UsageRow, UsageSource};
+use strata_cas::{Digest, Store};
+use strata_planner::CacheKey;
+
+use crate::error::{Error, Result};
+
+/// A layer a record names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRef {
+    pub diff_id: Digest,
+    /// Size of the layer's tar.
+    pub size: u64,
+}
+
+/// What a step produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub layer: Option<LayerRef>,
+    pub created: String,
+    #[serde(default)]
+    pub last_used: u64,
+}
+
+/// How to prune the build cache.
+#[derive(Debug, Clone, Default)]
+pub struct PruneOptions {
+    /// Keep records younger than this (`--filter until=`).
+    pub until: Option<Duration>,
+    /// Keep the most recently used records while they fit in this many bytes.
+    pub keep_storage: Option<u64>,
+    /// Layers some image uses: records naming them are kept unless `all`.
+    pub image_layers: BTreeSet<Digest>,
+    /// Remove records even when an image uses their layer (`builder prune -a`).
+    pub all: bool,
+}
+
+/// What a prune removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub records: u64,
+    pub mounts: u64,
+    /// Bytes of cache mount content removed.
+    pub bytes: u64,
+}
+
+/// The build cache of a store root.
+#[derive(Debug, Clone)]
+pub struct BuildCache {
+    dir: PathBuf,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Apparent size of a tree (regular files), without following symlinks.
+fn tree_size(path: &Path) -> u64 {
+    let Ok(m) = fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !m.is_dir() {
+        return if m.is_file() { m.len() } else { 0 };
+    }
+    fs::read_dir(path)
+        .map(|rd| rd.flatten().map(|e| tree_size(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+impl BuildCache {
+    /// The build cache under `root` (created on first write).
+    pub fn new(root: &Path) -> Self {
+        BuildCache {
+            dir: root.join("buildcache"),
+        }
+    }
+
+    fn record_path(&self, key: &CacheKey) -> PathBuf {
+        self.dir.join("records").join(format!("{}.json", key.hex()))
+    }
+
+    /// The record of `key`, if any and if its layer is still in the store.
+    ///
+    /// # Errors
+    /// I/O errors other than "not found". An unreadable record is a miss, not an error.
+    pub fn get(&self, store: &Store, key: &CacheKey) -> Result<Option<Record>> {
+        let path = self.record_path(key);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let Ok(mut rec) = serde_json::from_slice::<Record>(&bytes) else {
+            return Ok(None);
+        };
+        if let Some(l) = &rec.layer
+            && store.layer(&l.diff_id)?.is_none()
+        {
+            return Ok(None);
+        }
+        // Best effort: last_used orders `--keep-storage` pruning.
+        let now = now_secs();
+        if now > rec.last_used + 60 {
+            rec.last_used = now;
+            let _ = self.put(key, &rec);
+        }
+        Ok(Some(rec))
+    }
+
+    /// Writes the record of `key` (temp + rename).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn put(&self, key: &CacheKey, rec: &Record) -> Result<()> {
+        let dir = self.dir.join("records");
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let path = self.record_path(key);
+        let tmp = dir.join(format!(".{}.{}.tmp", key.hex(), std::process::id()));
+        let bytes = serde_json::to_vec(rec).map_err(|e| Error::Sandbox(e.to_string()))?;
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(&bytes).map_err(io_err(&tmp))?;
+        drop(f);
+        fs::rename(&tmp, &path).map_err(io_err(&path))
+    }
+
+    fn records(&self) -> Result<Vec<(PathBuf, Record)>> {
+        let dir = self.dir.join("records");
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&dir)(e)),
+        };
+        let mut out = Vec::new();
+        for e in rd {
+            let e = e.map_err(io_err(&dir))?;
+            let path = e.path();
+            if path.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            if let Ok(rec) = fs::read(&path)
+                .map_err(|_| ())
+                .and_then(|b| serde_json::from_slice::<Record>(&b).map_err(|_| ()))
+            {
+                out.push((path, rec));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A cache mount's directory for `id`, locked for the step's duration: `shared` takes a
+    /// shared lock, `locked` waits for an exclusive one, `private` takes an exclusive lock on
+    /// the first free instance (`<hash>`, `<hash>-1`, ...). A new directory gets `mode`, `uid`
+    /// and `gid`. The returned file holds the lock until dropped.
+    ///
+    /// # Errors
+    /// I/O errors creating or locking.
+    pub fn mount_dir(
+        &self,
+        id: &str,
+        sharing: Sharing,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(PathBuf, File, bool)> {
+        let base = self.dir.join("mounts");
+        fs::create_dir_all(&base).map_err(io_err(&base))?;
+        let hash = blake3::hash(id.as_bytes()).to_hex().to_string();
+        for n in 0.. {
+            let name = if n == 0 {
+                hash.clone()
+            } else {
+                format!("{hash}-{n}")
+            };
+            let lock_path = base.join(format!("{name}.lock"));
+            let lock = File::create(&lock_path).map_err(io_err(&lock_path))?;
+            match sharing {
+                Sharing::Shared => lock.lock_shared().map_err(io_err(&lock_path))?,
+                Sharing::Locked => lock.lock().map_err(io_err(&lock_path))?,
+                Sharing::Private => match lock.try_lock() {
+                    Ok(()) => {}
+                    Err(fs::TryLockError::WouldBlock) => continue,
+                    Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
+                },
+            }
+            let dir = base.join(&name);
+            let created = match fs::DirBuilder::new().mode(mode & 0o7777).create(&dir) {
+                Ok(()) => {
+                    std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(io_err(&dir))?;
+                    // The umask must not narrow the requested mode.
+                    fs::set_permissions(
+                        &dir,
+                        std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777),
+                    )
+                    .map_err(io_err(&dir))?;
+                    true
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+                Err(e) => return Err(io_err(&dir)(e)),
+            };
+            return Ok((dir, lock, created));
+        }
+        Err(Error::Sandbox("no cache mount instance available".into()))
+    }
+
+    /// Removes records (see [`PruneOptions`]) and every cache mount not in use.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn prune(&self, opts: &PruneOptions) -> Result<PruneReport> {
+        let mut report = PruneReport::default();
+        let now = now_secs();
+        let mut records = self.records()?;
+        // Most recently used first: those are kept under --keep-storage.
+        records.sort_by(|a, b| b.1.last_used.cmp(&a.1.last_used));
+        let mut kept_bytes = 0u64;
+        for (path, rec) in records {
+            let young = opts
+                .until
+                .is_some_and(|u| now.saturating_sub(rec.last_used) < u.as_secs());
+            let used = !opts.all
+                && rec
+                    .layer
+                    .as_ref()
+                    .is_some_and(|l| opts.image_layers.contains(&l.diff_id));
+            let size = rec.layer.map(|l| l.size).unwrap_or(0);
+            let fits = opts.keep_storage.is_some_and(|k| kept_bytes + size <= k);
+            if young || used || fits {
+                kept_bytes += size;
+                continue;
+            }
+            fs::remove_file(&path).map_err(io_err(&path))?;
+            report.records += 1;
+        }
+        let base = self.dir.join("mounts");
+        if let Ok(rd) = fs::read_dir(&base) {
+            for e in rd.flatten() {
+                let path = e.path();
+                if path.extension().is_some_and(|x| x == "lock") || !path.is_dir() {
+                    continue;
+                }
+                let lock_path = path.with_extension("lock");
+                let Ok(lock) = File::create(&lock_path) else {
+                    continue;
+                };
+                if lock.try_lock().is_err() {
+                    continue; // in use by a running build
+                }
+                let young = opts.until.is_some_and(|u| {
+                    e.metadata()
+                        .map(|m| now.saturating_sub(m.mtime().max(0) as u64) < u.as_secs())
+                        .unwrap_or(false)
+                });
+                if young {
+                    continue;
+                }
+                report.bytes += tree_size(&path);
+                fs::remove_dir_all(&path).map_err(io_err(&path))?;
+                let _ = fs::remove_file(&lock_path);
+                report.mounts += 1;
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// `RUN --mount=type=cache,sharing=...`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    Shared,
+    Private,
+    Locked,
+}
+
+impl GcRoots for BuildCache {
+    fn name(&self) -> &str {
+        "build cache"
+    }
+
+    fn roots(&self, _store: &Store) -> strata_cas::Result<Roots> {
+        let mut roots = Roots::default();
+        let records = self.records().map_err(|e| strata_cas::Error::Corrupt {
+            path: self.dir.clone(),
+            message: e.to_string(),
+        })?;
+        for (_, rec) in records {
+            if let Some(l) = rec.layer {
+                roots.layers.insert(l.diff_id);
+            }
+        }
+        Ok(roots)
+    }
+}
+
+impl UsageSource for BuildCache {
+    fn name(&self) -> &str {
+        "build cache"
+    }
+
+    fn rows(&self, store: &Store) -> strata_cas::Result<Vec<UsageRow>> {
+        let records = self.records().map_err(|e| strata_cas::Error::Corrupt {
+            path: self.dir.clone(),
+            message: e.to_string(),
+        })?;
+        let mut layers = BTreeSet::new();
+        for (_, rec) in &records {
+            if let Some(l) = rec.layer {
+                layers.insert(l.diff_id);
+            }
+        }
+        let mut size = 0;
+        for d in &layers {
+            size += store.layer(d)?.map(|l| l.unpacked_bytes).unwrap_or(0);
+        }
+        let mut mounts = 0;
+        let base = self.dir.join("mounts");
+        if let Ok(rd) = fs::read_dir(&base) {
+            for e in rd.flatten() {
+                if e.path().is_dir() {
+                    mounts += 1;
+                    size += tree_size(&e.path());
+                }
+            }
+        }
+        Ok(vec![UsageRow {
+            kind: "Build Cache".into(),
+            total: records.len() as u64 + mounts,
+            active: 0,
+            size,
+            reclaimable: size,
+        }])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(b: u8) -> CacheKey {
+        CacheKey([b; 32])
+    }
+
+    #[test]
+    fn records_round_trip_and_missing_layers_miss() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(&d.path().join("s")).unwrap();
+        let c = BuildCache::new(store.root());
+        assert_eq!(c.get(&store, &key(1)).unwrap(), None);
+        let rec = Record {
+            layer: None,
+            created: "2024-01-01T00:00:00Z".into(),
+            last_used: 0,
+        };
+        c.put(&key(1), &rec).unwrap();
+        assert_eq!(
+            c.get(&store, &key(1)).unwrap().unwrap().created,
+            rec.created
+        );
+        let gone = Record {
+            layer: Some(LayerRef {
+                diff_id: Digest::of(b"nope"),
+                size: 1,
+            }),
+            ..rec.clone()
+        };
+        c.put(&key(2), &gone).unwrap();
+        assert_eq!(c.get(&store, &key(2)).unwrap(), None);
+        assert_eq!(c.roots(&store).unwrap().layers.len(), 1);
+        let r = c.prune(&PruneOptions::default()).unwrap();
+        assert_eq!(r.records, 2);
+        assert_eq!(c.get(&store, &key(1)).unwrap(), None);
+    }
+
+    #[test]
+    fn cache_ids_stay_inside_and_private_mounts_do_not_share() {
+        let d = tempfile::tempdir().unwrap();
+        let c = BuildCache::new(d.path());
+        let (dir, _l1, created) = c
+            .mount_dir("../../../etc", Sharing::Shared, 0o755, 0, 0)
+            .unwrap();
+        assert!(created);
+        assert!(dir.starts_with(d.path().join("buildcache/mounts")));
+        let (p1, _a, _) = c.mount_dir("x", Sharing::Private, 0o700, 0, 0).unwrap();
+        let (p2, _b, _) = c.mount_dir("x", Sharing::Private, 0o700, 0, 0).unwrap();
+        assert_ne!(p1, p2);
+        assert_eq!(fs::metadata(&p1).unwrap().mode() & 0o7777, 0o700);
+        drop((_a, _b));
+        let r = c.prune(&PruneOptions::default()).unwrap();
+        assert_eq!(r.mounts, 2, "the shared mount is still locked by _l1");
+    }
+}
