@@ -249,7 +249,7 @@ impl BuildCache {
         let now = now_secs();
         let mut records = self.records()?;
         // Most recently used first: those are kept under --keep-storage.
-        records.sort_by(|a, b| b.1.last_used.cmp(&a.1.last_used));
+        records.sort_by_key(|r| std::cmp::Reverse(r.1.last_used));
         let mut kept_bytes = 0u64;
         for (path, rec) in records {
             let young = opts
