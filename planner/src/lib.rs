@@ -4,3 +4,9 @@
 //! context directory; it leaves as a DAG of stages whose steps carry typed, versioned cache keys.
 //! The context is read through [`context`]'s stat index (kept in the store), filtered by
 //! [`dockerignore`].
+
+pub mod context;
+pub mod dockerignore;
+pub mod error;
+
+pub use error::{Error, Result};
