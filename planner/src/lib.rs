@@ -6,6 +6,8 @@
 //! [`dockerignore`].
 
 pub mod args;
+pub mod context;
+pub mod dockerignore;
 pub mod error;
 pub mod key;
 pub mod plan;
