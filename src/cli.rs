@@ -50,6 +50,108 @@ pub enum Command {
         #[command(subcommand)]
         command: SystemCommand,
     },
+    /// Build an image from a Dockerfile
+    Build(Box<BuildArgs>),
+    /// Manage the build cache
+    Builder {
+        #[command(subcommand)]
+        command: BuilderCommand,
+    },
+}
+
+/// `strata builder ...`.
+#[derive(Debug, Subcommand)]
+pub enum BuilderCommand {
+    /// Remove build cache records and cache mounts
+    Prune(BuilderPruneArgs),
+}
+
+/// `strata builder prune`.
+#[derive(Debug, Args)]
+pub struct BuilderPruneArgs {
+    /// Remove all build cache, not only what no image uses
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    pub force: bool,
+    /// Keep cache younger than this (`until=24h`)
+    #[arg(long, value_name = "FILTER")]
+    pub filter: Vec<String>,
+    /// Keep the most recently used cache up to this size (`512MB`, `2GB`)
+    #[arg(long, value_name = "SIZE")]
+    pub keep_storage: Option<String>,
+}
+
+/// `strata build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Name and optionally a tag (`name:tag`)
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub tags: Vec<String>,
+    /// The Dockerfile (`-` reads it from stdin) [default: CONTEXT/Dockerfile]
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<String>,
+    /// Set a build-time variable (`K=V`, or `K` to take it from the environment)
+    #[arg(long = "build-arg", value_name = "K[=V]")]
+    pub build_args: Vec<String>,
+    /// The stage to build
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Do not use the cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Do not use the cache for these stages
+    #[arg(long = "no-cache-filter", value_name = "STAGE")]
+    pub no_cache_filter: Vec<String>,
+    /// The network of RUN steps
+    #[arg(long, value_enum, default_value_t = NetworkArg::Default)]
+    pub network: NetworkArg,
+    /// How to show progress
+    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+    pub progress: ProgressArg,
+    /// Print only the image ID
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Write the image ID to this file
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// Set a label on the image (`K=V`)
+    #[arg(long = "label", value_name = "K=V")]
+    pub labels: Vec<String>,
+    /// A secret for `RUN --mount=type=secret` (`id=ID,src=PATH` or `id=ID,env=VAR`)
+    #[arg(long = "secret", value_name = "SPEC")]
+    pub secrets: Vec<String>,
+    /// Allow an entitlement (`security.insecure`, `network.host`)
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
+    /// Where to write the result (`type=image|oci|docker|tar|local,dest=PATH`)
+    #[arg(short, long = "output", value_name = "SPEC")]
+    pub outputs: Vec<String>,
+    /// The target platform
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// The build context: a directory, or `-` for a tar on stdin
+    #[arg(value_name = "CONTEXT")]
+    pub context: String,
+}
+
+/// `strata build --network`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetworkArg {
+    Default,
+    None,
+    Host,
+}
+
+/// `strata build --progress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressArg {
+    Auto,
+    Plain,
+    Tty,
+    Quiet,
+    Json,
 }
 
 /// `strata image ...`: the same commands as the top-level shortcuts.

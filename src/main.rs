@@ -9,14 +9,15 @@ mod commands;
 mod debug;
 mod diagnostic;
 mod format;
+mod progress;
 mod root;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, DebugCommand, ImageCommand, SystemCommand};
-use crate::commands::{image, images, system, transfer};
+use crate::cli::{BuilderCommand, Cli, Command, DebugCommand, ImageCommand, SystemCommand};
+use crate::commands::{build, image, images, system, transfer};
 
 /// Exit code for a failed command (parse error, expansion error, I/O error).
 const EXIT_FAILURE: u8 = 1;
@@ -81,6 +82,10 @@ fn main() -> ExitCode {
             SystemCommand::Prune(args) => system::prune(root, &args),
             SystemCommand::Verify => system::verify(root),
         },
+        Command::Build(args) => build::run(root, &args),
+        Command::Builder {
+            command: BuilderCommand::Prune(args),
+        } => build::prune(root, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 //! (df, prune, verify). Each takes its clap arguments and the store root, calls the `cas` and
 //! `oci` crates and prints docker-compatible output.
 
+pub mod build;
 pub mod image;
 pub mod images;
 pub mod system;

@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use serde_json::Value;
 use strata_cas::gc::{GcRoots, PruneOptions};
 use strata_cas::usage::{Usage, UsageRow, UsageSource};
+use strata_executor::cache::{BuildCache, PruneOptions as CachePruneOptions};
 
 use crate::Failure;
 use crate::cli::{DfArgs, PruneArgs};
@@ -21,13 +22,13 @@ use crate::format::{self, Format, Timestamp, human_size, object, truncate_id};
 
 /// The GC roots held by subsystems other than the store itself (refs and leases are always
 /// roots). The build cache, containers and registry append theirs here.
-fn gc_roots() -> Vec<Box<dyn GcRoots>> {
-    Vec::new()
+fn gc_roots(root: &Path) -> Vec<Box<dyn GcRoots>> {
+    vec![Box::new(BuildCache::new(root))]
 }
 
 /// The `df` rows of subsystems other than the store itself.
-fn usage_sources() -> Vec<Box<dyn UsageSource>> {
-    Vec::new()
+fn usage_sources(root: &Path) -> Vec<Box<dyn UsageSource>> {
+    vec![Box::new(BuildCache::new(root))]
 }
 
 /// docker's default `system df` table.
@@ -39,7 +40,7 @@ const DF_TABLE: &str = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}
 /// The store cannot be read, or the format is invalid.
 pub fn df(root: &Path, args: &DfArgs) -> Result<(), Failure> {
     let store = open_store(root)?;
-    let sources = usage_sources();
+    let sources = usage_sources(root);
     let refs: Vec<&dyn UsageSource> = sources.iter().map(|s| s.as_ref()).collect();
     let usage = store
         .usage_with(&refs)
@@ -204,14 +205,29 @@ pub fn prune(root: &Path, args: &PruneArgs) -> Result<(), Failure> {
             }
         }
     }
-    let holders = gc_roots();
+    // Build cache records and cache mounts that no image needs go first, so that the
+    // layers only they kept are reclaimed by the store prune below.
+    let mut cache_opts = CachePruneOptions::default();
+    for summary in open_images(root)?.list().context("cannot list images")? {
+        cache_opts.image_layers.extend(summary.layers);
+    }
+    let cache = BuildCache::new(root)
+        .prune(&cache_opts)
+        .map_err(|e| anyhow::anyhow!("cannot prune the build cache: {e}"))?;
+    if cache.records + cache.mounts > 0 {
+        out.push_str(&format!(
+            "Deleted build cache records: {}, cache mounts: {}\n",
+            cache.records, cache.mounts
+        ));
+    }
+    let holders = gc_roots(root);
     let roots: Vec<&dyn GcRoots> = holders.iter().map(|h| h.as_ref()).collect();
     let report = store
         .prune(&roots, PruneOptions::default())
         .context("prune failed")?;
     out.push_str(&format!(
         "Total reclaimed space: {}\n",
-        human_size(report.reclaimed_bytes)
+        human_size(report.reclaimed_bytes + cache.bytes)
     ));
     print!("{out}");
     Ok(())

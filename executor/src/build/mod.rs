@@ -1,0 +1,778 @@
+//! The build engine: runs a [`Plan`] into an image.
+//!
+//! Data flow: the planner's stages (needed ones only) run on threads, each as soon as the
+//! stages it depends on are done, at most `jobs` at a time. A stage starts from its base (an
+//! image of the store, an earlier stage, or scratch), runs the ONBUILD triggers of that base,
+//! then its instructions in order:
+//!
+//! - metadata instructions change the config and add a history entry ([`meta`]);
+//! - RUN, COPY, ADD and WORKDIR are *layer steps*: each has a cache key ([`KeyBuilder`]) made
+//!   of the previous layer step's key and everything that determines its result; a key found in
+//!   the [`BuildCache`] (with its layer still in the store) is reused, otherwise the step runs
+//!   ([`run`] in the sandbox, [`fsops`] for files) into a [`strata_cas::PendingLayer`], which
+//!   becomes the layer (or nothing, for an empty diff).
+//!
+//! History timestamps come from the cache records, so a fully cached rebuild reproduces the
+//! same config bytes and the same image ID. The target stage's config and layers are stored
+//! as an image ([`Images::commit`]) and tagged.
+
+mod fsops;
+pub mod meta;
+mod run;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Instant;
+
+use strata_cas::lease::Lease;
+use strata_cas::{Digest, Reference, Store};
+use strata_oci::Images;
+use strata_oci::service::ImageSummary;
+use strata_parser::shell::Lexer;
+use strata_parser::{Dockerfile, Instruction, Location};
+use strata_planner::context::ContextIndex;
+use strata_planner::dockerignore::DockerIgnore;
+use strata_planner::plan::arg_value;
+use strata_planner::{Base, BuildOptions, CacheKey, KeyBuilder, Plan, PlannedStage};
+
+use crate::cache::{BuildCache, LayerRef, Record};
+use crate::error::{Error, Result};
+use crate::events::{Event, EventSink};
+use crate::image_config::{HISTORY_COMMENT, HistoryEntry, ImageConfig};
+
+pub use run::NetworkMode;
+
+/// Everything a build needs besides the store.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    /// The parsed Dockerfile.
+    pub dockerfile: Dockerfile,
+    /// The Dockerfile's name for messages (`Dockerfile`, `-`, `ci/Dockerfile.prod`).
+    pub dockerfile_name: String,
+    /// The context directory (`None`: no context; COPY from it fails).
+    pub context: Option<PathBuf>,
+    /// The `.dockerignore` in effect.
+    pub ignore: DockerIgnore,
+    /// Build args, target, platform.
+    pub options: BuildOptions,
+    /// Names to tag the result with.
+    pub tags: Vec<Reference>,
+    /// `--label`s, added to the final config.
+    pub labels: BTreeMap<String, String>,
+    /// `--no-cache`.
+    pub no_cache: bool,
+    /// `--no-cache-filter`: stages (names or indexes) built without the cache.
+    pub no_cache_filter: Vec<String>,
+    /// `--network` for RUN steps without their own `--network`.
+    pub network: NetworkMode,
+    /// `--allow security.insecure`.
+    pub allow_insecure: bool,
+    /// `--allow network.host`.
+    pub allow_network_host: bool,
+    /// `--secret` values by id.
+    pub secrets: BTreeMap<String, Vec<u8>>,
+    /// The strata binary (the sandbox's init is `strata __sandbox-init`).
+    pub helper_exe: PathBuf,
+    /// How many stages may run at once.
+    pub jobs: usize,
+}
+
+/// What a build produced.
+#[derive(Debug, Clone)]
+pub struct BuildOutcome {
+    /// The stored image.
+    pub image: ImageSummary,
+    /// Its config.
+    pub config: ImageConfig,
+    /// Its layers, base first.
+    pub layers: Vec<LayerRef>,
+}
+
+/// A finished stage.
+#[derive(Debug, Clone)]
+struct StageResult {
+    config: ImageConfig,
+    layers: Vec<LayerRef>,
+    key: CacheKey,
+}
+
+/// State shared by the stage threads.
+struct Shared<'a> {
+    images: &'a Images,
+    store: &'a Store,
+    cache: BuildCache,
+    req: &'a BuildRequest,
+    plan: Plan,
+    events: EventSink,
+    lease: Lease,
+    context: Option<ContextIndex>,
+    next_id: AtomicUsize,
+    results: Mutex<HashMap<usize, Result<StageResult, String>>>,
+    done: Condvar,
+    running: Mutex<usize>,
+    slot: Condvar,
+    failed: AtomicBool,
+    stub_lower: PathBuf,
+    started: Instant,
+}
+
+impl Shared<'_> {
+    fn emit(&self, e: Event) {
+        (self.events)(&e);
+    }
+
+    fn new_id(&self) -> usize {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Waits for stage `i`'s result.
+    fn wait_stage(&self, i: usize) -> Result<StageResult> {
+        let mut results = self
+            .results
+            .lock()
+            .map_err(|_| Error::Sandbox("stage results lock poisoned".into()))?;
+        loop {
+            if let Some(r) = results.get(&i) {
+                return r.clone().map_err(|_| {
+                    Error::Denied(format!(
+                        "stage {} failed",
+                        self.plan.stages[i].label()
+                    ))
+                });
+            }
+            results = self
+                .done
+                .wait(results)
+                .map_err(|_| Error::Sandbox("stage results lock poisoned".into()))?;
+        }
+    }
+
+    fn acquire_slot(&self) {
+        let Ok(mut n) = self.running.lock() else {
+            return;
+        };
+        while *n >= self.req.jobs.max(1) {
+            n = match self.slot.wait(n) {
+                Ok(n) => n,
+                Err(_) => return,
+            };
+        }
+        *n += 1;
+    }
+
+    fn release_slot(&self) {
+        if let Ok(mut n) = self.running.lock() {
+            *n = n.saturating_sub(1);
+        }
+        self.slot.notify_all();
+    }
+
+    fn no_cache_for(&self, ps: &PlannedStage) -> bool {
+        self.req.no_cache
+            || self.req.no_cache_filter.iter().any(|f| {
+                ps.stage
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(f))
+                    || *f == ps.index.to_string()
+            })
+    }
+
+    /// The rootfs directories of `layers`, top first (for views and overlay lowers).
+    fn layer_dirs(&self, layers: &[LayerRef]) -> Vec<PathBuf> {
+        layers
+            .iter()
+            .rev()
+            .map(|l| self.store.layer_rootfs(&l.diff_id))
+            .collect()
+    }
+}
+
+/// Builds the image (see the module docs).
+///
+/// # Errors
+/// Planning errors, a failing step ([`Error::Step`] with its location and output), store and
+/// sandbox errors.
+pub fn build(images: &Images, req: &BuildRequest, events: EventSink) -> Result<BuildOutcome> {
+    let started = Instant::now();
+    let store = images.store();
+    let plan = strata_planner::plan(&req.dockerfile, &req.options)?;
+    for w in &req.dockerfile.warnings {
+        events(&Event::Warning {
+            message: format!("{}: {} ({}:{})", w.rule, w.message, req.dockerfile_name, w.loc),
+        });
+    }
+    if !plan.unused_build_args.is_empty() {
+        events(&Event::Warning {
+            message: format!(
+                "One or more build-args [{}] were not consumed",
+                plan.unused_build_args.join(" ")
+            ),
+        });
+    }
+    let lease = store.lease()?;
+    let stub_lower = crate::sandbox::stub_lower(&store.root().join("sandbox"))?;
+    let shared = Shared {
+        images,
+        store,
+        cache: BuildCache::new(store.root()),
+        req,
+        plan,
+        events,
+        lease,
+        context: None,
+        next_id: AtomicUsize::new(0),
+        results: Mutex::new(HashMap::new()),
+        done: Condvar::new(),
+        running: Mutex::new(0),
+        slot: Condvar::new(),
+        failed: AtomicBool::new(false),
+        stub_lower,
+        started,
+    };
+    let mut shared = shared;
+    if let Some(dir) = &req.context {
+        shared.context = Some(scan_context(&shared, dir)?);
+    }
+    let shared = shared;
+
+    let order = shared.plan.order.clone();
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for &i in &order {
+            let shared = &shared;
+            let first_error = &first_error;
+            s.spawn(move || {
+                let r = run_stage(shared, i);
+                let stored = match r {
+                    Ok(res) => Ok(res),
+                    Err(e) => {
+                        let msg = e.to_string();
+                        shared.failed.store(true, Ordering::SeqCst);
+                        if let Ok(mut fe) = first_error.lock()
+                            && fe.is_none()
+                        {
+                            *fe = Some(e);
+                        }
+                        Err(msg)
+                    }
+                };
+                if let Ok(mut results) = shared.results.lock() {
+                    results.insert(i, stored);
+                }
+                shared.done.notify_all();
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    let target = shared.wait_stage(shared.plan.target)?;
+    finish(&shared, target)
+}
+
+fn scan_context(shared: &Shared<'_>, dir: &Path) -> Result<ContextIndex> {
+    let id = shared.new_id();
+    shared.emit(Event::Start {
+        id,
+        name: "[internal] load build context".into(),
+    });
+    let t = Instant::now();
+    let abs = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+    let state_dir = shared.store.root().join("context");
+    std::fs::create_dir_all(&state_dir).map_err(|e| Error::io(&state_dir, e))?;
+    let state = state_dir.join(format!(
+        "{}.idx",
+        &blake3::hash(abs.as_os_str().as_encoded_bytes()).to_hex()[..32]
+    ));
+    let (index, stats) = ContextIndex::scan(&abs, &shared.req.ignore, Some(&state))?;
+    shared.emit(Event::Context {
+        id,
+        entries: stats.entries,
+        hashed: stats.hashed,
+        hashed_bytes: stats.hashed_bytes,
+        hashed_paths: stats.hashed_paths.clone(),
+        duration: stats.duration,
+    });
+    shared.emit(Event::Done {
+        id,
+        cached: false,
+        duration: t.elapsed(),
+    });
+    Ok(index)
+}
+
+/// The final image: labels, created, rootfs; stored and tagged.
+fn finish(shared: &Shared<'_>, mut target: StageResult) -> Result<BuildOutcome> {
+    let config = &mut target.config;
+    if !shared.req.labels.is_empty() {
+        let labels = config.config.labels.get_or_insert_with(BTreeMap::new);
+        for (k, v) in &shared.req.labels {
+            labels.insert(k.clone(), v.clone());
+        }
+    }
+    config.created = config.history.last().and_then(|h| h.created.clone());
+    config.rootfs.diff_ids = target
+        .layers
+        .iter()
+        .map(|l| l.diff_id.to_string())
+        .collect();
+    let bytes = config
+        .to_bytes()
+        .map_err(|e| Error::Sandbox(format!("image config: {e}")))?;
+    let layers: Vec<(Digest, u64)> = target.layers.iter().map(|l| (l.diff_id, l.size)).collect();
+    let image = shared
+        .images
+        .commit(&shared.lease, &bytes, &layers, &shared.req.tags)?;
+    shared.emit(Event::Finished {
+        image: image.id.to_string(),
+        duration: shared.started.elapsed(),
+    });
+    Ok(BuildOutcome {
+        image,
+        config: target.config,
+        layers: target.layers,
+    })
+}
+
+/// The per-stage dispatch state.
+struct StageRun<'s, 'a> {
+    shared: &'s Shared<'a>,
+    ps: &'s PlannedStage,
+    config: ImageConfig,
+    layers: Vec<LayerRef>,
+    key: CacheKey,
+    /// The created time of the last step (history timestamps).
+    created: String,
+    /// ARGs declared in this stage, with values.
+    args: Vec<(String, Option<String>)>,
+    cmd_set: bool,
+    /// Whether the last layer step made no layer (an empty diff).
+    last_empty: bool,
+    pos: usize,
+    total: usize,
+    no_cache: bool,
+    lexer: Lexer,
+}
+
+fn run_stage(shared: &Shared<'_>, i: usize) -> Result<StageResult> {
+    let ps = &shared.plan.stages[i];
+    let mut deps = Vec::new();
+    for &d in &ps.deps {
+        deps.push(shared.wait_stage(d)?);
+    }
+    if shared.failed.load(Ordering::SeqCst) {
+        return Err(Error::Denied("cancelled: another stage failed".into()));
+    }
+    shared.acquire_slot();
+    let r = run_stage_inner(shared, ps);
+    shared.release_slot();
+    r
+}
+
+fn layer_step(ins: &Instruction) -> bool {
+    matches!(
+        ins,
+        Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_)
+    )
+}
+
+fn run_stage_inner(shared: &Shared<'_>, ps: &PlannedStage) -> Result<StageResult> {
+    let id = shared.new_id();
+    let (base_name, base) = stage_base(shared, ps)?;
+    let triggers = parse_triggers(&base.config, ps.stage.loc)?;
+    let total = 1
+        + ps.stage.instructions.iter().filter(|i| layer_step(i)).count()
+        + triggers.iter().filter(|i| layer_step(i)).count();
+    let mut st = StageRun {
+        shared,
+        ps,
+        config: base.config,
+        layers: base.layers,
+        key: base.key,
+        created: String::new(),
+        args: Vec::new(),
+        cmd_set: false,
+        last_empty: false,
+        pos: 1,
+        total,
+        no_cache: shared.no_cache_for(ps),
+        lexer: Lexer::new(shared.plan.escape),
+    };
+    let t = Instant::now();
+    shared.emit(Event::Start {
+        id,
+        name: format!("{} FROM {base_name}", st.prefix()),
+    });
+    shared.emit(Event::Done {
+        id,
+        cached: false,
+        duration: t.elapsed(),
+    });
+    st.created = st
+        .config
+        .history
+        .last()
+        .and_then(|h| h.created.clone())
+        .or_else(|| st.config.created.clone())
+        .unwrap_or_else(strata_oci::image::now_rfc3339);
+    st.config.ensure_path();
+    if !triggers.is_empty() {
+        st.config.config.on_build = None;
+        for t in &triggers {
+            st.dispatch(t)?;
+        }
+    }
+    for ins in &ps.stage.instructions {
+        st.dispatch(ins)?;
+    }
+    Ok(StageResult {
+        config: st.config,
+        layers: st.layers,
+        key: st.key,
+    })
+}
+
+/// Parses a base image's ONBUILD triggers (run right after FROM, in order).
+fn parse_triggers(config: &ImageConfig, loc: Location) -> Result<Vec<Instruction>> {
+    let mut out = Vec::new();
+    for t in config.config.on_build.iter().flatten() {
+        let df = strata_parser::parse_dockerfile(&format!("FROM scratch\n{t}\n")).map_err(|e| {
+            Error::Step {
+                loc,
+                message: format!("invalid ONBUILD trigger {t:?} in the base image: {e}"),
+                output: Vec::new(),
+            }
+        })?;
+        out.extend(df.stages.into_iter().flat_map(|s| s.instructions));
+    }
+    Ok(out)
+}
+
+/// The base of a stage: its display name and starting state.
+fn stage_base(shared: &Shared<'_>, ps: &PlannedStage) -> Result<(String, StageResult)> {
+    let platform = &shared.req.options.platform;
+    match &ps.base {
+        Base::Scratch => {
+            let mut k = KeyBuilder::new("strata.scratch.v1");
+            k.field("platform", &platform.to_string());
+            let config = ImageConfig {
+                architecture: platform.arch.clone(),
+                os: platform.os.clone(),
+                variant: platform.variant.clone(),
+                ..Default::default()
+            };
+            Ok((
+                "scratch".into(),
+                StageResult {
+                    config,
+                    layers: Vec::new(),
+                    key: k.finish().0,
+                },
+            ))
+        }
+        Base::Stage(i) => {
+            let r = shared.wait_stage(*i)?;
+            Ok((shared.plan.stages[*i].label(), r))
+        }
+        Base::Image(name) => {
+            let (shown, r) = image_base(shared, name, ps.stage.loc)?;
+            Ok((shown, r))
+        }
+    }
+}
+
+/// An image of the store as a starting point (FROM, or `--from` sources).
+fn image_base(shared: &Shared<'_>, name: &str, loc: Location) -> Result<(String, StageResult)> {
+    let resolved = shared.images.resolve(name).map_err(|e| Error::Step {
+        loc,
+        message: format!("{name}: {e} (pulling from registries is not available yet)"),
+        output: Vec::new(),
+    })?;
+    let (bytes, _) = shared.images.config(&resolved.id)?;
+    let config: ImageConfig = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Sandbox(format!("config of {name}: {e}")))?;
+    let mut layers = Vec::new();
+    for d in &config.rootfs.diff_ids {
+        let diff: Digest = d.parse()?;
+        let info = shared.store.layer(&diff)?.ok_or_else(|| {
+            Error::Sandbox(format!("layer {diff} of {name} is missing from the store"))
+        })?;
+        layers.push(LayerRef {
+            diff_id: diff,
+            size: info.size,
+        });
+    }
+    let mut k = KeyBuilder::new("strata.image.v1");
+    k.field("image", &resolved.id.to_string());
+    let shown = resolved
+        .reference
+        .map(|r| r.to_string())
+        .unwrap_or_else(|| name.to_string());
+    Ok((
+        shown,
+        StageResult {
+            config,
+            layers,
+            key: k.finish().0,
+        },
+    ))
+}
+
+impl StageRun<'_, '_> {
+    fn prefix(&self) -> String {
+        if self.shared.plan.stages.len() > 1 {
+            format!("[{} {}/{}]", self.ps.label(), self.pos, self.total)
+        } else {
+            format!("[{}/{}]", self.pos, self.total)
+        }
+    }
+
+    /// The expansion environment: declared ARGs, then ENV (ENV beats ARG).
+    fn expand_env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self
+            .args
+            .iter()
+            .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+            .collect();
+        env.extend(self.config.env_pairs());
+        env
+    }
+
+    fn history(&mut self, created_by: String, empty_layer: bool) {
+        self.config.history.push(HistoryEntry {
+            created: Some(self.created.clone()),
+            created_by: Some(created_by),
+            author: None,
+            comment: Some(HISTORY_COMMENT.into()),
+            empty_layer,
+        });
+    }
+
+    fn dispatch(&mut self, ins: &Instruction) -> Result<()> {
+        let env = self.expand_env();
+        let expanded = ins.expand(&self.lexer, &env)?;
+        match &expanded {
+            Instruction::Arg(a) => {
+                for def in &a.args {
+                    let v = arg_value(def, &self.shared.req.options.build_args, &self.meta());
+                    self.args.push((def.key.clone(), v));
+                }
+                Ok(())
+            }
+            Instruction::Workdir(w) => self.workdir(&w.path, ins.original(), ins.loc()),
+            Instruction::Run(r) => self.run(r, ins.original()),
+            Instruction::Copy(_) | Instruction::Add(_) => self.copy(&expanded, ins.original()),
+            Instruction::From(_) => Ok(()),
+            other => {
+                if let Some(created_by) = meta::apply(&mut self.config, other, &mut self.cmd_set) {
+                    self.history(created_by, true);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn meta(&self) -> Vec<(String, Option<String>)> {
+        self.shared.plan.meta_args.clone()
+    }
+
+    /// Build args in effect for RUN (declared, with a value, not shadowed by ENV), plus proxy
+    /// args given on the command line.
+    fn run_args(&self) -> Vec<(String, String)> {
+        let env = self.config.env_pairs();
+        let mut out: Vec<(String, String)> = Vec::new();
+        for (k, v) in &self.args {
+            if let Some(v) = v
+                && !env.iter().any(|(e, _)| e == k)
+            {
+                match out.iter_mut().find(|(o, _)| o == k) {
+                    Some(slot) => slot.1 = v.clone(),
+                    None => out.push((k.clone(), v.clone())),
+                }
+            }
+        }
+        out
+    }
+
+    /// `RUN |N K=V ... cmd` as BuildKit writes it in the history.
+    fn run_history(&self, args: &[String]) -> String {
+        let env = self.config.env_pairs();
+        let mut build: Vec<(String, String)> = Vec::new();
+        for (k, v) in &self.args {
+            let shown = env
+                .iter()
+                .rev()
+                .find(|(e, _)| e == k)
+                .map(|(_, v)| v.clone())
+                .or_else(|| v.clone())
+                .unwrap_or_default();
+            match build.iter_mut().find(|(b, _)| b == k) {
+                Some(slot) => slot.1 = shown,
+                None => build.push((k.clone(), shown)),
+            }
+        }
+        let mut parts = Vec::new();
+        if !build.is_empty() {
+            parts.push(format!("|{}", build.len()));
+            parts.extend(build.iter().map(|(k, v)| format!("{k}={v}")));
+        }
+        parts.extend(args.iter().cloned());
+        format!("RUN {} # buildkit", parts.join(" "))
+    }
+
+    /// Looks the key up; on a hit applies the record and returns true.
+    fn try_cache(&mut self, id: usize, key: CacheKey, inputs: &[(String, String)]) -> Result<bool> {
+        let rec = if self.no_cache {
+            None
+        } else {
+            self.shared.cache.get(self.shared.store, &key)?
+        };
+        self.shared.emit(Event::Cache {
+            id,
+            key: key.hex(),
+            hit: rec.is_some(),
+            inputs: inputs.to_vec(),
+        });
+        let Some(rec) = rec else { return Ok(false) };
+        self.last_empty = rec.layer.is_none();
+        if let Some(l) = rec.layer {
+            self.shared.lease.record_layer(&l.diff_id)?;
+            self.layers.push(l);
+        }
+        self.created = rec.created;
+        self.key = key;
+        Ok(true)
+    }
+
+    /// Records a step's result and applies it.
+    fn record(&mut self, key: CacheKey, layer: Option<LayerRef>) -> Result<()> {
+        let created = strata_oci::image::now_rfc3339();
+        self.shared.cache.put(
+            &key,
+            &Record {
+                layer,
+                created: created.clone(),
+                last_used: 0,
+            },
+        )?;
+        self.last_empty = layer.is_none();
+        if let Some(l) = layer {
+            self.layers.push(l);
+        }
+        self.created = created;
+        self.key = key;
+        Ok(())
+    }
+
+    /// Starts a layer step's vertex; returns its id and start time.
+    fn start(&mut self, original: &str) -> (usize, Instant) {
+        self.pos += 1;
+        let id = self.shared.new_id();
+        self.shared.emit(Event::Start {
+            id,
+            name: format!("{} {original}", self.prefix()),
+        });
+        (id, Instant::now())
+    }
+
+    fn done(&self, id: usize, t: Instant, cached: bool) {
+        self.shared.emit(Event::Done {
+            id,
+            cached,
+            duration: t.elapsed(),
+        });
+    }
+
+    fn fail(&self, id: usize, e: Error) -> Error {
+        self.shared.emit(Event::Error {
+            id,
+            message: e.to_string(),
+        });
+        e
+    }
+
+    fn workdir(&mut self, path: &str, original: &str, loc: Location) -> Result<()> {
+        let current = self.config.config.working_dir.clone().unwrap_or_default();
+        let joined = if path.starts_with('/') {
+            path.to_string()
+        } else {
+            format!("{}/{path}", if current.is_empty() { "/" } else { &current })
+        };
+        let wd = clean_path(&joined);
+        self.config.config.working_dir = Some(wd.clone());
+        let (id, t) = self.start(original);
+        let mut k = KeyBuilder::new("strata.workdir.v1");
+        k.digest("parent", &self.key.0);
+        k.field("path", &wd);
+        k.field("user", self.config.config.user.as_deref().unwrap_or(""));
+        let (key, inputs) = k.finish();
+        let hit = self.try_cache(id, key, &inputs)?;
+        if !hit {
+            let layer = fsops::workdir(self, &wd, loc).map_err(|e| self.fail(id, e))?;
+            self.record(key, layer)?;
+        }
+        let empty = self.last_empty;
+        self.history(format!("WORKDIR {wd} # buildkit"), empty);
+        self.done(id, t, hit);
+        Ok(())
+    }
+
+
+    fn run(&mut self, r: &strata_parser::instructions::Run, original: &str) -> Result<()> {
+        let (id, t) = self.start(original);
+        let plan = run::prepare(self, r).map_err(|e| self.fail(id, e))?;
+        let hit = self.try_cache(id, plan.key, &plan.inputs)?;
+        if !hit {
+            let layer = run::execute(self, id, r, &plan).map_err(|e| self.fail(id, e))?;
+            self.record(plan.key, layer)?;
+        }
+        let empty = self.last_empty;
+        self.history(self.run_history(&plan.history_args), empty);
+        self.done(id, t, hit);
+        Ok(())
+    }
+
+    fn copy(&mut self, ins: &Instruction, original: &str) -> Result<()> {
+        let (id, t) = self.start(original);
+        let op = fsops::prepare_copy(self, ins).map_err(|e| self.fail(id, e))?;
+        let hit = self.try_cache(id, op.key, &op.inputs)?;
+        if !hit {
+            let layer = fsops::execute_copy(self, &op).map_err(|e| self.fail(id, e))?;
+            self.record(op.key, layer)?;
+        }
+        let empty = self.last_empty;
+        self.history(op.history.clone(), empty);
+        self.done(id, t, hit);
+        Ok(())
+    }
+}
+
+/// Cleans an absolute path like Go's `path.Clean`.
+pub fn clean_path(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_clean_like_go() {
+        assert_eq!(clean_path("/a/./b/../c/"), "/a/c");
+        assert_eq!(clean_path("/../x"), "/x");
+        assert_eq!(clean_path("/"), "/");
+    }
+}

@@ -1,0 +1,497 @@
+//! RUN steps: the command line, the environment, `--mount`s, the cache key, and the sandbox.
+//!
+//! The step's sandbox mounts overlayfs with the parent layers as lower dirs (short `l/` links
+//! from the store root, then the sandbox's stub dir at the bottom) and the pending layer's
+//! tree as the upper dir: what the command writes *is* the new layer. `--mount`s are added as
+//! spec mounts; none of them ends up in the layer (their targets stay as empty directories, as
+//! BuildKit leaves them).
+
+use std::io::{BufRead, BufReader};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use strata_parser::Instruction;
+use strata_parser::instructions::{MountType, NetworkMode as RunNetwork, Run, SecurityMode, ShareMode};
+use strata_planner::args::is_proxy;
+use strata_planner::{CacheKey, FromRef, KeyBuilder};
+
+use super::{StageRun, fsops, meta};
+use crate::cache::{LayerRef, Sharing};
+use crate::error::{Error, Result};
+use crate::events::{Event, Stream};
+use crate::sandbox::{self, ExitStatus, Network, Overlay, Stdio};
+
+/// `strata build --network`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// The host's network (BuildKit's default for RUN).
+    #[default]
+    Default,
+    /// Loopback only.
+    None,
+    /// The host's network, explicitly.
+    Host,
+}
+
+/// How many output lines a failed step reports.
+const TAIL_LINES: usize = 20;
+
+/// Where a bind mount's content comes from.
+#[derive(Debug, Clone)]
+enum BindSource {
+    /// The build context (only what `.dockerignore` keeps).
+    Context,
+    /// The final layers of a stage or an image, top first.
+    Layers(Vec<PathBuf>),
+}
+
+/// A RUN step ready to run.
+#[derive(Debug)]
+pub(super) struct RunPlan {
+    pub key: CacheKey,
+    pub inputs: Vec<(String, String)>,
+    pub argv: Vec<String>,
+    pub history_args: Vec<String>,
+    env: Vec<String>,
+    network: Network,
+    mounts: Vec<(strata_parser::instructions::Mount, Option<BindSource>)>,
+    /// A shebang heredoc run as a script: (name, content), mounted at `/dev/pipes/<name>`.
+    script: Option<(String, String)>,
+}
+
+/// The command as BuildKit builds it, including heredocs.
+fn command(st: &StageRun<'_, '_>, r: &Run) -> (Vec<String>, Option<(String, String)>) {
+    let mut script = None;
+    let mut args = r.cmd_line.clone();
+    if !r.heredocs.is_empty() && r.prepend_shell && args.len() == 1 {
+        let first = &r.heredocs[0];
+        let marker = args[0].trim();
+        let simple = marker
+            .strip_prefix("<<")
+            .map(|m| m.trim_start_matches('-').trim_matches(|c| c == '"' || c == '\''))
+            .is_some_and(|m| m == first.name);
+        if simple {
+            if first.content.starts_with("#!") {
+                script = Some((first.name.clone(), first.content.clone()));
+                args = vec![format!("/dev/pipes/{}", first.name)];
+            } else {
+                args = vec![first.content.clone()];
+            }
+        } else {
+            let mut full = args[0].clone();
+            for h in &r.heredocs {
+                full.push('\n');
+                full.push_str(&h.content);
+                full.push_str(&h.name);
+            }
+            args = vec![full];
+        }
+    }
+    (meta::exec_form(&st.config, &args, r.prepend_shell), script)
+}
+
+/// Expands, checks entitlements and computes the key of a RUN step.
+pub(super) fn prepare(st: &mut StageRun<'_, '_>, r: &Run) -> Result<RunPlan> {
+    let shared = st.shared;
+    let env_pairs = st.expand_env();
+    let Instruction::Run(r) = Instruction::Run(r.clone()).expand(&st.lexer, &env_pairs)? else {
+        return Err(Error::Sandbox("RUN expanded to another instruction".into()));
+    };
+    if r.security == SecurityMode::Insecure && !shared.req.allow_insecure {
+        return Err(Error::Denied(format!(
+            "{}: RUN --security=insecure needs `--allow security.insecure` (entitlement \
+             security.insecure is not allowed)",
+            r.loc
+        )));
+    }
+    if r.network == RunNetwork::Host && !shared.req.allow_network_host {
+        return Err(Error::Denied(format!(
+            "{}: RUN --network=host needs `--allow network.host` (entitlement network.host is \
+             not allowed)",
+            r.loc
+        )));
+    }
+    let network = match (r.network, shared.req.network) {
+        (RunNetwork::None, _) | (RunNetwork::Default, NetworkMode::None) => Network::None,
+        _ => Network::Host,
+    };
+    let (argv, script) = command(st, &r);
+
+    // The process environment: the image's, then build args not shadowed by ENV.
+    let mut env: Vec<String> = st
+        .config
+        .env_pairs()
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for (k, v) in st.run_args() {
+        env.push(format!("{k}={v}"));
+    }
+
+    let mut k = KeyBuilder::new("strata.run.v1");
+    k.digest("parent", &st.key.0);
+    k.list("argv", &argv);
+    k.list("env", &env);
+    k.field("user", st.config.config.user.as_deref().unwrap_or(""));
+    k.field(
+        "workdir",
+        st.config.config.working_dir.as_deref().unwrap_or("/"),
+    );
+    k.field(
+        "network",
+        match network {
+            Network::None => "none",
+            Network::Host => "host",
+        },
+    );
+    k.field(
+        "security",
+        if r.security == SecurityMode::Insecure {
+            "insecure"
+        } else {
+            "sandbox"
+        },
+    );
+    if let Some((name, content)) = &script {
+        k.field("script", &format!("{name}\n{content}"));
+    }
+    let mut mounts = Vec::new();
+    for m in &r.mounts {
+        let target = m.target.clone().unwrap_or_default();
+        let mut desc = format!(
+            "type={} target={target} ro={} id={} sharing={:?} mode={:?} uid={:?} gid={:?} \
+             env={:?} required={} size={:?} source={:?}",
+            m.kind.as_str(),
+            m.read_only,
+            m.id.as_deref().unwrap_or(""),
+            m.sharing,
+            m.mode,
+            m.uid,
+            m.gid,
+            m.env,
+            m.required,
+            m.size_limit,
+            m.source
+        );
+        let source = match m.kind {
+            MountType::Bind => {
+                let src = m.source.clone().unwrap_or_default();
+                match &m.from {
+                    None => {
+                        let index = shared.context.as_ref().ok_or_else(|| {
+                            Error::Copy(format!("{}: RUN --mount=type=bind needs a build context", r.loc))
+                        })?;
+                        let rel = super::clean_path(&src).trim_start_matches('/').to_string();
+                        let digest = index.digest(&rel).ok_or_else(|| {
+                            Error::Copy(format!(
+                                "{}: RUN --mount=type=bind,source={src}: not found in the build context",
+                                r.loc
+                            ))
+                        })?;
+                        desc.push_str(&format!(
+                            " context={}",
+                            digest.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                        ));
+                        Some(BindSource::Context)
+                    }
+                    Some(from) => {
+                        let (key, layers) = from_layers(st, from, r.loc)?;
+                        desc.push_str(&format!(" from={}", key.hex()));
+                        Some(BindSource::Layers(layers))
+                    }
+                }
+            }
+            MountType::Ssh => {
+                return Err(Error::Denied(format!(
+                    "{}: RUN --mount=type=ssh is not supported yet",
+                    r.loc
+                )));
+            }
+            MountType::Secret => {
+                let id = secret_id(m);
+                if !shared.req.secrets.contains_key(&id) && m.required {
+                    return Err(Error::Denied(format!(
+                        "{}: secret {id} is required but was not given (--secret id={id},src=...)",
+                        r.loc
+                    )));
+                }
+                None
+            }
+            _ => None,
+        };
+        k.field("mount", &desc);
+        mounts.push((m.clone(), source));
+    }
+    let (key, inputs) = k.finish();
+    // Proxy args reach the process but never the key.
+    for (name, v) in &shared.req.options.build_args {
+        if is_proxy(name) && !env.iter().any(|e| e.starts_with(&format!("{name}="))) {
+            env.push(format!("{name}={v}"));
+        }
+    }
+    Ok(RunPlan {
+        key,
+        inputs,
+        history_args: argv.clone(),
+        argv,
+        env,
+        network,
+        mounts,
+        script,
+    })
+}
+
+fn secret_id(m: &strata_parser::instructions::Mount) -> String {
+    m.id.clone().unwrap_or_else(|| {
+        m.target
+            .as_deref()
+            .and_then(|t| Path::new(t).file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    })
+}
+
+/// The layers a `from=` names (a stage's or an image's), top first, with their key.
+fn from_layers(
+    st: &StageRun<'_, '_>,
+    from: &str,
+    loc: strata_parser::Location,
+) -> Result<(CacheKey, Vec<PathBuf>)> {
+    let shared = st.shared;
+    match shared.plan.resolve_from(from, st.ps.index, loc)? {
+        FromRef::Stage(i) => {
+            let r = shared.wait_stage(i)?;
+            Ok((r.key, shared.layer_dirs(&r.layers)))
+        }
+        FromRef::Image(name) => {
+            let (_, r) = super::image_base(shared, &name, loc)?;
+            Ok((r.key, shared.layer_dirs(&r.layers)))
+        }
+    }
+}
+
+/// Runs the step; returns its layer (`None` for an empty diff).
+pub(super) fn execute(
+    st: &mut StageRun<'_, '_>,
+    id: usize,
+    r: &Run,
+    plan: &RunPlan,
+) -> Result<Option<LayerRef>> {
+    let shared = st.shared;
+    let store = shared.store;
+    let pending = store.begin_layer(&shared.lease)?;
+    let work = pending.work_dir();
+    let merged = work.join("merged");
+    let ovl = work.join("ovl");
+    for d in [&merged, &ovl] {
+        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+    }
+    let mut lower = Vec::new();
+    for l in st.layers.iter().rev() {
+        lower.push(PathBuf::from(store.short_link(&l.diff_id)?));
+    }
+    lower.push(shared.stub_lower.clone());
+    let (uid, gid, groups) = fsops::resolve_user(st, r.loc)?;
+    let cwd = st
+        .config
+        .config
+        .working_dir
+        .clone()
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".into());
+    let mut env = plan.env.clone();
+    let mut spec = sandbox::default_spec(
+        &merged,
+        plan.argv.clone(),
+        Vec::new(),
+        &cwd,
+        uid,
+        gid,
+        groups,
+        "buildkitsandbox",
+        plan.network,
+    )?;
+    sandbox::set_overlay(
+        &mut spec,
+        &Overlay {
+            lower,
+            upper: pending.rootfs(),
+            work: ovl,
+            chdir: Some(store.root().to_path_buf()),
+        },
+    );
+    sandbox::add_etc_files(&mut spec, &work.join("etc"))?;
+    let _locks = add_mounts(st, &mut spec, plan, &work, &mut env)?;
+    if let Some((name, content)) = &plan.script {
+        let dir = work.join("pipes");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let path = dir.join(name);
+        std::fs::write(&path, content).map_err(|e| Error::io(&path, e))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| Error::io(&path, e))?;
+        sandbox::add_bind(&mut spec, &path, &format!("/dev/pipes/{name}"), true);
+    }
+    if let Some(p) = spec.process_mut() {
+        p.set_env(Some(env));
+    }
+
+    let (out_r, out_w) = std::io::pipe().map_err(|e| Error::io("<pipe>", e))?;
+    let (err_r, err_w) = std::io::pipe().map_err(|e| Error::io("<pipe>", e))?;
+    let tail = std::sync::Mutex::new(std::collections::VecDeque::new());
+    let t = Instant::now();
+    let status = std::thread::scope(|s| {
+        for (reader, stream) in [(out_r, Stream::Stdout), (err_r, Stream::Stderr)] {
+            let tail = &tail;
+            s.spawn(move || {
+                let mut lines = BufReader::new(reader);
+                let mut buf = Vec::new();
+                while lines.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
+                    let text = String::from_utf8_lossy(&buf).into_owned();
+                    if let Ok(mut t) = tail.lock() {
+                        t.push_back(text.trim_end_matches('\n').to_string());
+                        if t.len() > TAIL_LINES {
+                            t.pop_front();
+                        }
+                    }
+                    shared.emit(Event::Output { id, stream, text });
+                    buf.clear();
+                }
+            });
+        }
+        let stdio = Stdio {
+            stdin: None,
+            stdout: OwnedFd::from(out_w),
+            stderr: OwnedFd::from(err_w),
+        };
+        sandbox::run(&shared.req.helper_exe, &work.join("bundle"), &spec, stdio)
+    })?;
+    let _ = t;
+    let code = match status {
+        ExitStatus::Code(0) => None,
+        ExitStatus::Code(c) => Some(format!("exit code: {c}")),
+        ExitStatus::Signal(s) => Some(format!("killed by signal {s}")),
+    };
+    if let Some(why) = code {
+        return Err(Error::Step {
+            loc: r.loc,
+            message: format!(
+                "process \"{}\" did not complete successfully: {why}",
+                plan.argv.join(" ")
+            ),
+            output: tail.into_inner().map(Vec::from).unwrap_or_default(),
+        });
+    }
+    if pending.is_empty()? {
+        return Ok(None);
+    }
+    let info = pending.commit()?;
+    Ok(Some(LayerRef {
+        diff_id: info.diff_id,
+        size: info.size,
+    }))
+}
+
+/// Adds the step's `--mount`s to the spec; returns the cache mount locks to hold while it runs.
+fn add_mounts(
+    st: &StageRun<'_, '_>,
+    spec: &mut oci_spec::runtime::Spec,
+    plan: &RunPlan,
+    work: &Path,
+    env: &mut Vec<String>,
+) -> Result<Vec<std::fs::File>> {
+    let shared = st.shared;
+    let mut locks = Vec::new();
+    for (n, (m, source)) in plan.mounts.iter().enumerate() {
+        let target = m.target.clone().unwrap_or_default();
+        let target = if target.starts_with('/') {
+            target
+        } else {
+            super::clean_path(&format!(
+                "{}/{target}",
+                st.config.config.working_dir.as_deref().unwrap_or("/")
+            ))
+        };
+        match m.kind {
+            MountType::Bind => {
+                let src = m.source.clone().unwrap_or_default();
+                let farm = work.join(format!("bind-{n}"));
+                match source {
+                    Some(BindSource::Context) => {
+                        let index = shared.context.as_ref().ok_or_else(|| {
+                            Error::Copy("RUN --mount=type=bind needs a build context".into())
+                        })?;
+                        fsops::farm_context(index, &src, &farm)?;
+                    }
+                    Some(BindSource::Layers(layers)) => {
+                        fsops::farm_layers(layers, &src, &farm)?;
+                    }
+                    None => {}
+                }
+                if m.read_only {
+                    sandbox::add_bind(spec, &farm, &target, true);
+                } else {
+                    // Writes go to a throwaway upper dir.
+                    let upper = work.join(format!("bind-{n}-upper"));
+                    let wk = work.join(format!("bind-{n}-work"));
+                    for d in [&upper, &wk] {
+                        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+                    }
+                    sandbox::add_overlay_mount(spec, &target, &[farm], &upper, &wk);
+                }
+            }
+            MountType::Cache => {
+                let id = m.id.clone().unwrap_or_else(|| target.clone());
+                let sharing = match m.sharing {
+                    Some(ShareMode::Private) => Sharing::Private,
+                    Some(ShareMode::Locked) => Sharing::Locked,
+                    _ => Sharing::Shared,
+                };
+                let (dir, lock, _) = shared.cache.mount_dir(
+                    &id,
+                    sharing,
+                    m.mode.unwrap_or(0o755),
+                    m.uid.unwrap_or(0),
+                    m.gid.unwrap_or(0),
+                )?;
+                locks.push(lock);
+                sandbox::add_bind(spec, &dir, &target, m.read_only);
+            }
+            MountType::Tmpfs => {
+                sandbox::add_tmpfs(spec, &target, m.size_limit.and_then(|s| u64::try_from(s).ok()));
+            }
+            MountType::Secret => {
+                let id = secret_id(m);
+                let Some(value) = shared.req.secrets.get(&id) else {
+                    continue; // not required and not given: no mount, as BuildKit
+                };
+                if let Some(var) = &m.env {
+                    env.push(format!("{var}={}", String::from_utf8_lossy(value)));
+                    if m.target.is_none() {
+                        continue;
+                    }
+                }
+                let dir = work.join("secrets");
+                std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+                let path = dir.join(format!("{n}"));
+                std::fs::write(&path, value).map_err(|e| Error::io(&path, e))?;
+                std::os::unix::fs::chown(&path, Some(m.uid.unwrap_or(0)), Some(m.gid.unwrap_or(0)))
+                    .map_err(|e| Error::io(&path, e))?;
+                std::fs::set_permissions(
+                    &path,
+                    std::fs::Permissions::from_mode(m.mode.unwrap_or(0o400)),
+                )
+                .map_err(|e| Error::io(&path, e))?;
+                let dest = if m.target.is_some() {
+                    target
+                } else {
+                    format!("/run/secrets/{id}")
+                };
+                sandbox::add_bind(spec, &path, &dest, true);
+            }
+            MountType::Ssh => {}
+        }
+    }
+    Ok(locks)
+}
