@@ -469,3 +469,207 @@ fn mask_path(sys: &dyn Syscall, root: &Path, path: &str) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use strata_sys::{Call, CallKind, RecordingSyscall};
+
+    use super::*;
+    use crate::sandbox::{Network, Overlay, add_bind, default_spec, set_overlay};
+
+    fn spec_in(dir: &Path, network: Network) -> Result<Spec, Box<dyn std::error::Error>> {
+        let root = dir.join("rootfs");
+        std::fs::create_dir_all(&root)?;
+        let mut spec = default_spec(
+            &root,
+            vec!["true".into()],
+            vec![],
+            "/",
+            0,
+            0,
+            vec![],
+            "box",
+            network,
+        )?;
+        set_overlay(
+            &mut spec,
+            &Overlay {
+                lower: vec!["l1".into(), "l2".into()],
+                upper: dir.join("up"),
+                work: dir.join("work"),
+                chdir: Some(dir.join("links")),
+            },
+        );
+        Ok(spec)
+    }
+
+    #[test]
+    fn default_spec_mounts_in_order_then_pivots() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let mut spec = spec_in(dir.path(), Network::None)?;
+        let src = dir.path().join("ctx");
+        std::fs::create_dir_all(&src)?;
+        add_bind(&mut spec, &src, "/mnt/ctx", true);
+        // A masked directory and a masked file, so both kinds of masking show up.
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir_all(root.join("proc/acpi"))?;
+        std::fs::write(root.join("proc/kcore"), b"")?;
+        let sys = RecordingSyscall::new();
+        setup_rootfs(&sys, &spec, dir.path())?;
+        let real = std::fs::canonicalize(&root)?;
+        let calls = sys.calls();
+        assert_eq!(calls[0], Call::Unshare(CloneFlags::CLONE_NEWNS));
+        assert_eq!(
+            calls[1],
+            Call::Mount {
+                source: None,
+                target: "/".into(),
+                fstype: None,
+                flags: MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                data: None,
+            }
+        );
+        assert_eq!(calls[2], Call::Chdir(dir.path().join("links")));
+        let Call::Mount {
+            target,
+            fstype,
+            data,
+            ..
+        } = &calls[3]
+        else {
+            panic!("not the overlay: {:?}", calls[3]);
+        };
+        assert_eq!((target, fstype.as_deref()), (&root, Some("overlay")));
+        assert_eq!(
+            data.as_deref(),
+            Some(
+                format!(
+                    "lowerdir=l1:l2,upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off",
+                    dir.path().join("up").display(),
+                    dir.path().join("work").display()
+                )
+                .as_str()
+            )
+        );
+        let targets: Vec<(PathBuf, Option<String>)> = calls[4..]
+            .iter()
+            .filter_map(|c| match c {
+                Call::Mount { target, fstype, .. } => Some((target.clone(), fstype.clone())),
+                _ => None,
+            })
+            .collect();
+        let t = |p: &str| real.join(p);
+        let expected: Vec<(PathBuf, Option<String>)> = vec![
+            (t("proc"), Some("proc".into())),
+            (t("dev"), Some("tmpfs".into())),
+            (t("dev/pts"), Some("devpts".into())),
+            (t("dev/shm"), Some("tmpfs".into())),
+            (t("dev/mqueue"), Some("mqueue".into())),
+            (t("sys"), Some("sysfs".into())),
+            (t("mnt/ctx"), None),
+            (t("mnt/ctx"), None),
+            (t("proc/acpi"), Some("tmpfs".into())),
+            (t("proc/kcore"), None),
+        ];
+        assert_eq!(targets, expected);
+        // The bind target was created inside the root, as a directory.
+        assert!(root.join("mnt/ctx").is_dir());
+        let mknods: Vec<PathBuf> = sys
+            .calls_of(&[CallKind::Mknod])
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Mknod { path, .. } => Some(path),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(mknods.len(), 6);
+        assert_eq!(mknods[0], t("dev/null"));
+        let tail: Vec<Call> = sys.calls_of(&[
+            CallKind::PivotRoot,
+            CallKind::Umount2,
+            CallKind::Chdir,
+            CallKind::Sethostname,
+        ]);
+        assert_eq!(
+            tail[1..],
+            [
+                Call::Chdir(root.clone()),
+                Call::PivotRoot(".".into(), ".".into()),
+                Call::Umount2(".".into(), MntFlags::MNT_DETACH),
+                Call::Chdir("/".into()),
+                Call::Sethostname("box".into()),
+            ]
+        );
+        let pivot = calls
+            .iter()
+            .position(|c| c.kind() == CallKind::PivotRoot)
+            .ok_or("no pivot")?;
+        assert!(
+            calls[pivot..].iter().all(|c| c.kind() != CallKind::Mount),
+            "every mount happens before pivot_root"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn failures_are_reported_with_the_path() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let spec = spec_in(dir.path(), Network::Host)?;
+        let sys = RecordingSyscall::new();
+        sys.fail_next(CallKind::PivotRoot, libc::EINVAL);
+        let e = setup_rootfs(&sys, &spec, dir.path())
+            .err()
+            .ok_or("pivot_root failure ignored")?;
+        assert_eq!(
+            e.to_string(),
+            "pivot_root . -> .: Invalid argument (os error 22)"
+        );
+        assert!(sys.calls_of(&[CallKind::Umount2]).is_empty(), "stopped");
+
+        let sys = RecordingSyscall::new();
+        sys.fail_nth(CallKind::Mount, 3, libc::EPERM);
+        let e = setup_rootfs(&sys, &spec, dir.path())
+            .err()
+            .ok_or("mount failure ignored")?;
+        let proc = std::fs::canonicalize(dir.path().join("rootfs"))?.join("proc");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "mount proc -> {}: Operation not permitted (os error 1)",
+                proc.display()
+            )
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn namespaces_follow_the_network_and_options_parse() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let none = namespace_flags(&spec_in(dir.path(), Network::None)?)?;
+        let host = namespace_flags(&spec_in(dir.path(), Network::Host)?)?;
+        assert!(none.contains(CloneFlags::CLONE_NEWNET));
+        assert!(!host.contains(CloneFlags::CLONE_NEWNET));
+        let base = CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC;
+        assert_eq!(host, base);
+        let o = parse_options(&[
+            "rbind".into(),
+            "ro".into(),
+            "nosuid".into(),
+            "rslave".into(),
+            "mode=755".into(),
+            "size=1k".into(),
+        ]);
+        assert!(o.bind && o.recursive);
+        assert_eq!(o.flags, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID);
+        assert_eq!(o.propagation, MsFlags::MS_SLAVE | MsFlags::MS_REC);
+        assert_eq!(o.data, "mode=755,size=1k");
+        let bad: HashMap<String, String> = [(ANN_LOWER.to_string(), "a,b".to_string())]
+            .into_iter()
+            .collect();
+        assert!(overlay_data(&bad).is_err());
+        Ok(())
+    }
+}
