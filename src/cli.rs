@@ -57,6 +57,13 @@ pub enum Command {
         #[command(subcommand)]
         command: BuilderCommand,
     },
+    /// Internal: the sandbox's init process (started by strata itself)
+    #[command(name = "__sandbox-init", hide = true)]
+    SandboxInit {
+        /// The OCI bundle (holding config.json)
+        #[arg(value_name = "BUNDLE")]
+        bundle: PathBuf,
+    },
 }
 
 /// `strata builder ...`.
@@ -396,6 +403,66 @@ pub enum DebugCommand {
     Expand(ExpandArgs),
     /// Print the store root in effect (after --root, STRATA_ROOT and the default)
     Root,
+    /// Run a command in the RUN sandbox on an overlay of the given directories
+    Sandbox(SandboxArgs),
+}
+
+/// `strata debug sandbox ... -- CMD ARG...`.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// A lower dir of the overlay, top first (repeatable; the mount point stubs go below)
+    #[arg(long, value_name = "DIR")]
+    pub lower: Vec<PathBuf>,
+
+    /// The overlay's upper dir (receives what the command writes)
+    #[arg(long, value_name = "DIR")]
+    pub upper: PathBuf,
+
+    /// The overlay's work dir (empty, on the upper dir's filesystem)
+    #[arg(long, value_name = "DIR")]
+    pub work: PathBuf,
+
+    /// `none` (loopback only) or `host`
+    #[arg(long, value_enum, default_value_t = SandboxNetwork::Host)]
+    pub network: SandboxNetwork,
+
+    /// The numeric user and group to run as
+    #[arg(long, value_name = "UID:GID", value_parser = parse_uid_gid, default_value = "0:0")]
+    pub user: (u32, u32),
+
+    /// The working directory inside the sandbox (created if missing)
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub cwd: String,
+
+    /// An environment variable of the command (repeatable)
+    #[arg(long = "env", short = 'e', value_name = "K=V")]
+    pub env: Vec<String>,
+
+    /// Bind mount a host path (repeatable)
+    #[arg(long, value_name = "SRC:DST[:ro]")]
+    pub bind: Vec<String>,
+
+    /// Mount a tmpfs (repeatable)
+    #[arg(long, value_name = "DST")]
+    pub tmpfs: Vec<String>,
+
+    /// The command and its arguments
+    #[arg(value_name = "CMD", required = true, last = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SandboxNetwork {
+    /// A new network namespace with only `lo`
+    None,
+    /// The host's network
+    Host,
+}
+
+fn parse_uid_gid(s: &str) -> Result<(u32, u32), String> {
+    let (u, g) = s.split_once(':').unwrap_or((s, s));
+    let num = |x: &str| x.parse::<u32>().map_err(|_| format!("not a number: {x:?}"));
+    Ok((num(u)?, num(g)?))
 }
 
 #[derive(Debug, Args)]
@@ -589,6 +656,45 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn sandbox_command_parses() {
+        let cli = Cli::try_parse_from([
+            "strata",
+            "debug",
+            "sandbox",
+            "--lower",
+            "a",
+            "--upper",
+            "u",
+            "--work",
+            "w",
+            "--network",
+            "none",
+            "--user",
+            "1000:100",
+            "--bind",
+            "/x:/y:ro",
+            "--",
+            "sh",
+            "-c",
+            "true",
+        ])
+        .expect("parses");
+        let Command::Debug {
+            command: DebugCommand::Sandbox(a),
+        } = cli.command
+        else {
+            panic!("not debug sandbox: {cli:?}");
+        };
+        assert_eq!(a.user, (1000, 100));
+        assert_eq!(a.network, SandboxNetwork::None);
+        assert_eq!(a.command, ["sh", "-c", "true"]);
+        assert_eq!(parse_uid_gid("7"), Ok((7, 7)));
+        assert!(parse_uid_gid("x:1").is_err());
+        let cli = Cli::try_parse_from(["strata", "__sandbox-init", "/b"]).expect("parses");
+        assert!(matches!(cli.command, Command::SandboxInit { .. }));
     }
 
     #[test]

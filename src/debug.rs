@@ -1,14 +1,16 @@
-//! `strata debug parse` and `strata debug expand`.
+//! `strata debug parse`, `strata debug expand` and `strata debug sandbox`.
 
 use std::io::Read as _;
 use std::path::Path;
+use std::process::ExitCode;
 
 use anyhow::Context as _;
+use strata_executor::sandbox;
 use strata_parser::shell::Lexer;
 use strata_parser::{Dockerfile, RawDockerfile};
 
 use crate::Failure;
-use crate::cli::{ExpandArgs, ParseArgs, ParseFormat};
+use crate::cli::{ExpandArgs, ParseArgs, ParseFormat, SandboxArgs, SandboxNetwork};
 use crate::diagnostic::{self, Severity};
 
 /// Parses a Dockerfile and prints the BuildKit dump or the typed JSON.
@@ -80,4 +82,89 @@ fn read_input(path: &Path) -> anyhow::Result<(String, Vec<u8>)> {
     }
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     Ok((path.display().to_string(), bytes))
+}
+
+/// Runs a command in the RUN sandbox (default spec, overlay with the stub lower at the bottom,
+/// `/etc` files) with the caller's stdio; exits with the command's code (128 + signal), or 125
+/// when the sandbox could not be set up.
+pub fn sandbox(root: &Path, args: &SandboxArgs) -> ExitCode {
+    match run_sandbox(root, args) {
+        Ok(status) => ExitCode::from(u8::try_from(status.code()).unwrap_or(u8::MAX)),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(125)
+        }
+    }
+}
+
+fn run_sandbox(root: &Path, args: &SandboxArgs) -> anyhow::Result<sandbox::ExitStatus> {
+    use std::os::fd::AsFd as _;
+
+    let base = root.join("sandbox");
+    let stub = sandbox::stub_lower(&base)?;
+    let bundle = base.join(format!("bundle-{}", std::process::id()));
+    let rootfs = bundle.join("rootfs");
+    std::fs::create_dir_all(&rootfs).with_context(|| format!("cannot create {rootfs:?}"))?;
+    let absolute = |p: &Path| {
+        std::fs::canonicalize(p).with_context(|| format!("cannot resolve {}", p.display()))
+    };
+    let mut lower = args
+        .lower
+        .iter()
+        .map(|p| absolute(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    lower.push(stub);
+    let mut env = args.env.clone();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push(format!("PATH={}", sandbox::DEFAULT_PATH));
+    }
+    let network = match args.network {
+        SandboxNetwork::None => sandbox::Network::None,
+        SandboxNetwork::Host => sandbox::Network::Host,
+    };
+    let (uid, gid) = args.user;
+    let mut spec = sandbox::default_spec(
+        &rootfs,
+        args.command.clone(),
+        env,
+        &args.cwd,
+        uid,
+        gid,
+        Vec::new(),
+        "buildkitsandbox",
+        network,
+    )?;
+    sandbox::set_overlay(
+        &mut spec,
+        &sandbox::Overlay {
+            lower,
+            upper: absolute(&args.upper)?,
+            work: absolute(&args.work)?,
+            chdir: None,
+        },
+    );
+    sandbox::add_etc_files(&mut spec, &bundle.join("etc"))?;
+    for b in &args.bind {
+        let (src, rest) = b
+            .split_once(':')
+            .with_context(|| format!("bad --bind {b:?}: expected SRC:DST[:ro]"))?;
+        let (dst, ro) = match rest.strip_suffix(":ro") {
+            Some(d) => (d, true),
+            None => (rest, false),
+        };
+        sandbox::add_bind(&mut spec, &absolute(Path::new(src))?, dst, ro);
+    }
+    for t in &args.tmpfs {
+        sandbox::add_tmpfs(&mut spec, t, None);
+    }
+    let dup = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned();
+    let stdio = sandbox::Stdio {
+        stdin: Some(dup(std::io::stdin().as_fd())?),
+        stdout: dup(std::io::stdout().as_fd())?,
+        stderr: dup(std::io::stderr().as_fd())?,
+    };
+    let exe = std::env::current_exe().context("cannot find the strata binary")?;
+    let status = sandbox::run(&exe, &bundle, &spec, stdio);
+    let _ = std::fs::remove_dir_all(&bundle);
+    Ok(status?)
 }

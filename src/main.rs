@@ -44,6 +44,8 @@ fn main() -> ExitCode {
                 println!("{}", root.display());
                 Ok(())
             }
+            // Exits with the command's own code.
+            DebugCommand::Sandbox(args) => return debug::sandbox(root, &args),
         },
         Command::Images(args)
         | Command::Image {
@@ -77,6 +79,7 @@ fn main() -> ExitCode {
         | Command::Image {
             command: ImageCommand::History(args),
         } => image::history(root, &args),
+        Command::SandboxInit { bundle } => strata_executor::sandbox::init_main(&bundle),
         Command::System { command } => match command {
             SystemCommand::Df(args) => system::df(root, &args),
             SystemCommand::Prune(args) => system::prune(root, &args),

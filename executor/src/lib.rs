@@ -3,9 +3,12 @@
 //! RUN steps execute in [`sandbox`] (namespaces, overlayfs whose upper dir is the new layer,
 //! Docker's default capabilities and seccomp profile); COPY and ADD write layers directly.
 
+pub mod build;
 pub mod cache;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod image_config;
+pub mod sandbox;
 
 pub use error::{Error, Result};

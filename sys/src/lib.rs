@@ -9,7 +9,18 @@
 //!   Nth call of a [`CallKind`] with a chosen errno, and otherwise delegates to [`RealSyscall`],
 //!   so it works on a real temporary directory.
 //!
-//! Only filesystem calls exist for now; the executor adds mount/unshare later.
+//! The sandbox's calls (mount, umount2, unshare, pivot_root, sethostname, the credential calls,
+//! chown, mknod, chdir and bringing a link up) are in the trait too. [`RecordingSyscall`] only
+//! records those (they would change the test process itself), so the mount and namespace sequence
+//! of a sandbox has unit tests without root. [`resolve_in_root`] resolves and creates mount
+//! targets inside a root without ever following a symlink out of it.
+
+mod inroot;
+
+pub use inroot::{Create, resolve_in_root};
+pub use nix::mount::{MntFlags, MsFlags};
+pub use nix::sched::CloneFlags;
+pub use nix::sys::stat::SFlag;
 
 use std::fmt;
 use std::fs::File;
@@ -21,6 +32,7 @@ use std::sync::Mutex;
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
+use nix::unistd::{Gid, Uid};
 
 /// A failed kernel call: which call, on which path(s), and the OS error (errno).
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +144,74 @@ pub trait Syscall: Send + Sync + fmt::Debug {
     /// # Errors
     /// The OS error of `mkdir`.
     fn create_dir_all(&self, path: &Path) -> Result<()>;
+
+    /// Mounts `source` on `target` (mount(2)); `data` is the filesystem's option string.
+    ///
+    /// # Errors
+    /// The OS error of `mount`.
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> Result<()>;
+    /// Unmounts `target` (umount2(2)).
+    ///
+    /// # Errors
+    /// The OS error of `umount2`.
+    fn umount2(&self, target: &Path, flags: MntFlags) -> Result<()>;
+    /// Moves the calling process into new namespaces (unshare(2)).
+    ///
+    /// # Errors
+    /// The OS error of `unshare`.
+    fn unshare(&self, flags: CloneFlags) -> Result<()>;
+    /// Makes `new_root` the root mount and puts the old root on `put_old` (pivot_root(2)).
+    ///
+    /// # Errors
+    /// The OS error of `pivot_root`.
+    fn pivot_root(&self, new_root: &Path, put_old: &Path) -> Result<()>;
+    /// Sets the host name of the UTS namespace (sethostname(2)).
+    ///
+    /// # Errors
+    /// The OS error of `sethostname`.
+    fn sethostname(&self, name: &str) -> Result<()>;
+    /// Sets the real, effective and saved user id (setresuid(2)).
+    ///
+    /// # Errors
+    /// The OS error of `setresuid`.
+    fn setresuid(&self, uid: u32) -> Result<()>;
+    /// Sets the real, effective and saved group id (setresgid(2)).
+    ///
+    /// # Errors
+    /// The OS error of `setresgid`.
+    fn setresgid(&self, gid: u32) -> Result<()>;
+    /// Sets the supplementary groups (setgroups(2)).
+    ///
+    /// # Errors
+    /// The OS error of `setgroups`.
+    fn setgroups(&self, gids: &[u32]) -> Result<()>;
+    /// Changes the owner of `path` without following a final symlink (lchown(2)).
+    ///
+    /// # Errors
+    /// The OS error of `lchown`.
+    fn lchown(&self, path: &Path, uid: u32, gid: u32) -> Result<()>;
+    /// Creates a device node (mknod(2)); `kind` is `S_IFCHR` or `S_IFBLK`.
+    ///
+    /// # Errors
+    /// The OS error of `mknod`.
+    fn mknod(&self, path: &Path, kind: SFlag, perm: u32, major: u64, minor: u64) -> Result<()>;
+    /// Changes the working directory (chdir(2)).
+    ///
+    /// # Errors
+    /// The OS error of `chdir`.
+    fn chdir(&self, path: &Path) -> Result<()>;
+    /// Sets `IFF_UP` on the network interface `name` (netdevice(7) `SIOCSIFFLAGS`).
+    ///
+    /// # Errors
+    /// The OS error of `socket` or `ioctl`.
+    fn set_link_up(&self, name: &str) -> Result<()>;
 }
 
 /// The real implementation of the seam.
@@ -217,6 +297,129 @@ impl Syscall for RealSyscall {
         // Why: store layout creation. https://man7.org/linux/man-pages/man2/mkdir.2.html
         std::fs::create_dir_all(path).map_err(|e| Error::new("mkdir", &[path], e))
     }
+
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> Result<()> {
+        // Why: the sandbox builds its root (overlay, /proc, /dev, binds) in its own mount
+        // namespace. https://man7.org/linux/man-pages/man2/mount.2.html
+        nix::mount::mount(source, target, fstype, flags, data).map_err(|e| {
+            let mut paths = Vec::new();
+            if let Some(s) = source {
+                paths.push(s);
+            }
+            paths.push(target);
+            Error::errno("mount", &paths, e)
+        })
+    }
+
+    fn umount2(&self, target: &Path, flags: MntFlags) -> Result<()> {
+        // Why: detaches the old root after pivot_root.
+        // https://man7.org/linux/man-pages/man2/umount2.2.html
+        nix::mount::umount2(target, flags).map_err(|e| Error::errno("umount2", &[target], e))
+    }
+
+    fn unshare(&self, flags: CloneFlags) -> Result<()> {
+        // Why: the sandbox's private mount, pid, uts, ipc and net namespaces.
+        // https://man7.org/linux/man-pages/man2/unshare.2.html
+        nix::sched::unshare(flags).map_err(|e| Error::errno("unshare", &[], e))
+    }
+
+    fn pivot_root(&self, new_root: &Path, put_old: &Path) -> Result<()> {
+        // Why: unlike chroot, pivot_root leaves no path back to the host's root once the old
+        // root is unmounted. https://man7.org/linux/man-pages/man2/pivot_root.2.html
+        nix::unistd::pivot_root(new_root, put_old)
+            .map_err(|e| Error::errno("pivot_root", &[new_root, put_old], e))
+    }
+
+    fn sethostname(&self, name: &str) -> Result<()> {
+        // Why: the sandbox's own UTS namespace gets the spec's host name.
+        // https://man7.org/linux/man-pages/man2/sethostname.2.html
+        nix::unistd::sethostname(name).map_err(|e| Error::errno("sethostname", &[], e))
+    }
+
+    fn setresuid(&self, uid: u32) -> Result<()> {
+        // Why: the step runs as its USER; all three ids so it can't switch back.
+        // https://man7.org/linux/man-pages/man2/setresuid.2.html
+        let u = Uid::from_raw(uid);
+        nix::unistd::setresuid(u, u, u).map_err(|e| Error::errno("setresuid", &[], e))
+    }
+
+    fn setresgid(&self, gid: u32) -> Result<()> {
+        // Why: as setresuid, for the group. https://man7.org/linux/man-pages/man2/setresgid.2.html
+        let g = Gid::from_raw(gid);
+        nix::unistd::setresgid(g, g, g).map_err(|e| Error::errno("setresgid", &[], e))
+    }
+
+    fn setgroups(&self, gids: &[u32]) -> Result<()> {
+        // Why: replaces the caller's supplementary groups with the step's.
+        // https://man7.org/linux/man-pages/man2/setgroups.2.html
+        let gids: Vec<Gid> = gids.iter().map(|g| Gid::from_raw(*g)).collect();
+        nix::unistd::setgroups(&gids).map_err(|e| Error::errno("setgroups", &[], e))
+    }
+
+    fn lchown(&self, path: &Path, uid: u32, gid: u32) -> Result<()> {
+        // Why: ownership of created files (device nodes, directories); never through a symlink.
+        // https://man7.org/linux/man-pages/man2/lchown.2.html
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+            .map_err(|e| Error::new("lchown", &[path], e))
+    }
+
+    fn mknod(&self, path: &Path, kind: SFlag, perm: u32, major: u64, minor: u64) -> Result<()> {
+        // Why: the sandbox's minimal /dev (null, zero, ...) lives on its own tmpfs.
+        // https://man7.org/linux/man-pages/man2/mknod.2.html
+        let dev = nix::sys::stat::makedev(major, minor);
+        nix::sys::stat::mknod(path, kind, Mode::from_bits_truncate(perm), dev)
+            .map_err(|e| Error::errno("mknod", &[path], e))
+    }
+
+    fn chdir(&self, path: &Path) -> Result<()> {
+        // Why: pivot_root(".", ".") works on the cwd, and the command starts in its cwd.
+        // https://man7.org/linux/man-pages/man2/chdir.2.html
+        nix::unistd::chdir(path).map_err(|e| Error::errno("chdir", &[path], e))
+    }
+
+    fn set_link_up(&self, name: &str) -> Result<()> {
+        set_link_up(name).map_err(|e| Error::errno("ioctl(SIOCSIFFLAGS)", &[Path::new(name)], e))
+    }
+}
+
+/// Sets `IFF_UP` on an interface through the classic ioctl pair on a datagram socket.
+fn set_link_up(name: &str) -> nix::Result<()> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    let bytes = name.as_bytes();
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    if bytes.len() >= req.ifr_name.len() {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    // Why: netdevice(7) ioctls need any socket of the namespace as a handle.
+    // https://man7.org/linux/man-pages/man2/socket.2.html
+    // SAFETY: plain syscall, the result is checked.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    let raw = Errno::result(raw)?;
+    // SAFETY: `raw` is a fresh fd we own.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    // Why: read the flags first so only IFF_UP changes.
+    // https://man7.org/linux/man-pages/man7/netdevice.7.html
+    // SAFETY: `req` is a valid ifreq that outlives the call.
+    let res = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) };
+    Errno::result(res)?;
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+    unsafe {
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+    }
+    // SAFETY: as above.
+    let res = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) };
+    Errno::result(res).map(drop)
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -266,6 +469,52 @@ pub enum Call {
     RemoveDirAll(PathBuf),
     /// Recursive creation of a directory.
     CreateDirAll(PathBuf),
+    /// `mount(source, target, fstype, flags, data)`.
+    Mount {
+        /// The source (device, directory or pseudo name).
+        source: Option<PathBuf>,
+        /// The mount point.
+        target: PathBuf,
+        /// The filesystem type.
+        fstype: Option<String>,
+        /// The mount flags.
+        flags: MsFlags,
+        /// The filesystem's option string.
+        data: Option<String>,
+    },
+    /// `umount2(target, flags)`.
+    Umount2(PathBuf, MntFlags),
+    /// `unshare(flags)`.
+    Unshare(CloneFlags),
+    /// `pivot_root(new_root, put_old)`.
+    PivotRoot(PathBuf, PathBuf),
+    /// `sethostname(name)`.
+    Sethostname(String),
+    /// `setresuid(uid, uid, uid)`.
+    Setresuid(u32),
+    /// `setresgid(gid, gid, gid)`.
+    Setresgid(u32),
+    /// `setgroups(gids)`.
+    Setgroups(Vec<u32>),
+    /// `lchown(path, uid, gid)`.
+    Lchown(PathBuf, u32, u32),
+    /// `mknod(path, kind | perm, makedev(major, minor))`.
+    Mknod {
+        /// The node's path.
+        path: PathBuf,
+        /// `S_IFCHR` or `S_IFBLK`.
+        kind: SFlag,
+        /// The permission bits.
+        perm: u32,
+        /// The device's major number.
+        major: u64,
+        /// The device's minor number.
+        minor: u64,
+    },
+    /// `chdir(path)`.
+    Chdir(PathBuf),
+    /// `IFF_UP` on an interface.
+    SetLinkUp(String),
 }
 
 /// The kind of a [`Call`], for failure injection and filtering.
@@ -289,6 +538,30 @@ pub enum CallKind {
     RemoveDirAll,
     /// [`Call::CreateDirAll`]
     CreateDirAll,
+    /// [`Call::Mount`]
+    Mount,
+    /// [`Call::Umount2`]
+    Umount2,
+    /// [`Call::Unshare`]
+    Unshare,
+    /// [`Call::PivotRoot`]
+    PivotRoot,
+    /// [`Call::Sethostname`]
+    Sethostname,
+    /// [`Call::Setresuid`]
+    Setresuid,
+    /// [`Call::Setresgid`]
+    Setresgid,
+    /// [`Call::Setgroups`]
+    Setgroups,
+    /// [`Call::Lchown`]
+    Lchown,
+    /// [`Call::Mknod`]
+    Mknod,
+    /// [`Call::Chdir`]
+    Chdir,
+    /// [`Call::SetLinkUp`]
+    SetLinkUp,
 }
 
 impl Call {
@@ -304,6 +577,18 @@ impl Call {
             Call::RemoveFile(_) => CallKind::RemoveFile,
             Call::RemoveDirAll(_) => CallKind::RemoveDirAll,
             Call::CreateDirAll(_) => CallKind::CreateDirAll,
+            Call::Mount { .. } => CallKind::Mount,
+            Call::Umount2(..) => CallKind::Umount2,
+            Call::Unshare(_) => CallKind::Unshare,
+            Call::PivotRoot(..) => CallKind::PivotRoot,
+            Call::Sethostname(_) => CallKind::Sethostname,
+            Call::Setresuid(_) => CallKind::Setresuid,
+            Call::Setresgid(_) => CallKind::Setresgid,
+            Call::Setgroups(_) => CallKind::Setgroups,
+            Call::Lchown(..) => CallKind::Lchown,
+            Call::Mknod { .. } => CallKind::Mknod,
+            Call::Chdir(_) => CallKind::Chdir,
+            Call::SetLinkUp(_) => CallKind::SetLinkUp,
         }
     }
 
@@ -317,6 +602,18 @@ impl Call {
             CallKind::RemoveFile => "unlink",
             CallKind::RemoveDirAll => "remove_dir_all",
             CallKind::CreateDirAll => "mkdir",
+            CallKind::Mount => "mount",
+            CallKind::Umount2 => "umount2",
+            CallKind::Unshare => "unshare",
+            CallKind::PivotRoot => "pivot_root",
+            CallKind::Sethostname => "sethostname",
+            CallKind::Setresuid => "setresuid",
+            CallKind::Setresgid => "setresgid",
+            CallKind::Setgroups => "setgroups",
+            CallKind::Lchown => "lchown",
+            CallKind::Mknod => "mknod",
+            CallKind::Chdir => "chdir",
+            CallKind::SetLinkUp => "ioctl(SIOCSIFFLAGS)",
         }
     }
 
@@ -328,9 +625,29 @@ impl Call {
             | Call::RemoveFile(p)
             | Call::RemoveDirAll(p)
             | Call::CreateDirAll(p) => vec![p],
-            Call::Rename(a, b) | Call::RenameNoreplace(a, b) | Call::HardLink(a, b) => {
+            Call::Rename(a, b)
+            | Call::RenameNoreplace(a, b)
+            | Call::HardLink(a, b)
+            | Call::PivotRoot(a, b) => {
                 vec![a, b]
             }
+            Call::Mount { source, target, .. } => source
+                .iter()
+                .map(|p| p.as_path())
+                .chain([target.as_path()])
+                .collect(),
+            Call::Umount2(p, _)
+            | Call::Lchown(p, ..)
+            | Call::Mknod { path: p, .. }
+            | Call::Chdir(p) => {
+                vec![p]
+            }
+            Call::SetLinkUp(name) => vec![Path::new(name)],
+            Call::Unshare(_)
+            | Call::Sethostname(_)
+            | Call::Setresuid(_)
+            | Call::Setresgid(_)
+            | Call::Setgroups(_) => Vec::new(),
         }
     }
 }
@@ -344,8 +661,10 @@ struct RecState {
     fail_all: Vec<(CallKind, i32)>,
 }
 
-/// A test double: records every call in order and injects failures; otherwise performs the call
-/// through [`RealSyscall`].
+/// A test double: records every call in order and injects failures; otherwise performs the
+/// filesystem calls through [`RealSyscall`]. The sandbox's calls (mount, unshare, pivot_root,
+/// credentials, chown, mknod, chdir, link up) are only recorded, never performed: they would
+/// change the test process or need root.
 #[derive(Debug, Default)]
 pub struct RecordingSyscall {
     real: RealSyscall,
@@ -483,6 +802,76 @@ impl Syscall for RecordingSyscall {
     fn create_dir_all(&self, path: &Path) -> Result<()> {
         self.record(Call::CreateDirAll(path.to_path_buf()))?;
         self.real.create_dir_all(path)
+    }
+
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> Result<()> {
+        self.record(Call::Mount {
+            source: source.map(Path::to_path_buf),
+            target: target.to_path_buf(),
+            fstype: fstype.map(str::to_string),
+            flags,
+            data: data.map(str::to_string),
+        })
+    }
+
+    fn umount2(&self, target: &Path, flags: MntFlags) -> Result<()> {
+        self.record(Call::Umount2(target.to_path_buf(), flags))
+    }
+
+    fn unshare(&self, flags: CloneFlags) -> Result<()> {
+        self.record(Call::Unshare(flags))
+    }
+
+    fn pivot_root(&self, new_root: &Path, put_old: &Path) -> Result<()> {
+        self.record(Call::PivotRoot(
+            new_root.to_path_buf(),
+            put_old.to_path_buf(),
+        ))
+    }
+
+    fn sethostname(&self, name: &str) -> Result<()> {
+        self.record(Call::Sethostname(name.to_string()))
+    }
+
+    fn setresuid(&self, uid: u32) -> Result<()> {
+        self.record(Call::Setresuid(uid))
+    }
+
+    fn setresgid(&self, gid: u32) -> Result<()> {
+        self.record(Call::Setresgid(gid))
+    }
+
+    fn setgroups(&self, gids: &[u32]) -> Result<()> {
+        self.record(Call::Setgroups(gids.to_vec()))
+    }
+
+    fn lchown(&self, path: &Path, uid: u32, gid: u32) -> Result<()> {
+        self.record(Call::Lchown(path.to_path_buf(), uid, gid))
+    }
+
+    fn mknod(&self, path: &Path, kind: SFlag, perm: u32, major: u64, minor: u64) -> Result<()> {
+        self.record(Call::Mknod {
+            path: path.to_path_buf(),
+            kind,
+            perm,
+            major,
+            minor,
+        })
+    }
+
+    fn chdir(&self, path: &Path) -> Result<()> {
+        self.record(Call::Chdir(path.to_path_buf()))
+    }
+
+    fn set_link_up(&self, name: &str) -> Result<()> {
+        self.record(Call::SetLinkUp(name.to_string()))
     }
 }
 

@@ -43,6 +43,7 @@ use crate::events::{Event, EventSink};
 use crate::image_config::{HISTORY_COMMENT, HistoryEntry, ImageConfig};
 
 pub use run::NetworkMode;
+pub(crate) use fsops::farm_tree;
 
 /// Everything a build needs besides the store.
 #[derive(Debug, Clone)]

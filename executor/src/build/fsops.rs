@@ -1,0 +1,447 @@
+//! File steps of the build engine (COPY, ADD, WORKDIR), user resolution, and the materialised
+//! trees behind `RUN --mount=type=bind`, on top of [`crate::fs`].
+
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use strata_parser::{Instruction, Location};
+use strata_planner::context::{ContextIndex, Kind};
+use strata_planner::{CacheKey, FromRef, KeyBuilder};
+
+use super::StageRun;
+use crate::cache::LayerRef;
+use crate::error::{Error, Result};
+use crate::fs::copy::{Chmod, CopyRequest, copy, mkdir_p, sources_digest};
+use crate::fs::user::{resolve_chown, resolve_user as user_of};
+use crate::fs::view::LayerView;
+use crate::fs::{FileKind, SourceTree, Stat};
+
+/// The build context as a COPY source: the index's entries (so excluded files do not exist)
+/// with their known content hashes; files are read from the context directory.
+pub struct ContextTree<'a>(pub &'a ContextIndex);
+
+fn kind(k: Kind) -> FileKind {
+    match k {
+        Kind::File => FileKind::File,
+        Kind::Dir => FileKind::Dir,
+        Kind::Symlink => FileKind::Symlink,
+        Kind::Fifo => FileKind::Fifo,
+        Kind::CharDevice => FileKind::Char,
+        Kind::BlockDevice => FileKind::Block,
+        Kind::Socket => FileKind::Socket,
+    }
+}
+
+impl SourceTree for ContextTree<'_> {
+    fn lstat(&self, rel: &str) -> Result<Option<Stat>> {
+        Ok(self.0.get(rel).map(|e| Stat {
+            kind: kind(e.kind),
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            size: e.size,
+            mtime: (
+                e.mtime_ns.div_euclid(1_000_000_000),
+                u32::try_from(e.mtime_ns.rem_euclid(1_000_000_000)).unwrap_or(0),
+            ),
+            rdev: 0,
+            hash: (e.kind == Kind::File).then_some(e.hash),
+        }))
+    }
+
+    fn read_dir(&self, rel: &str) -> Result<Vec<String>> {
+        Ok(self
+            .0
+            .children(rel)
+            .into_iter()
+            .map(|(p, _)| crate::fs::base_name(p).to_string())
+            .collect())
+    }
+
+    fn read_link(&self, rel: &str) -> Result<PathBuf> {
+        let e = self
+            .0
+            .get(rel)
+            .ok_or_else(|| Error::Copy(format!("{rel}: not found in the build context")))?;
+        let link = e
+            .link
+            .clone()
+            .ok_or_else(|| Error::Copy(format!("{rel}: not a symbolic link")))?;
+        Ok(PathBuf::from(std::ffi::OsString::from_vec(link)))
+    }
+
+    fn open(&self, rel: &str) -> Result<File> {
+        let path = self.0.root().join(rel);
+        // O_NOFOLLOW: the index says this is a regular file; never follow a swapped-in link.
+        use std::os::unix::fs::OpenOptionsExt;
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))
+    }
+
+    fn keeps_owner(&self) -> bool {
+        false
+    }
+}
+
+use std::os::unix::ffi::OsStringExt;
+
+/// The view of the stage's current layers.
+fn view(st: &StageRun<'_, '_>) -> LayerView {
+    LayerView::new(st.shared.layer_dirs(&st.layers))
+}
+
+/// USER resolved in the image: (uid, gid, supplementary gids). No USER is root.
+pub(super) fn resolve_user(st: &StageRun<'_, '_>, loc: Location) -> Result<(u32, u32, Vec<u32>)> {
+    let user = st.config.config.user.clone().unwrap_or_default();
+    if user.is_empty() {
+        return Ok((0, 0, Vec::new()));
+    }
+    user_of(&view(st), &user).map_err(|e| Error::Step {
+        loc,
+        message: e.to_string(),
+        output: Vec::new(),
+    })
+}
+
+/// WORKDIR: creates the directory (owned by USER) in a new layer.
+pub(super) fn workdir(st: &mut StageRun<'_, '_>, path: &str, loc: Location) -> Result<Option<LayerRef>> {
+    let (uid, gid, _) = resolve_user(st, loc)?;
+    let shared = st.shared;
+    let pending = shared.store.begin_layer(&shared.lease)?;
+    mkdir_p(&view(st), &pending, shared.store, path, uid, gid)?;
+    commit(pending)
+}
+
+/// Commits a pending layer (`None` when the step changed nothing).
+fn commit(pending: strata_cas::PendingLayer<'_>) -> Result<Option<LayerRef>> {
+    if pending.is_empty()? {
+        return Ok(None);
+    }
+    let info = pending.commit()?;
+    Ok(Some(LayerRef {
+        diff_id: info.diff_id,
+        size: info.size,
+    }))
+}
+
+/// Where a COPY reads from.
+pub(super) enum CopySource {
+    Context,
+    Layers(Vec<PathBuf>),
+}
+
+/// A COPY/ADD ready to run.
+pub(super) struct CopyOp {
+    pub key: CacheKey,
+    pub inputs: Vec<(String, String)>,
+    pub history: String,
+    loc: Location,
+    source: CopySource,
+    sources: Vec<String>,
+    contents: Vec<(String, String)>,
+    dest: String,
+    workdir: String,
+    chown: Option<(u32, u32)>,
+    chmod: Option<Chmod>,
+    link: bool,
+    parents: bool,
+    exclude: Vec<String>,
+    is_add: bool,
+    checksum: Option<String>,
+    unpack: bool,
+}
+
+fn located(loc: Location) -> impl Fn(Error) -> Error {
+    move |e| match e {
+        e @ Error::Step { .. } => e,
+        e => Error::Step {
+            loc,
+            message: e.to_string(),
+            output: Vec::new(),
+        },
+    }
+}
+
+/// Expands nothing (the instruction is expanded already); resolves the source, the owner and
+/// the key.
+pub(super) fn prepare_copy(st: &mut StageRun<'_, '_>, ins: &Instruction) -> Result<CopyOp> {
+    let shared = st.shared;
+    let (is_add, loc, sources, contents, dest, from, chown, chmod, link, parents, exclude, checksum, unpack) =
+        match ins {
+            Instruction::Copy(c) => (
+                false,
+                c.loc,
+                c.sources.clone(),
+                c.contents.clone(),
+                c.dest.clone(),
+                c.from.clone(),
+                c.chown.clone(),
+                c.chmod.clone(),
+                c.link,
+                c.parents,
+                c.excludes.clone(),
+                None,
+                true,
+            ),
+            Instruction::Add(a) => (
+                true,
+                a.loc,
+                a.sources.clone(),
+                a.contents.clone(),
+                a.dest.clone(),
+                None,
+                a.chown.clone(),
+                a.chmod.clone(),
+                a.link,
+                false,
+                a.excludes.clone(),
+                a.checksum.clone(),
+                a.unpack.unwrap_or(true),
+            ),
+            _ => return Err(Error::Copy("not a COPY or ADD".into())),
+        };
+    let err = located(loc);
+    let workdir = st
+        .config
+        .config
+        .working_dir
+        .clone()
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".into());
+    let chown_ids = match &chown {
+        Some(spec) => Some(resolve_chown(&view(st), spec).map_err(&err)?),
+        None => None,
+    };
+    let chmod_parsed = match &chmod {
+        Some(spec) => Some(Chmod::parse(spec).map_err(&err)?),
+        None => None,
+    };
+    let tag = if is_add { "strata.add.v1" } else { "strata.copy.v1" };
+    let mut k = KeyBuilder::new(tag);
+    k.digest("parent", &st.key.0);
+    k.list("sources", &sources);
+    k.field("dest", &dest);
+    k.field("workdir", &workdir);
+    k.field("chown", &format!("{chown_ids:?}"));
+    k.field("chmod", chmod.as_deref().unwrap_or(""));
+    k.field("link", &link.to_string());
+    k.field("parents", &parents.to_string());
+    k.list("exclude", &exclude);
+    k.field("checksum", checksum.as_deref().unwrap_or(""));
+    k.field("unpack", &unpack.to_string());
+    let contents: Vec<(String, String)> = contents
+        .iter()
+        .map(|c| (c.path.clone(), c.data.clone()))
+        .collect();
+    for (name, data) in &contents {
+        k.field("content", &format!("{name}\n{data}"));
+    }
+    let source = match &from {
+        Some(f) => match shared.plan.resolve_from(f, st.ps.index, loc)? {
+            FromRef::Stage(i) => {
+                let r = shared.wait_stage(i)?;
+                k.digest("from", &r.key.0);
+                CopySource::Layers(shared.layer_dirs(&r.layers))
+            }
+            FromRef::Image(name) => {
+                let (_, r) = super::image_base(shared, &name, loc)?;
+                k.digest("from", &r.key.0);
+                CopySource::Layers(shared.layer_dirs(&r.layers))
+            }
+        },
+        None => {
+            let local: Vec<String> = sources
+                .iter()
+                .filter(|s| !crate::fs::add::is_url(s))
+                .cloned()
+                .collect();
+            if !local.is_empty() {
+                let index = shared.context.as_ref().ok_or_else(|| {
+                    err(Error::Copy("COPY/ADD from the context needs a build context".into()))
+                })?;
+                let digest = sources_digest(&ContextTree(index), &local, &exclude).map_err(&err)?;
+                k.digest("context", &digest);
+            }
+            CopySource::Context
+        }
+    };
+    let (key, inputs) = k.finish();
+    let mut shown = String::from(if is_add { "ADD" } else { "COPY" });
+    if let Some(f) = &from {
+        shown.push_str(&format!(" --from={f}"));
+    }
+    for s in sources.iter().chain(contents.iter().map(|(n, _)| n)) {
+        shown.push(' ');
+        shown.push_str(s);
+    }
+    shown.push(' ');
+    shown.push_str(&dest);
+    Ok(CopyOp {
+        key,
+        inputs,
+        history: format!("{shown} # buildkit"),
+        loc,
+        source,
+        sources,
+        contents,
+        dest,
+        workdir,
+        chown: chown_ids,
+        chmod: chmod_parsed,
+        link,
+        parents,
+        exclude,
+        is_add,
+        checksum,
+        unpack,
+    })
+}
+
+/// Runs a prepared COPY/ADD into a new layer.
+pub(super) fn execute_copy(st: &mut StageRun<'_, '_>, op: &CopyOp) -> Result<Option<LayerRef>> {
+    let shared = st.shared;
+    let err = located(op.loc);
+    let pending = shared.store.begin_layer(&shared.lease)?;
+    let dest_view = view(st);
+    // Heredoc sources are files of a small tree of their own.
+    let heredocs = if op.contents.is_empty() {
+        None
+    } else {
+        let dir = pending.tmp_dir().join("heredocs");
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        for (name, data) in &op.contents {
+            let p = dir.join(name);
+            fs::write(&p, data).map_err(|e| Error::io(&p, e))?;
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o644))
+                .map_err(|e| Error::io(&p, e))?;
+        }
+        Some(dir)
+    };
+    let context_tree;
+    let layer_tree;
+    let dir_tree;
+    let (tree, sources): (&dyn SourceTree, Vec<String>) = match (&op.source, &heredocs) {
+        (_, Some(dir)) => {
+            dir_tree = crate::fs::dir::DirTree::new(dir);
+            (&dir_tree, op.contents.iter().map(|(n, _)| n.clone()).collect())
+        }
+        (CopySource::Context, None) => {
+            let index = shared
+                .context
+                .as_ref()
+                .ok_or_else(|| err(Error::Copy("no build context".into())))?;
+            context_tree = ContextTree(index);
+            (&context_tree, op.sources.clone())
+        }
+        (CopySource::Layers(layers), None) => {
+            layer_tree = LayerView::new(layers.clone());
+            (&layer_tree, op.sources.clone())
+        }
+    };
+    let mut req = CopyRequest::new(tree, sources, &op.dest);
+    req.workdir = op.workdir.clone();
+    req.chown = op.chown;
+    req.chmod = op.chmod.clone();
+    req.link = op.link;
+    req.parents = op.parents;
+    req.exclude = op.exclude.clone();
+    req.is_add = op.is_add;
+    req.checksum = op.checksum.clone();
+    req.unpack = op.unpack;
+    copy(&req, &dest_view, &pending, shared.store).map_err(&err)?;
+    if let Some(dir) = heredocs {
+        fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
+    commit(pending)
+}
+
+/// Materialises the context subtree `src` (only what `.dockerignore` keeps) at `farm`, for a
+/// bind mount: directories are created, files hardlinked (copied across file systems),
+/// symlinks recreated.
+pub(super) fn farm_context(index: &ContextIndex, src: &str, farm: &Path) -> Result<()> {
+    let rel = super::clean_path(src).trim_start_matches('/').to_string();
+    let resolved = index
+        .resolve(&rel, true)?
+        .ok_or_else(|| Error::Copy(format!("{src}: not found in the build context")))?;
+    farm_entry(index, &resolved, farm)
+}
+
+fn farm_entry(index: &ContextIndex, rel: &str, to: &Path) -> Result<()> {
+    let Some(e) = index.get(rel) else {
+        return Ok(());
+    };
+    match e.kind {
+        Kind::Dir => {
+            fs::create_dir_all(to).map_err(|x| Error::io(to, x))?;
+            for (child, _) in index.children(rel) {
+                farm_entry(index, child, &to.join(crate::fs::base_name(child)))?;
+            }
+            fs::set_permissions(to, fs::Permissions::from_mode(e.mode))
+                .map_err(|x| Error::io(to, x))?;
+        }
+        Kind::File => {
+            let from = index.root().join(rel);
+            match fs::hard_link(&from, to) {
+                Ok(()) => {}
+                Err(x) if x.raw_os_error() == Some(libc::EXDEV) => {
+                    fs::copy(&from, to).map_err(|x| Error::io(to, x))?;
+                }
+                Err(x) => return Err(Error::io(to, x)),
+            }
+        }
+        Kind::Symlink => {
+            if let Some(l) = &e.link {
+                symlink(std::ffi::OsString::from_vec(l.clone()), to)
+                    .map_err(|x| Error::io(to, x))?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Materialises `src` of a stage's or image's layers at `farm` (a copy: the layers' files are
+/// store objects, which a bind mount must never expose for writing).
+pub(super) fn farm_layers(layers: &[PathBuf], src: &str, farm: &Path) -> Result<()> {
+    let view = LayerView::new(layers.to_vec());
+    let rel = super::clean_path(src).trim_start_matches('/').to_string();
+    let resolved = crate::fs::resolve(&view, &rel, true)?;
+    farm_tree(&view, &resolved, farm)
+}
+
+pub(crate) fn farm_tree(tree: &dyn SourceTree, rel: &str, to: &Path) -> Result<()> {
+    let Some(st) = tree.lstat(rel)? else {
+        return Err(Error::Copy(format!("/{rel}: not found")));
+    };
+    match st.kind {
+        FileKind::Dir => {
+            fs::create_dir_all(to).map_err(|x| Error::io(to, x))?;
+            for name in tree.read_dir(rel)? {
+                farm_tree(tree, &crate::fs::join_rel(rel, &name), &to.join(&name))?;
+            }
+            std::os::unix::fs::lchown(to, Some(st.uid), Some(st.gid))
+                .map_err(|x| Error::io(to, x))?;
+            fs::set_permissions(to, fs::Permissions::from_mode(st.mode))
+                .map_err(|x| Error::io(to, x))?;
+        }
+        FileKind::File => {
+            let mut from = tree.open(rel)?;
+            let mut out = File::create(to).map_err(|x| Error::io(to, x))?;
+            io::copy(&mut from, &mut out).map_err(|x| Error::io(to, x))?;
+            std::os::unix::fs::lchown(to, Some(st.uid), Some(st.gid))
+                .map_err(|x| Error::io(to, x))?;
+            fs::set_permissions(to, fs::Permissions::from_mode(st.mode))
+                .map_err(|x| Error::io(to, x))?;
+        }
+        FileKind::Symlink => {
+            symlink(tree.read_link(rel)?, to).map_err(|x| Error::io(to, x))?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
