@@ -67,3 +67,9 @@ impl Error {
 
 /// The executor's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attaches a path to an I/O error: `.map_err(io_err(&path))`.
+pub fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { path, source }
+}

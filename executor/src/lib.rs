@@ -1,13 +1,15 @@
 //! strata's executor: runs the planner's steps.
 //!
 //! RUN steps execute in [`sandbox`] (namespaces, overlayfs whose upper dir is the new layer,
-//! Docker's default capabilities and seccomp profile); COPY and ADD write layers directly.
+//! Docker's default capabilities and seccomp profile); COPY and ADD write layers directly
+//! ([`fs`]); [`build`] drives a whole Dockerfile, with the [`cache`] of step results.
 
 pub mod build;
 pub mod cache;
 pub mod error;
 pub mod events;
 pub mod export;
+pub mod fs;
 pub mod image_config;
 pub mod sandbox;
 

@@ -438,7 +438,7 @@ fn add_mounts(
                     for d in [&upper, &wk] {
                         std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
                     }
-                    sandbox::add_overlay_mount(spec, &target, &[farm], &upper, &wk);
+                    add_overlay_mount(spec, &target, &farm, &upper, &wk);
                 }
             }
             MountType::Cache => {
@@ -494,4 +494,29 @@ fn add_mounts(
         }
     }
     Ok(locks)
+}
+
+/// A throwaway-writes mount: overlayfs with `lower` read-only and writes going to `upper`.
+fn add_overlay_mount(
+    spec: &mut oci_spec::runtime::Spec,
+    destination: &str,
+    lower: &Path,
+    upper: &Path,
+    work: &Path,
+) {
+    let mut m = oci_spec::runtime::Mount::default();
+    m.set_destination(PathBuf::from(destination));
+    m.set_typ(Some("overlay".into()));
+    m.set_source(Some(PathBuf::from("overlay")));
+    m.set_options(Some(vec![
+        format!("lowerdir={}", lower.display()),
+        format!("upperdir={}", upper.display()),
+        format!("workdir={}", work.display()),
+        "redirect_dir=off".into(),
+        "metacopy=off".into(),
+        "index=off".into(),
+    ]));
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    mounts.push(m);
+    spec.set_mounts(Some(mounts));
 }
