@@ -9,4 +9,5 @@ mod expand;
 mod images;
 mod no_panic;
 mod parser_golden;
+mod sandbox;
 mod store;
