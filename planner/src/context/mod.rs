@@ -349,7 +349,7 @@ impl ContextIndex {
                 });
             }
             let mut hasher = blake3::Hasher::new();
-            hasher.update(&header(entry));
+            hasher.update(header(entry, &mut [0; HEADER_MAX], &mut Vec::new()));
             hasher.update(&(kids.len() as u64).to_le_bytes());
             for &child in kids {
                 let child = child as usize;
@@ -361,7 +361,7 @@ impl ContextIndex {
             }
             *hasher.finalize().as_bytes()
         } else {
-            *blake3::hash(&header(entry)).as_bytes()
+            *blake3::hash(header(entry, &mut [0; HEADER_MAX], &mut Vec::new())).as_bytes()
         };
         *self.digests[idx].get_or_init(|| digest)
     }
@@ -422,7 +422,11 @@ impl ContextIndex {
             return None;
         }
         let mut hasher = blake3::Hasher::new();
-        hasher.update(&header(&self.entries[idx]));
+        hasher.update(header(
+            &self.entries[idx],
+            &mut [0; HEADER_MAX],
+            &mut Vec::new(),
+        ));
         hasher.update(&(kept.len() as u64).to_le_bytes());
         for (name, digest) in kept {
             add_child(&mut hasher, name, &digest);
@@ -433,27 +437,41 @@ impl ContextIndex {
 
 /// The part of every digest that describes the entry itself (all of it but a directory's
 /// children): tag, type, mode, uid, gid, then size and content hash or the link target.
-fn header(entry: &Entry) -> Vec<u8> {
+/// Written into `buf` (a stack buffer suffices for everything but long link targets).
+fn header<'a>(entry: &Entry, buf: &'a mut [u8; HEADER_MAX], spill: &'a mut Vec<u8>) -> &'a [u8] {
     let link = entry.link.as_deref().unwrap_or_default();
-    let mut out = Vec::with_capacity(DIGEST_TAG.len() + 64 + link.len());
-    out.extend_from_slice(DIGEST_TAG);
-    out.push(entry.kind.code());
-    out.extend_from_slice(&entry.mode.to_le_bytes());
-    out.extend_from_slice(&entry.uid.to_le_bytes());
-    out.extend_from_slice(&entry.gid.to_le_bytes());
-    match entry.kind {
-        Kind::File => {
-            out.extend_from_slice(&entry.size.to_le_bytes());
-            out.extend_from_slice(&entry.hash);
-        }
-        Kind::Symlink => {
-            out.extend_from_slice(&(link.len() as u64).to_le_bytes());
-            out.extend_from_slice(link);
-        }
-        _ => {}
+    let mut fixed = [0u8; HEADER_FIXED];
+    fixed[..DIGEST_TAG.len()].copy_from_slice(DIGEST_TAG);
+    let mut at = DIGEST_TAG.len();
+    fixed[at] = entry.kind.code();
+    at += 1;
+    for v in [entry.mode, entry.uid, entry.gid] {
+        fixed[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        at += 4;
+    }
+    let tail: &[&[u8]] = match entry.kind {
+        Kind::File => &[&entry.size.to_le_bytes(), &entry.hash],
+        Kind::Symlink => &[&(link.len() as u64).to_le_bytes(), link],
+        _ => &[],
+    };
+    let len = HEADER_FIXED + tail.iter().map(|t| t.len()).sum::<usize>();
+    let out: &mut [u8] = if len <= HEADER_MAX {
+        &mut buf[..len]
+    } else {
+        spill.resize(len, 0);
+        spill.as_mut_slice()
+    };
+    out[..HEADER_FIXED].copy_from_slice(&fixed);
+    let mut at = HEADER_FIXED;
+    for part in tail {
+        out[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
     }
     out
 }
+
+const HEADER_FIXED: usize = DIGEST_TAG.len() + 1 + 12;
+const HEADER_MAX: usize = 256;
 
 /// Orders paths component by component (`a/x` before `a.b`, as `/` sorts before every other
 /// byte): the pre-order of the tree, with siblings by name bytes.
