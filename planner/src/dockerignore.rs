@@ -3,9 +3,9 @@
 //! Reading follows `moby/patternmatcher/ignorefile.ReadAll`: a UTF-8 BOM is dropped, a line that
 //! starts with `#` in column 1 is a comment, lines are trimmed, a leading `!` re-includes, every
 //! pattern is `filepath.Clean`ed and a leading `/` is dropped. Matching follows
-//! `patternmatcher.MatchesOrParentMatches`: patterns are anchored at the context root, `*` and `?`
-//! never cross `/`, `**` spans any number of directories, a match on a parent directory counts
-//! and the last matching pattern wins. Each pattern is translated the way Docker translates it
+//! BuildKit's context walker (fsutil, `patternmatcher.MatchesUsingParentResults` level by level):
+//! patterns are anchored at the context root, `*` and `?` never cross `/`, `**` spans any number
+//! of directories, a match on a parent directory counts and the last matching pattern wins. Each pattern is translated the way Docker translates it
 //! (exact, prefix, suffix or regular-expression match, with the same quirks, e.g. `**.go` is a
 //! suffix match).
 //!
@@ -178,14 +178,51 @@ impl DockerIgnore {
     }
 
     /// Whether `rel` (a cleaned, '/'-separated path relative to the context root, no leading
-    /// '/') is excluded: Docker's `MatchesOrParentMatches`. The root itself never is.
+    /// '/') is excluded, as BuildKit's context walker (fsutil) decides: each directory level is
+    /// matched with `MatchesUsingParentResults`, so a pattern that matched a parent directory
+    /// applies to everything below it and the last matching pattern wins. The root never is.
+    ///
+    /// This differs from the classic builder's `MatchesOrParentMatches` only in a corner case:
+    /// with `x`, `!x/keep`, `x`, BuildKit sends `x/keep` (the third pattern was skipped for `x`
+    /// because `x` was already excluded, so it is not inherited); see [`Self::is_excluded_classic`].
     pub fn is_excluded(&self, rel: &str) -> bool {
+        if rel.is_empty() || rel == "." || self.patterns.is_empty() {
+            return false;
+        }
+        let mut inherited = vec![false; self.patterns.len()];
+        let mut matched = false;
+        let ends = rel
+            .match_indices('/')
+            .map(|(pos, _)| pos)
+            .chain(std::iter::once(rel.len()));
+        for end in ends {
+            let path = &rel[..end];
+            matched = false;
+            for (pattern, parent_hit) in self.patterns.iter().zip(inherited.iter_mut()) {
+                if !*parent_hit {
+                    // An inclusion only matters while not matched, a re-inclusion only once
+                    // matched; a skipped pattern is not recorded for the children.
+                    if pattern.exclusion != matched {
+                        continue;
+                    }
+                    *parent_hit = pattern.matches(path);
+                }
+                if *parent_hit {
+                    matched = !pattern.exclusion;
+                }
+            }
+        }
+        matched
+    }
+
+    /// The classic builder's `MatchesOrParentMatches`: the path and each of its parents are
+    /// matched against every pattern, the last matching pattern wins.
+    pub fn is_excluded_classic(&self, rel: &str) -> bool {
         if rel.is_empty() || rel == "." {
             return false;
         }
         let mut matched = false;
         for pattern in &self.patterns {
-            // An inclusion only matters while not matched, a re-inclusion only once matched.
             if pattern.exclusion != matched {
                 continue;
             }
@@ -669,6 +706,17 @@ mod tests {
     }
 
     #[test]
+    fn buildkit_and_classic_differ_only_where_documented() {
+        let ig = DockerIgnore::parse("x\n!x/keep\nx\n", "f").expect("parse");
+        assert!(!ig.is_excluded("x/keep"), "BuildKit sends it");
+        assert!(
+            ig.is_excluded_classic("x/keep"),
+            "the classic builder does not"
+        );
+        assert!(ig.is_excluded("x") && ig.is_excluded("x/other"));
+    }
+
+    #[test]
     fn bad_patterns_name_their_line() {
         let err = DockerIgnore::parse("ok\n\n!\n", ".dockerignore").unwrap_err();
         assert_eq!(
@@ -834,7 +882,7 @@ mod tests {
             // The suffix strategy differs from the regex on purpose (Docker's quirk): only
             // compare patterns that it does not apply to.
             proptest::prop_assume!(ignore.patterns.iter().all(|p| !matches!(p.kind, MatchKind::Suffix)));
-            proptest::prop_assert_eq!(ignore.is_excluded(&path), reference(&cleaned, &path));
+            proptest::prop_assert_eq!(ignore.is_excluded_classic(&path), reference(&cleaned, &path));
         }
     }
 }

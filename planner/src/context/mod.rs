@@ -22,6 +22,8 @@ mod state;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use rayon::prelude::*;
+
 use crate::dockerignore::{self, DockerIgnore, has_meta};
 use crate::error::{Error, Result};
 
@@ -101,7 +103,7 @@ pub struct ScanStats {
 /// The scanned context: every included entry by its cleaned relative path.
 pub struct ContextIndex {
     root: PathBuf,
-    /// Sorted by bytes; `paths[0]` is `""`, the root.
+    /// In [`path_cmp`] order (pre-order, siblings by name); `paths[0]` is `""`, the root.
     paths: Vec<String>,
     entries: Vec<Entry>,
     /// Per entry: its direct children (indices), sorted by name bytes.
@@ -109,6 +111,9 @@ pub struct ContextIndex {
     /// Memoized [`ContextIndex::digest`] per entry.
     digests: Vec<OnceLock<[u8; 32]>>,
 }
+
+/// Directories with this many children hash them in parallel.
+const PARALLEL_CHILDREN: usize = 64;
 
 /// Symlinks followed before giving up, as the kernel's ELOOP limit.
 const MAX_LINKS: usize = 40;
@@ -164,11 +169,22 @@ impl ContextIndex {
             paths.push(item.path);
             entries.push(item.entry);
         }
+        // Pre-order: the parent of each entry is on the stack of open directories.
         let mut children = vec![Vec::new(); paths.len()];
+        let mut open: Vec<usize> = vec![0];
         for (idx, path) in paths.iter().enumerate().skip(1) {
             let parent = parent_of(path);
-            if let Ok(p) = paths.binary_search_by(|probe| probe.as_str().cmp(parent)) {
-                children[p].push(idx as u32);
+            while let Some(&top) = open.last() {
+                if paths[top] == parent {
+                    break;
+                }
+                open.pop();
+            }
+            if let Some(&top) = open.last() {
+                children[top].push(idx as u32);
+            }
+            if entries[idx].kind == Kind::Dir {
+                open.push(idx);
             }
         }
         let digests = (0..paths.len()).map(|_| OnceLock::new()).collect();
@@ -192,7 +208,7 @@ impl ContextIndex {
 
     fn find(&self, rel: &str) -> Option<usize> {
         self.paths
-            .binary_search_by(|probe| probe.as_str().cmp(rel))
+            .binary_search_by(|probe| path_cmp(probe.as_bytes(), rel.as_bytes()))
             .ok()
     }
 
@@ -321,23 +337,33 @@ impl ContextIndex {
     }
 
     fn digest_at(&self, idx: usize) -> [u8; 32] {
-        *self.digests[idx].get_or_init(|| {
-            let entry = &self.entries[idx];
-            let mut hasher = header(entry);
-            if entry.kind == Kind::Dir {
-                let kids = &self.children[idx];
-                hasher.update(&(kids.len() as u64).to_le_bytes());
-                for &child in kids {
-                    let child = child as usize;
-                    add_child(
-                        &mut hasher,
-                        base_name(&self.paths[child]),
-                        &self.digest_at(child),
-                    );
-                }
+        if let Some(done) = self.digests[idx].get() {
+            return *done;
+        }
+        let entry = &self.entries[idx];
+        let digest = if entry.kind == Kind::Dir {
+            let kids = &self.children[idx];
+            if kids.len() >= PARALLEL_CHILDREN {
+                kids.par_iter().for_each(|&child| {
+                    self.digest_at(child as usize);
+                });
+            }
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(header(entry, &mut [0; HEADER_MAX], &mut Vec::new()));
+            hasher.update(&(kids.len() as u64).to_le_bytes());
+            for &child in kids {
+                let child = child as usize;
+                add_child(
+                    &mut hasher,
+                    base_name(&self.paths[child]),
+                    &self.digest_at(child),
+                );
             }
             *hasher.finalize().as_bytes()
-        })
+        } else {
+            *blake3::hash(header(entry, &mut [0; HEADER_MAX], &mut Vec::new())).as_bytes()
+        };
+        *self.digests[idx].get_or_init(|| digest)
     }
 
     /// Like [`ContextIndex::digest`] for the selection COPY makes of `rel` with `exclude` (the
@@ -395,7 +421,12 @@ impl ContextIndex {
         if pending && kept.is_empty() {
             return None;
         }
-        let mut hasher = header(&self.entries[idx]);
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(header(
+            &self.entries[idx],
+            &mut [0; HEADER_MAX],
+            &mut Vec::new(),
+        ));
         hasher.update(&(kept.len() as u64).to_le_bytes());
         for (name, digest) in kept {
             add_child(&mut hasher, name, &digest);
@@ -404,27 +435,52 @@ impl ContextIndex {
     }
 }
 
-/// The part of every digest that describes the entry itself.
-fn header(entry: &Entry) -> blake3::Hasher {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(DIGEST_TAG);
-    hasher.update(&[entry.kind.code()]);
-    hasher.update(&entry.mode.to_le_bytes());
-    hasher.update(&entry.uid.to_le_bytes());
-    hasher.update(&entry.gid.to_le_bytes());
-    match entry.kind {
-        Kind::File => {
-            hasher.update(&entry.size.to_le_bytes());
-            hasher.update(&entry.hash);
-        }
-        Kind::Symlink => {
-            let link = entry.link.as_deref().unwrap_or_default();
-            hasher.update(&(link.len() as u64).to_le_bytes());
-            hasher.update(link);
-        }
-        _ => {}
+/// The part of every digest that describes the entry itself (all of it but a directory's
+/// children): tag, type, mode, uid, gid, then size and content hash or the link target.
+/// Written into `buf` (a stack buffer suffices for everything but long link targets).
+fn header<'a>(entry: &Entry, buf: &'a mut [u8; HEADER_MAX], spill: &'a mut Vec<u8>) -> &'a [u8] {
+    let link = entry.link.as_deref().unwrap_or_default();
+    let mut fixed = [0u8; HEADER_FIXED];
+    fixed[..DIGEST_TAG.len()].copy_from_slice(DIGEST_TAG);
+    let mut at = DIGEST_TAG.len();
+    fixed[at] = entry.kind.code();
+    at += 1;
+    for v in [entry.mode, entry.uid, entry.gid] {
+        fixed[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        at += 4;
     }
-    hasher
+    let tail: &[&[u8]] = match entry.kind {
+        Kind::File => &[&entry.size.to_le_bytes(), &entry.hash],
+        Kind::Symlink => &[&(link.len() as u64).to_le_bytes(), link],
+        _ => &[],
+    };
+    let len = HEADER_FIXED + tail.iter().map(|t| t.len()).sum::<usize>();
+    let out: &mut [u8] = if len <= HEADER_MAX {
+        &mut buf[..len]
+    } else {
+        spill.resize(len, 0);
+        spill.as_mut_slice()
+    };
+    out[..HEADER_FIXED].copy_from_slice(&fixed);
+    let mut at = HEADER_FIXED;
+    for part in tail {
+        out[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    out
+}
+
+const HEADER_FIXED: usize = DIGEST_TAG.len() + 1 + 12;
+const HEADER_MAX: usize = 256;
+
+/// Orders paths component by component (`a/x` before `a.b`, as `/` sorts before every other
+/// byte): the pre-order of the tree, with siblings by name bytes.
+pub(crate) fn path_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let key = |c: u8| if c == b'/' { 0 } else { c };
+    match a.iter().zip(b).position(|(x, y)| x != y) {
+        Some(at) => key(a[at]).cmp(&key(b[at])),
+        None => a.len().cmp(&b.len()),
+    }
 }
 
 fn add_child(hasher: &mut blake3::Hasher, name: &str, digest: &[u8; 32]) {

@@ -39,6 +39,19 @@ thread_local! {
     static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// An entry of a directory listing, in name order.
+enum Slot {
+    Done(Scanned),
+    /// Its [`Work`] result goes here (the n-th pending slot takes the n-th result).
+    Pending,
+}
+
+/// What runs in parallel: a subdirectory, or a file to hash.
+enum Work {
+    Dir(String, String, Entry, bool),
+    Hash(String, String),
+}
+
 struct Walker<'a> {
     root: &'a Path,
     ignore: &'a DockerIgnore,
@@ -47,7 +60,8 @@ struct Walker<'a> {
     racy_from: i64,
 }
 
-/// Scans `root`, returning every included entry (the root first as `""`) sorted by path.
+/// Scans `root`, returning every included entry in pre-order (the root first as `""`),
+/// siblings by name: the order of [`super::path_cmp`].
 pub(super) fn scan(
     root: &Path,
     ignore: &DockerIgnore,
@@ -79,7 +93,6 @@ pub(super) fn scan(
         hashed: false,
     }];
     out.extend(walker.walk(&fd, "")?);
-    out.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
 
@@ -138,7 +151,7 @@ impl Walker<'_> {
         self.root.join(rel)
     }
 
-    /// Everything included below the directory open as `dir` (at `rel`), unsorted.
+    /// Everything included below the directory open as `dir` (at `rel`), in pre-order.
     fn walk(&self, dir: &OwnedFd, rel: &str) -> Result<Vec<Scanned>> {
         let mut names = Vec::new();
         {
@@ -153,9 +166,10 @@ impl Walker<'_> {
             }
         }
 
-        let mut out = Vec::new();
-        let mut subdirs = Vec::new();
-        let mut to_hash = Vec::new();
+        // Name order, so that the output is in pre-order, sorted component-wise.
+        names.sort_unstable();
+        let mut out: Vec<Slot> = Vec::with_capacity(names.len());
+        let mut work = Vec::new();
         for name in names {
             let Ok(text) = String::from_utf8(name) else {
                 return Err(Error::Context {
@@ -177,19 +191,28 @@ impl Walker<'_> {
             if excluded && !(entry.kind == Kind::Dir && self.ignore.may_reinclude_under(&child)) {
                 continue;
             }
-            match entry.kind {
-                Kind::Dir => subdirs.push((text, child, entry, excluded)),
+            let done = |entry| {
+                Slot::Done(Scanned {
+                    path: child.clone(),
+                    entry,
+                    racy: false,
+                    hashed: false,
+                })
+            };
+            let slot = match entry.kind {
+                Kind::Dir => {
+                    work.push(Work::Dir(text, child.clone(), entry, excluded));
+                    Slot::Pending
+                }
                 Kind::File => match self.previous.and_then(|p| p.reusable(&child, &entry)) {
                     Some(hash) => {
                         entry.hash = hash;
-                        out.push(Scanned {
-                            path: child,
-                            entry,
-                            racy: false,
-                            hashed: false,
-                        });
+                        done(entry)
                     }
-                    None => to_hash.push((text, child)),
+                    None => {
+                        work.push(Work::Hash(text, child.clone()));
+                        Slot::Pending
+                    }
                 },
                 Kind::Symlink => {
                     // readlinkat(2) relative to the directory: the target is recorded, never
@@ -200,43 +223,33 @@ impl Walker<'_> {
                         Err(e) => return Err(errno_err(self.path(&child))(e)),
                     };
                     entry.link = Some(target.as_bytes().to_vec());
-                    out.push(Scanned {
-                        path: child,
-                        entry,
-                        racy: false,
-                        hashed: false,
-                    });
+                    done(entry)
                 }
-                _ => out.push(Scanned {
-                    path: child,
-                    entry,
-                    racy: false,
-                    hashed: false,
-                }),
-            }
+                _ => done(entry),
+            };
+            out.push(slot);
         }
 
-        let (below, hashed) = rayon::join(
-            || {
-                subdirs
-                    .into_par_iter()
-                    .map(|(name, child, entry, pending)| {
-                        self.subdir(dir, &name, child, entry, pending)
-                    })
-                    .collect::<Result<Vec<_>>>()
-            },
-            || {
-                to_hash
-                    .into_par_iter()
-                    .map(|(name, child)| self.hash_file(dir, &name, child))
-                    .collect::<Result<Vec<_>>>()
-            },
-        );
-        out.extend(hashed?.into_iter().flatten());
-        for part in below? {
-            out.extend(part);
+        let mut results = work
+            .into_par_iter()
+            .map(|job| match job {
+                Work::Dir(name, child, entry, pending) => {
+                    self.subdir(dir, &name, child, entry, pending)
+                }
+                Work::Hash(name, child) => {
+                    Ok(self.hash_file(dir, &name, child)?.into_iter().collect())
+                }
+            })
+            .collect::<Result<Vec<Vec<Scanned>>>>()?
+            .into_iter();
+        let mut flat = Vec::with_capacity(out.len());
+        for slot in out {
+            match slot {
+                Slot::Done(item) => flat.push(item),
+                Slot::Pending => flat.extend(results.next().into_iter().flatten()),
+            }
         }
-        Ok(out)
+        Ok(flat)
     }
 
     /// The directory `name` itself (unless `pending`, i.e. excluded, and nothing below is

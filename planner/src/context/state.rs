@@ -3,18 +3,19 @@
 //! another context is ignored (the scan then hashes everything and rewrites it).
 //!
 //! Layout, little endian: magic `STRATACX`, version `u32`, root path (`u32` length + bytes),
-//! entry count `u64`, the entries sorted by path, then the blake3 of everything before it.
+//! entry count `u64`, the entries in pre-order (`path_cmp`), then the blake3 of everything before it.
 //! An entry: path (`u32` length + bytes), kind `u8`, racy `u8`, mode, uid, gid (`u32`), size
 //! `u64`, mtime_ns, ctime_ns (`i64`), ino, nlink, dev (`u64`), content hash (32 bytes), link
 //! target (`u32` length, `u32::MAX` for none, + bytes).
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use super::scan::Scanned;
-use super::{Entry, Kind};
+use super::{Entry, Kind, path_cmp};
 use crate::error::{Result, io_err};
 
 const MAGIC: &[u8; 8] = b"STRATACX";
@@ -25,6 +26,8 @@ const NO_LINK: u32 = u32::MAX;
 pub(super) struct Loaded {
     bytes: Vec<u8>,
     records: Vec<Record>,
+    /// FNV-1a of a path → its record; `u32::MAX` when two paths share a key (never reused).
+    by_key: HashMap<u64, u32>,
 }
 
 /// What hash reuse needs of one previous entry; the path is a range of `Loaded::bytes`.
@@ -47,7 +50,18 @@ impl Loaded {
     pub(super) fn read(path: &Path, root: &Path) -> Option<Self> {
         let bytes = std::fs::read(path).ok()?;
         let records = decode(&bytes, root)?;
-        Some(Self { bytes, records })
+        let mut by_key = HashMap::with_capacity(records.len());
+        for (idx, record) in records.iter().enumerate() {
+            by_key
+                .entry(fnv(&bytes[record.path.clone()]))
+                .and_modify(|slot| *slot = u32::MAX)
+                .or_insert(u32::try_from(idx).ok()?);
+        }
+        Some(Self {
+            bytes,
+            records,
+            by_key,
+        })
     }
 
     /// The file's raw bytes, to tell whether a rewrite would change anything.
@@ -57,12 +71,10 @@ impl Loaded {
 
     /// The previous hash of the file at `rel` if its stat key is unchanged and it was not racy.
     pub(super) fn reusable(&self, rel: &str, now: &Entry) -> Option<[u8; 32]> {
-        let idx = self
-            .records
-            .binary_search_by(|r| self.bytes[r.path.clone()].cmp(rel.as_bytes()))
-            .ok()?;
-        let r = &self.records[idx];
-        let same = r.kind == Kind::File
+        let idx = *self.by_key.get(&fnv(rel.as_bytes()))?;
+        let r = self.records.get(idx as usize)?;
+        let same = self.bytes[r.path.clone()] == *rel.as_bytes()
+            && r.kind == Kind::File
             && !r.racy
             && r.size == now.size
             && r.mtime_ns == now.mtime_ns
@@ -75,7 +87,14 @@ impl Loaded {
     }
 }
 
-/// Serializes a scan (sorted by path).
+/// 64-bit FNV-1a: a cheap key for the path lookups of a rescan.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Serializes a scan (in [`path_cmp`] order).
 pub(super) fn encode(root: &Path, scanned: &[Scanned]) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + scanned.len() * 128);
     out.extend_from_slice(MAGIC);
@@ -208,7 +227,7 @@ fn decode(bytes: &[u8], root: &Path) -> Option<Vec<Record>> {
         }
         if let Some(prev) = records.last() {
             let prev: &Record = prev;
-            if body[prev.path.clone()] >= body[path.clone()] {
+            if path_cmp(&body[prev.path.clone()], &body[path.clone()]).is_ge() {
                 return None;
             }
         }

@@ -385,3 +385,26 @@ fn a_file_is_not_a_context() {
     let err = ContextIndex::scan(&dir.path().join("top.txt"), &DockerIgnore::empty(), None);
     assert!(err.is_err());
 }
+
+#[test]
+fn names_sorting_before_slash_keep_lookups_and_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for rel in ["a/x", "a-b", "a.b/y", "a0", "a/x.d/z", "a/x-d"] {
+        write(dir.path(), rel, rel);
+    }
+    let store = tempfile::tempdir().expect("store");
+    let state = store.path().join("key.idx");
+    settle();
+    let (index, _) = scan(dir.path(), &DockerIgnore::empty(), &state);
+    for rel in [
+        "a", "a/x", "a-b", "a.b", "a.b/y", "a0", "a/x.d", "a/x.d/z", "a/x-d",
+    ] {
+        assert!(index.get(rel).is_some(), "{rel}");
+    }
+    let top: Vec<&str> = index.children("").into_iter().map(|(p, _)| p).collect();
+    assert_eq!(top, ["a", "a-b", "a.b", "a0"]);
+    let sub: Vec<&str> = index.children("a").into_iter().map(|(p, _)| p).collect();
+    assert_eq!(sub, ["a/x", "a/x-d", "a/x.d"]);
+    // The state round-trips in this order.
+    assert_eq!(scan(dir.path(), &DockerIgnore::empty(), &state).1.hashed, 0);
+}
