@@ -236,6 +236,9 @@ fn tty(st: &mut State, e: &Event) {
             let name = st.names.get(id).cloned().unwrap_or_default();
             let _ = multi.println(format!("=> ERROR {name}: {message}"));
         }
-        Event::Context { .. } | Event::Cache { .. } | Event::Warning { .. } | Event::Finished { .. } => {}
+        Event::Context { .. }
+        | Event::Cache { .. }
+        | Event::Warning { .. }
+        | Event::Finished { .. } => {}
     }
 }

@@ -64,7 +64,9 @@ fn parse_output(spec: &str) -> anyhow::Result<Output> {
         Some("docker") => Output::Docker(need(dest, "docker")?),
         Some("tar") => Output::Tar(need(dest, "tar")?),
         Some("local") => Output::Local(need(dest, "local")?),
-        Some(other) => bail!("invalid --output type {other:?}: use image, oci, docker, tar or local"),
+        Some(other) => {
+            bail!("invalid --output type {other:?}: use image, oci, docker, tar or local")
+        }
         None => bail!("invalid --output {spec:?}: missing type="),
     })
 }
@@ -90,7 +92,9 @@ fn parse_secret(spec: &str) -> anyhow::Result<(String, Vec<u8>)> {
         .or_else(|| env.clone())
         .ok_or_else(|| anyhow!("invalid --secret {spec:?}: id= is required"))?;
     let value = match (src, env) {
-        (Some(path), _) => fs::read(&path).with_context(|| format!("secret {id}: cannot read {path}"))?,
+        (Some(path), _) => {
+            fs::read(&path).with_context(|| format!("secret {id}: cannot read {path}"))?
+        }
         (None, Some(var)) => std::env::var_os(&var)
             .ok_or_else(|| anyhow!("secret {id}: environment variable {var} is not set"))?
             .into_encoded_bytes(),
@@ -111,7 +115,10 @@ fn unpack_context(input: impl Read, dir: &Path) -> anyhow::Result<()> {
     ar.set_overwrite(true);
     for entry in ar.entries().context("cannot read the context tar")? {
         let mut entry = entry.context("corrupt context tar")?;
-        let name = entry.path().map(|p| p.display().to_string()).unwrap_or_default();
+        let name = entry
+            .path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         if !entry
             .unpack_in(dir)
             .with_context(|| format!("context tar entry {name}"))?
@@ -222,16 +229,14 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<(), Failure> {
         }
         Some(f) => {
             let p = PathBuf::from(f);
-            let text = fs::read_to_string(&p).map_err(|e| {
-                usage(anyhow!("cannot read the Dockerfile {}: {e}", p.display()))
-            })?;
+            let text = fs::read_to_string(&p)
+                .map_err(|e| usage(anyhow!("cannot read the Dockerfile {}: {e}", p.display())))?;
             (p, f.to_string(), text)
         }
         None => {
             let p = context.join("Dockerfile");
-            let text = fs::read_to_string(&p).map_err(|e| {
-                usage(anyhow!("cannot read the Dockerfile {}: {e}", p.display()))
-            })?;
+            let text = fs::read_to_string(&p)
+                .map_err(|e| usage(anyhow!("cannot read the Dockerfile {}: {e}", p.display())))?;
             (p, "Dockerfile".to_string(), text)
         }
     };
@@ -386,7 +391,9 @@ fn report_build_error(file: &str, src: &str, e: &ExecError) {
 /// Parses a size like `512MB`, `2GB`, `100k` (decimal units, as docker's `--keep-storage`).
 fn parse_size(s: &str) -> anyhow::Result<u64> {
     let t = s.trim().to_ascii_lowercase();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: f64 = num.parse().map_err(|_| anyhow!("invalid size {s:?}"))?;
     let mult: f64 = match unit.trim_end_matches('b').trim_end_matches('i') {
@@ -437,7 +444,11 @@ pub fn prune(root: &Path, args: &BuilderPruneArgs) -> Result<(), Failure> {
     for f in &args.filter {
         match f.split_once('=') {
             Some(("until", v)) => opts.until = Some(parse_until(v).map_err(usage)?),
-            _ => return Err(usage(anyhow!("invalid --filter {f:?}: only until=DURATION"))),
+            _ => {
+                return Err(usage(anyhow!(
+                    "invalid --filter {f:?}: only until=DURATION"
+                )));
+            }
         }
     }
     if let Some(k) = &args.keep_storage {
@@ -465,7 +476,10 @@ mod tests {
 
     #[test]
     fn outputs_secrets_sizes_and_durations_parse() {
-        assert_eq!(parse_output("type=oci,dest=o.tar").unwrap(), Output::Oci("o.tar".into()));
+        assert_eq!(
+            parse_output("type=oci,dest=o.tar").unwrap(),
+            Output::Oci("o.tar".into())
+        );
         assert_eq!(parse_output("out").unwrap(), Output::Local("out".into()));
         assert_eq!(parse_output("type=image").unwrap(), Output::Image);
         assert!(parse_output("type=tar").is_err());

@@ -109,7 +109,11 @@ pub(super) fn resolve_user(st: &StageRun<'_, '_>, loc: Location) -> Result<(u32,
 }
 
 /// WORKDIR: creates the directory (owned by USER) in a new layer.
-pub(super) fn workdir(st: &mut StageRun<'_, '_>, path: &str, loc: Location) -> Result<Option<LayerRef>> {
+pub(super) fn workdir(
+    st: &mut StageRun<'_, '_>,
+    path: &str,
+    loc: Location,
+) -> Result<Option<LayerRef>> {
     let (uid, gid, _) = resolve_user(st, loc)?;
     let shared = st.shared;
     let pending = shared.store.begin_layer(&shared.lease)?;
@@ -171,40 +175,53 @@ fn located(loc: Location) -> impl Fn(Error) -> Error {
 /// the key.
 pub(super) fn prepare_copy(st: &mut StageRun<'_, '_>, ins: &Instruction) -> Result<CopyOp> {
     let shared = st.shared;
-    let (is_add, loc, sources, contents, dest, from, chown, chmod, link, parents, exclude, checksum, unpack) =
-        match ins {
-            Instruction::Copy(c) => (
-                false,
-                c.loc,
-                c.sources.clone(),
-                c.contents.clone(),
-                c.dest.clone(),
-                c.from.clone(),
-                c.chown.clone(),
-                c.chmod.clone(),
-                c.link,
-                c.parents,
-                c.excludes.clone(),
-                None,
-                true,
-            ),
-            Instruction::Add(a) => (
-                true,
-                a.loc,
-                a.sources.clone(),
-                a.contents.clone(),
-                a.dest.clone(),
-                None,
-                a.chown.clone(),
-                a.chmod.clone(),
-                a.link,
-                false,
-                a.excludes.clone(),
-                a.checksum.clone(),
-                a.unpack.unwrap_or(true),
-            ),
-            _ => return Err(Error::Copy("not a COPY or ADD".into())),
-        };
+    let (
+        is_add,
+        loc,
+        sources,
+        contents,
+        dest,
+        from,
+        chown,
+        chmod,
+        link,
+        parents,
+        exclude,
+        checksum,
+        unpack,
+    ) = match ins {
+        Instruction::Copy(c) => (
+            false,
+            c.loc,
+            c.sources.clone(),
+            c.contents.clone(),
+            c.dest.clone(),
+            c.from.clone(),
+            c.chown.clone(),
+            c.chmod.clone(),
+            c.link,
+            c.parents,
+            c.excludes.clone(),
+            None,
+            true,
+        ),
+        Instruction::Add(a) => (
+            true,
+            a.loc,
+            a.sources.clone(),
+            a.contents.clone(),
+            a.dest.clone(),
+            None,
+            a.chown.clone(),
+            a.chmod.clone(),
+            a.link,
+            false,
+            a.excludes.clone(),
+            a.checksum.clone(),
+            a.unpack.unwrap_or(true),
+        ),
+        _ => return Err(Error::Copy("not a COPY or ADD".into())),
+    };
     let err = located(loc);
     let workdir = st
         .config
@@ -221,7 +238,11 @@ pub(super) fn prepare_copy(st: &mut StageRun<'_, '_>, ins: &Instruction) -> Resu
         Some(spec) => Some(Chmod::parse(spec).map_err(&err)?),
         None => None,
     };
-    let tag = if is_add { "strata.add.v1" } else { "strata.copy.v1" };
+    let tag = if is_add {
+        "strata.add.v1"
+    } else {
+        "strata.copy.v1"
+    };
     let mut k = KeyBuilder::new(tag);
     k.digest("parent", &st.key.0);
     k.list("sources", &sources);
@@ -262,7 +283,9 @@ pub(super) fn prepare_copy(st: &mut StageRun<'_, '_>, ins: &Instruction) -> Resu
                 .collect();
             if !local.is_empty() {
                 let index = shared.context.as_ref().ok_or_else(|| {
-                    err(Error::Copy("COPY/ADD from the context needs a build context".into()))
+                    err(Error::Copy(
+                        "COPY/ADD from the context needs a build context".into(),
+                    ))
                 })?;
                 let digest = sources_digest(&ContextTree(index), &local, &exclude).map_err(&err)?;
                 k.digest("context", &digest);
@@ -328,7 +351,10 @@ pub(super) fn execute_copy(st: &mut StageRun<'_, '_>, op: &CopyOp) -> Result<Opt
     let (tree, sources): (&dyn SourceTree, Vec<String>) = match (&op.source, &heredocs) {
         (_, Some(dir)) => {
             dir_tree = crate::fs::dir::DirTree::new(dir);
-            (&dir_tree, op.contents.iter().map(|(n, _)| n.clone()).collect())
+            (
+                &dir_tree,
+                op.contents.iter().map(|(n, _)| n.clone()).collect(),
+            )
         }
         (CopySource::Context, None) => {
             let index = shared

@@ -42,8 +42,8 @@ use crate::error::{Error, Result};
 use crate::events::{Event, EventSink};
 use crate::image_config::{HISTORY_COMMENT, HistoryEntry, ImageConfig};
 
-pub use run::NetworkMode;
 pub(crate) use fsops::farm_tree;
+pub use run::NetworkMode;
 
 /// Everything a build needs besides the store.
 #[derive(Debug, Clone)]
@@ -137,10 +137,7 @@ impl Shared<'_> {
         loop {
             if let Some(r) = results.get(&i) {
                 return r.clone().map_err(|_| {
-                    Error::Denied(format!(
-                        "stage {} failed",
-                        self.plan.stages[i].label()
-                    ))
+                    Error::Denied(format!("stage {} failed", self.plan.stages[i].label()))
                 });
             }
             results = self
@@ -202,7 +199,10 @@ pub fn build(images: &Images, req: &BuildRequest, events: EventSink) -> Result<B
     let plan = strata_planner::plan(&req.dockerfile, &req.options)?;
     for w in &req.dockerfile.warnings {
         events(&Event::Warning {
-            message: format!("{}: {} ({}:{})", w.rule, w.message, req.dockerfile_name, w.loc),
+            message: format!(
+                "{}: {} ({}:{})",
+                w.rule, w.message, req.dockerfile_name, w.loc
+            ),
         });
     }
     if !plan.unused_build_args.is_empty() {
@@ -385,7 +385,11 @@ fn run_stage_inner(shared: &Shared<'_>, ps: &PlannedStage) -> Result<StageResult
     let (base_name, base) = stage_base(shared, ps)?;
     let triggers = parse_triggers(&base.config, ps.stage.loc)?;
     let total = 1
-        + ps.stage.instructions.iter().filter(|i| layer_step(i)).count()
+        + ps.stage
+            .instructions
+            .iter()
+            .filter(|i| layer_step(i))
+            .count()
         + triggers.iter().filter(|i| layer_step(i)).count();
     let mut st = StageRun {
         shared,
@@ -716,11 +720,10 @@ impl StageRun<'_, '_> {
             self.record(key, layer)?;
         }
         let empty = self.last_empty;
-        self.history(format!("WORKDIR {wd} # buildkit"), empty);
+        self.history(format!("WORKDIR {wd}"), empty);
         self.done(id, t, hit);
         Ok(())
     }
-
 
     fn run(&mut self, r: &strata_parser::instructions::Run, original: &str) -> Result<()> {
         let (id, t) = self.start(original);

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use strata_parser::Instruction;
-use strata_parser::instructions::{MountType, NetworkMode as RunNetwork, Run, SecurityMode, ShareMode};
+use strata_parser::instructions::{
+    MountType, NetworkMode as RunNetwork, Run, SecurityMode, ShareMode,
+};
 use strata_planner::args::is_proxy;
 use strata_planner::{CacheKey, FromRef, KeyBuilder};
 
@@ -70,7 +72,10 @@ fn command(st: &StageRun<'_, '_>, r: &Run) -> (Vec<String>, Option<(String, Stri
         let marker = args[0].trim();
         let simple = marker
             .strip_prefix("<<")
-            .map(|m| m.trim_start_matches('-').trim_matches(|c| c == '"' || c == '\''))
+            .map(|m| {
+                m.trim_start_matches('-')
+                    .trim_matches(|c| c == '"' || c == '\'')
+            })
             .is_some_and(|m| m == first.name);
         if simple {
             if first.content.starts_with("#!") {
@@ -181,7 +186,10 @@ pub(super) fn prepare(st: &mut StageRun<'_, '_>, r: &Run) -> Result<RunPlan> {
                 match &m.from {
                     None => {
                         let index = shared.context.as_ref().ok_or_else(|| {
-                            Error::Copy(format!("{}: RUN --mount=type=bind needs a build context", r.loc))
+                            Error::Copy(format!(
+                                "{}: RUN --mount=type=bind needs a build context",
+                                r.loc
+                            ))
                         })?;
                         let rel = super::clean_path(&src).trim_start_matches('/').to_string();
                         let digest = index.digest(&rel).ok_or_else(|| {
@@ -192,7 +200,10 @@ pub(super) fn prepare(st: &mut StageRun<'_, '_>, r: &Run) -> Result<RunPlan> {
                         })?;
                         desc.push_str(&format!(
                             " context={}",
-                            digest.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                            digest
+                                .iter()
+                                .map(|b| format!("{b:02x}"))
+                                .collect::<String>()
                         ));
                         Some(BindSource::Context)
                     }
@@ -459,7 +470,11 @@ fn add_mounts(
                 sandbox::add_bind(spec, &dir, &target, m.read_only);
             }
             MountType::Tmpfs => {
-                sandbox::add_tmpfs(spec, &target, m.size_limit.and_then(|s| u64::try_from(s).ok()));
+                sandbox::add_tmpfs(
+                    spec,
+                    &target,
+                    m.size_limit.and_then(|s| u64::try_from(s).ok()),
+                );
             }
             MountType::Secret => {
                 let id = secret_id(m);
