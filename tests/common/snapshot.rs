@@ -30,9 +30,12 @@ struct Node {
 /// The snapshot of the image in the docker-archive `tar` (the first image if it holds several).
 pub fn snapshot_docker_archive(tar: &Path) -> String {
     let files = read_outer(tar);
-    let manifest: Value =
-        serde_json::from_slice(files.get("manifest.json").expect("manifest.json in archive"))
-            .expect("parse manifest.json");
+    let manifest: Value = serde_json::from_slice(
+        files
+            .get("manifest.json")
+            .expect("manifest.json in archive"),
+    )
+    .expect("parse manifest.json");
     let image = &manifest[0];
     let config_name = image["Config"].as_str().expect("manifest Config");
     let config: Value =
@@ -68,7 +71,11 @@ fn read_outer(tar: &Path) -> HashMap<String, Vec<u8>> {
         if entry.header().entry_type() != tar::EntryType::Regular {
             continue;
         }
-        let name = entry.path().expect("entry path").to_string_lossy().into_owned();
+        let name = entry
+            .path()
+            .expect("entry path")
+            .to_string_lossy()
+            .into_owned();
         let mut data = Vec::new();
         entry.read_to_end(&mut data).expect("read archive entry");
         files.insert(name.trim_start_matches("./").to_string(), data);
@@ -225,14 +232,19 @@ enum Change {
 /// Applies one (plain or compressed) layer tar: whiteouts and opaque markers remove paths of
 /// the layers below, then the layer's own entries are written in order.
 fn apply_layer(data: &[u8], fs: &mut BTreeMap<String, Node>, next_inode: &mut u64) {
-    let (_, reader) = strata_oci::compression::decompress(data, u64::MAX).expect("decompress layer");
+    let (_, reader) =
+        strata_oci::compression::decompress(data, u64::MAX).expect("decompress layer");
     let mut archive = tar::Archive::new(reader);
     let mut changes = Vec::new();
     let mut whiteouts = Vec::new();
     let mut opaque = Vec::new();
     for entry in archive.entries().expect("read layer") {
         let mut entry = entry.expect("layer entry");
-        let raw = entry.path().expect("entry path").to_string_lossy().into_owned();
+        let raw = entry
+            .path()
+            .expect("entry path")
+            .to_string_lossy()
+            .into_owned();
         let path = normalise(&raw);
         let (parent, name) = parent_and_name(&path);
         if name == ".wh..wh..opq" {
@@ -280,15 +292,18 @@ fn apply_layer(data: &[u8], fs: &mut BTreeMap<String, Node>, next_inode: &mut u6
                     h.device_major().ok().flatten().unwrap_or(0),
                     h.device_minor().ok().flatten().unwrap_or(0)
                 );
-                let k = if kind == tar::EntryType::Char { 'c' } else { 'b' };
+                let k = if kind == tar::EntryType::Char {
+                    'c'
+                } else {
+                    'b'
+                };
                 Change::Put(path, node(k, dev))
             }
             tar::EntryType::Fifo => Change::Put(path, node('p', "-".into())),
             _ => {
-                let mut hasher = Hasher::new();
-                std::io::copy(&mut entry, &mut hasher).expect("read layer file");
-                let hex = hasher.finish().hex();
-                Change::Put(path, node('f', hex))
+                let mut data = Vec::new();
+                entry.read_to_end(&mut data).expect("read layer file");
+                Change::Put(path, node('f', file_content(&data)))
             }
         };
         changes.push(change);
@@ -331,6 +346,27 @@ fn apply_layer(data: &[u8], fs: &mut BTreeMap<String, Node>, next_inode: &mut u6
     }
 }
 
+/// Files up to this size that are text also show their content, for readable diffs.
+const INLINE_TEXT: usize = 200;
+
+/// The sha256 of a file's bytes, followed by ` "text"` (escaped) for a small text file.
+fn file_content(data: &[u8]) -> String {
+    let mut hasher = Hasher::new();
+    hasher.update(data);
+    let hex = hasher.finish().hex();
+    match std::str::from_utf8(data) {
+        Ok(text)
+            if data.len() <= INLINE_TEXT
+                && text
+                    .chars()
+                    .all(|c| c == '\n' || c == '\t' || !c.is_control()) =>
+        {
+            format!("{hex} \"{}\"", text.escape_debug())
+        }
+        _ => hex,
+    }
+}
+
 /// Escapes a path so that it stays one whitespace-free column.
 fn quote(path: &str) -> String {
     let mut out = String::new();
@@ -350,7 +386,7 @@ fn quote(path: &str) -> String {
 }
 
 /// One line per path (the root itself left out):
-/// `path type mode uid gid sha256|->symlink-target|=first-hardlink-path|-`.
+/// `path type mode uid gid sha256 ["small text"]|->symlink-target|=first-hardlink-path|-`.
 fn fs_section(fs: &BTreeMap<String, Node>, out: &mut String) {
     // The first (sorted) path of each inode shared by several regular files.
     let mut first_of: HashMap<u64, &str> = HashMap::new();
