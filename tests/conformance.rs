@@ -604,6 +604,11 @@ history[1]: \"ENV X=1\" (empty_layer)
 history[2]: \"RUN x\"
 history[3]: \"RUN y\"
 layers: 3 (diff_ids: 3)
+layer[0]: 7 entries
+layer[1]: 3 entries
+layer[1] opaque: /o
+layer[1] whiteout: /d/gone
+layer[2]: 2 entries
 /a-h2 f 4755 1000 0 {same} \"same\"
 /d d 0755 0 0 -
 /d/keep f 0644 0 0 {keep} \"keep\"

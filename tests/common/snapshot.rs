@@ -53,9 +53,16 @@ pub fn snapshot_docker_archive(tar: &Path) -> String {
 
     let mut fs = BTreeMap::new();
     let mut next_inode = 0;
-    for layer in &layers {
+    for (i, layer) in layers.iter().enumerate() {
         let data = files.get(*layer).expect("layer blob in archive");
-        apply_layer(data, &mut fs, &mut next_inode);
+        let summary = apply_layer(data, &mut fs, &mut next_inode);
+        out.push_str(&format!("layer[{i}]: {} entries\n", summary.entries));
+        for dir in &summary.opaque {
+            out.push_str(&format!("layer[{i}] opaque: {}\n", quote(dir)));
+        }
+        for gone in &summary.whiteouts {
+            out.push_str(&format!("layer[{i}] whiteout: {}\n", quote(gone)));
+        }
     }
     fs_section(&fs, &mut out);
     out
@@ -229,9 +236,17 @@ enum Change {
     Link(String, String),
 }
 
+/// What a layer holds besides its files: its entry count (whiteouts not included; parent
+/// directories a builder writes along with a change are) and its whiteouts, sorted.
+struct LayerSummary {
+    entries: usize,
+    whiteouts: Vec<String>,
+    opaque: Vec<String>,
+}
+
 /// Applies one (plain or compressed) layer tar: whiteouts and opaque markers remove paths of
 /// the layers below, then the layer's own entries are written in order.
-fn apply_layer(data: &[u8], fs: &mut BTreeMap<String, Node>, next_inode: &mut u64) {
+fn apply_layer(data: &[u8], fs: &mut BTreeMap<String, Node>, next_inode: &mut u64) -> LayerSummary {
     let (_, reader) =
         strata_oci::compression::decompress(data, u64::MAX).expect("decompress layer");
     let mut archive = tar::Archive::new(reader);
@@ -315,6 +330,7 @@ fn apply_layer(data: &[u8], fs: &mut BTreeMap<String, Node>, next_inode: &mut u6
         fs.remove(gone);
         remove_children(fs, gone);
     }
+    let entries = changes.len();
     for change in changes {
         match change {
             Change::Put(path, mut node) => {
@@ -343,6 +359,13 @@ fn apply_layer(data: &[u8], fs: &mut BTreeMap<String, Node>, next_inode: &mut u6
                 fs.insert(path, node);
             }
         }
+    }
+    whiteouts.sort();
+    opaque.sort();
+    LayerSummary {
+        entries,
+        whiteouts,
+        opaque,
     }
 }
 
