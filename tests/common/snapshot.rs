@@ -93,12 +93,9 @@ fn read_outer(tar: &Path) -> HashMap<String, Vec<u8>> {
 /// The config fields, one per line, `-` when absent or empty.
 fn config_section(config: &Value, layer_count: usize, out: &mut String) {
     let c = &config["config"];
-    let mut line = |name: &str, v: &Value| {
-        out.push_str(&format!("{name}: {}\n", canonical(v)));
-    };
-    line("architecture", &config["architecture"]);
-    line("os", &config["os"]);
-    line("author", &config["author"]);
+    for field in ["architecture", "os", "author"] {
+        out.push_str(&format!("{field}: {}\n", canonical(&config[field], false)));
+    }
     for field in [
         "User",
         "Env",
@@ -114,14 +111,19 @@ fn config_section(config: &Value, layer_count: usize, out: &mut String) {
         "Shell",
         "ArgsEscaped",
     ] {
-        line(&format!("config.{field}"), &c[field]);
+        // Healthcheck's zero durations and retries mean "the default", like absent fields.
+        let drop_empty = field == "Healthcheck";
+        out.push_str(&format!(
+            "config.{field}: {}\n",
+            canonical(&c[field], drop_empty)
+        ));
     }
     let history = config["history"].as_array().cloned().unwrap_or_default();
     for (i, h) in history.iter().enumerate() {
         let empty = h["empty_layer"].as_bool().unwrap_or(false);
         out.push_str(&format!(
             "history[{i}]: {}{}\n",
-            canonical(&h["created_by"]),
+            canonical(&h["created_by"], false),
             if empty { " (empty_layer)" } else { "" }
         ));
     }
@@ -129,9 +131,10 @@ fn config_section(config: &Value, layer_count: usize, out: &mut String) {
     out.push_str(&format!("layers: {layer_count} (diff_ids: {diff_ids})\n"));
 }
 
-/// Compact JSON with sorted keys; empty values (null, "", [], {}, false, 0) inside objects are
-/// dropped, and an empty value at the top prints as `-` (Go's `omitempty` makes them equal).
-fn canonical(v: &Value) -> String {
+/// Compact JSON with sorted keys; an empty value (null, "", [], {}, false, 0) at the top prints
+/// as `-` (Go's `omitempty` makes them equal to an absent field). With `drop_empty`, empty
+/// values inside objects are left out too (Healthcheck's zero durations).
+fn canonical(v: &Value, drop_empty: bool) -> String {
     fn is_empty(v: &Value) -> bool {
         match v {
             Value::Null => true,
@@ -142,7 +145,7 @@ fn canonical(v: &Value) -> String {
             Value::Object(o) => o.is_empty(),
         }
     }
-    fn write(v: &Value, out: &mut String) {
+    fn write(v: &Value, drop_empty: bool, out: &mut String) {
         match v {
             Value::Array(a) => {
                 out.push('[');
@@ -150,7 +153,7 @@ fn canonical(v: &Value) -> String {
                     if i > 0 {
                         out.push(',');
                     }
-                    write(x, out);
+                    write(x, drop_empty, out);
                 }
                 out.push(']');
             }
@@ -161,8 +164,7 @@ fn canonical(v: &Value) -> String {
                 let mut first = true;
                 for k in keys {
                     let x = &o[k];
-                    // Map keys such as ExposedPorts' "80/tcp": {} carry their meaning in the key.
-                    if is_empty(x) && !matches!(x, Value::Object(_)) {
+                    if drop_empty && is_empty(x) {
                         continue;
                     }
                     if !first {
@@ -171,7 +173,7 @@ fn canonical(v: &Value) -> String {
                     first = false;
                     out.push_str(&Value::String(k.clone()).to_string());
                     out.push(':');
-                    write(x, out);
+                    write(x, drop_empty, out);
                 }
                 out.push('}');
             }
@@ -182,7 +184,7 @@ fn canonical(v: &Value) -> String {
         return "-".into();
     }
     let mut out = String::new();
-    write(v, &mut out);
+    write(v, drop_empty, &mut out);
     out
 }
 
