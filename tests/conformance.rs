@@ -8,7 +8,8 @@
 //! - `build.args`: extra build arguments, one per line (`--build-arg`, `X=1`, `--target`, `a`);
 //! - `prepare.sh`: run with `sh` inside the temp copy of the context before the build, for what
 //!   git cannot store (hardlinks, modes, owners, empty dirs, archives);
-//! - `expected.txt`: the snapshot, or `expected-error.txt`: the exit code of a failed build.
+//! - `expected.txt`: the snapshot, or `expected-error.txt`: the exit code of a failed build on
+//!   its first line, then BuildKit's error message as a `# BuildKit:` note.
 //!
 //! `STRATA_CONFORMANCE_CASES=a,b` selects cases, for both tests.
 
@@ -151,10 +152,10 @@ fn expected(case: &Case) -> Expected {
             case.name
         )
     });
+    let code = text.lines().next().unwrap_or("").trim();
     Expected::Error(
-        text.trim()
-            .parse()
-            .expect("exit code in expected-error.txt"),
+        code.parse()
+            .expect("exit code on the first line of expected-error.txt"),
     )
 }
 
@@ -325,7 +326,14 @@ fn record() {
         if !out.status.success() {
             let code = out.status.code().unwrap_or(-1);
             println!("{}: build fails with exit code {code}\n{se}", case.name);
-            std::fs::write(&err_path, format!("{code}\n")).expect("write expected-error.txt");
+            // The exit code, then BuildKit's message as a note for whoever matches it.
+            let reason = se
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            std::fs::write(&err_path, format!("{code}\n# BuildKit: {reason}\n"))
+                .expect("write expected-error.txt");
             let _ = std::fs::remove_file(&ok_path);
             continue;
         }
