@@ -5,6 +5,7 @@ mod common;
 
 mod adversarial;
 mod cli;
+mod conformance;
 mod expand;
 mod images;
 mod no_panic;

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod busybox;
+pub mod snapshot;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
