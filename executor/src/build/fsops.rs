@@ -108,6 +108,22 @@ pub(super) fn resolve_user(st: &StageRun<'_, '_>, loc: Location) -> Result<(u32,
     })
 }
 
+/// The home directory of `uid` in the image's `/etc/passwd` (`/root` when unknown, as runc).
+pub(super) fn home_of(st: &StageRun<'_, '_>, uid: u32) -> String {
+    view(st)
+        .read_file("etc/passwd")
+        .ok()
+        .flatten()
+        .and_then(|b| {
+            crate::fs::user::parse_passwd(&String::from_utf8_lossy(&b))
+                .into_iter()
+                .find(|p| p.uid == uid)
+                .map(|p| p.home)
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/root".into())
+}
+
 /// WORKDIR: creates the directory (owned by USER) in a new layer.
 pub(super) fn workdir(
     st: &mut StageRun<'_, '_>,
@@ -294,10 +310,8 @@ pub(super) fn prepare_copy(st: &mut StageRun<'_, '_>, ins: &Instruction) -> Resu
         }
     };
     let (key, inputs) = k.finish();
+    // BuildKit records sources and dest (expanded), without the flags.
     let mut shown = String::from(if is_add { "ADD" } else { "COPY" });
-    if let Some(f) = &from {
-        shown.push_str(&format!(" --from={f}"));
-    }
     for s in sources.iter().chain(contents.iter().map(|(n, _)| n)) {
         shown.push(' ');
         shown.push_str(s);

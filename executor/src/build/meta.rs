@@ -117,13 +117,10 @@ pub fn apply(config: &mut ImageConfig, ins: &Instruction, cmd_set: &mut bool) ->
             let ports = c.exposed_ports.get_or_insert_with(BTreeMap::new);
             let mut shown = Vec::new();
             for p in &e.ports {
-                let p = if p.contains('/') {
-                    p.clone()
-                } else {
-                    format!("{p}/tcp")
-                };
-                ports.insert(p.clone(), json!({}));
-                shown.push(p);
+                for p in expand_port_range(p) {
+                    ports.insert(p.clone(), json!({}));
+                    shown.push(p);
+                }
             }
             format!("EXPOSE map[{}]", {
                 let mut s: Vec<String> = shown.iter().map(|p| format!("{p}:{{}}")).collect();
@@ -160,10 +157,11 @@ pub fn apply(config: &mut ImageConfig, ins: &Instruction, cmd_set: &mut bool) ->
             format!("MAINTAINER {}", m.maintainer)
         }
         Instruction::Onbuild(o) => {
+            // Recorded in the config only: BuildKit writes no history entry for ONBUILD.
             c.on_build
                 .get_or_insert_with(Vec::new)
                 .push(o.expression.clone());
-            format!("ONBUILD {}", o.expression)
+            return None;
         }
         Instruction::From(_)
         | Instruction::Run(_)
@@ -174,17 +172,30 @@ pub fn apply(config: &mut ImageConfig, ins: &Instruction, cmd_set: &mut bool) ->
     })
 }
 
+/// `80` -> `80/tcp`; `8000-8002/udp` -> one entry per port, as Docker's `nat.ParsePortSpecs`.
+fn expand_port_range(spec: &str) -> Vec<String> {
+    let (ports, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
+    if let Some((a, b)) = ports.split_once('-')
+        && let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>())
+        && a <= b
+    {
+        return (a..=b).map(|p| format!("{p}/{proto}")).collect();
+    }
+    vec![format!("{ports}/{proto}")]
+}
+
 /// BuildKit's `fmt.Sprintf("HEALTHCHECK %q", health)` of Docker's HealthConfig struct:
-/// `&{["CMD-SHELL" "x"] "30s" "0s" "0s" "0s" '\x00'}`.
+/// `&{["CMD-SHELL" "x"] "30s" "0s" "0s" '\x00'}`.
 fn healthcheck_history(h: &strata_parser::instructions::Healthcheck) -> String {
     let d = |d: Option<std::time::Duration>| go_duration(d.unwrap_or_default());
+    // Docker's HealthConfig as the recorded BuildKit prints it: test, interval, timeout,
+    // start period, retries (StartInterval is not part of that struct).
     format!(
-        "&{{{} {:?} {:?} {:?} {:?} '{}'}}",
+        "&{{{} {:?} {:?} {:?} '{}'}}",
         go_quoted_list(&h.test),
         d(h.interval),
         d(h.timeout),
         d(h.start_period),
-        d(h.start_interval),
         go_rune(h.retries.unwrap_or(0))
     )
 }

@@ -347,8 +347,13 @@ struct StageRun<'s, 'a> {
     key: CacheKey,
     /// The created time of the last step (history timestamps).
     created: String,
-    /// ARGs declared in this stage, with values.
+    /// ARGs declared in this stage, in order, with their values.
     args: Vec<(String, Option<String>)>,
+    /// ARG values in effect for expansion and RUN: a later ARG beats an earlier ENV of the
+    /// same name, a later ENV beats an earlier ARG (BuildKit's dispatcher).
+    arg_vals: BTreeMap<String, String>,
+    /// Whether CMD or ENTRYPOINT was set in this stage (`ArgsEscaped`).
+    cmd_or_entrypoint: bool,
     cmd_set: bool,
     /// Whether the last layer step made no layer (an empty diff).
     last_empty: bool,
@@ -399,6 +404,8 @@ fn run_stage_inner(shared: &Shared<'_>, ps: &PlannedStage) -> Result<StageResult
         key: base.key,
         created: String::new(),
         args: Vec::new(),
+        arg_vals: BTreeMap::new(),
+        cmd_or_entrypoint: false,
         cmd_set: false,
         last_empty: false,
         pos: 1,
@@ -432,6 +439,9 @@ fn run_stage_inner(shared: &Shared<'_>, ps: &PlannedStage) -> Result<StageResult
     }
     for ins in &ps.stage.instructions {
         st.dispatch(ins)?;
+    }
+    if st.cmd_or_entrypoint {
+        st.config.config.args_escaped = Some(true);
     }
     Ok(StageResult {
         config: st.config,
@@ -535,14 +545,16 @@ impl StageRun<'_, '_> {
         }
     }
 
-    /// The expansion environment: declared ARGs, then ENV (ENV beats ARG).
+    /// The environment of expansion and RUN: the config's Env with the ARG values in effect
+    /// applied (replacing a same-named variable in place, else appended).
     fn expand_env(&self) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = self
-            .args
-            .iter()
-            .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
-            .collect();
-        env.extend(self.config.env_pairs());
+        let mut env = self.config.env_pairs();
+        for (k, v) in &self.arg_vals {
+            match env.iter_mut().find(|(e, _)| e == k) {
+                Some(slot) => slot.1 = v.clone(),
+                None => env.push((k.clone(), v.clone())),
+            }
+        }
         env
     }
 
@@ -561,9 +573,34 @@ impl StageRun<'_, '_> {
         let expanded = ins.expand(&self.lexer, &env)?;
         match &expanded {
             Instruction::Arg(a) => {
+                let predefined = strata_planner::args::predefined(
+                    &self.shared.req.options.platform,
+                    &strata_planner::args::Platform::host(),
+                );
                 for def in &a.args {
-                    let v = arg_value(def, &self.shared.req.options.build_args, &self.meta());
+                    let v = arg_value(def, &self.shared.req.options.build_args, &self.meta())
+                        .or_else(|| {
+                            predefined
+                                .iter()
+                                .find(|(k, _)| *k == def.key)
+                                .map(|(_, v)| v.clone())
+                        });
+                    if let Some(v) = &v {
+                        self.arg_vals.insert(def.key.clone(), v.clone());
+                    }
                     self.args.push((def.key.clone(), v));
+                }
+                // History: the ARG line as written.
+                if let Instruction::Arg(raw) = ins {
+                    let words: Vec<String> = raw
+                        .args
+                        .iter()
+                        .map(|d| match &d.value {
+                            Some(v) => format!("{}={v}", d.key),
+                            None => d.key.clone(),
+                        })
+                        .collect();
+                    self.history(format!("ARG {}", words.join(" ")), true);
                 }
                 Ok(())
             }
@@ -572,6 +609,14 @@ impl StageRun<'_, '_> {
             Instruction::Copy(_) | Instruction::Add(_) => self.copy(&expanded, ins.original()),
             Instruction::From(_) => Ok(()),
             other => {
+                if let Instruction::Env(e) = other {
+                    for kv in &e.vars {
+                        self.arg_vals.remove(&kv.key);
+                    }
+                }
+                if matches!(other, Instruction::Cmd(_) | Instruction::Entrypoint(_)) {
+                    self.cmd_or_entrypoint = true;
+                }
                 if let Some(created_by) = meta::apply(&mut self.config, other, &mut self.cmd_set) {
                     self.history(created_by, true);
                 }
@@ -584,27 +629,10 @@ impl StageRun<'_, '_> {
         self.shared.plan.meta_args.clone()
     }
 
-    /// Build args in effect for RUN (declared, with a value, not shadowed by ENV), plus proxy
-    /// args given on the command line.
-    fn run_args(&self) -> Vec<(String, String)> {
-        let env = self.config.env_pairs();
-        let mut out: Vec<(String, String)> = Vec::new();
-        for (k, v) in &self.args {
-            if let Some(v) = v
-                && !env.iter().any(|(e, _)| e == k)
-            {
-                match out.iter_mut().find(|(o, _)| o == k) {
-                    Some(slot) => slot.1 = v.clone(),
-                    None => out.push((k.clone(), v.clone())),
-                }
-            }
-        }
-        out
-    }
-
-    /// `RUN |N K=V ... cmd` as BuildKit writes it in the history.
+    /// `RUN |N K=V ... cmd` as BuildKit writes it in the history: every declared ARG, in
+    /// order, with its value in the RUN environment (or its declared value, or empty).
     fn run_history(&self, args: &[String]) -> String {
-        let env = self.config.env_pairs();
+        let env = self.expand_env();
         let mut build: Vec<(String, String)> = Vec::new();
         for (k, v) in &self.args {
             let shown = env

@@ -124,16 +124,12 @@ pub(super) fn prepare(st: &mut StageRun<'_, '_>, r: &Run) -> Result<RunPlan> {
     };
     let (argv, script) = command(st, &r);
 
-    // The process environment: the image's, then build args not shadowed by ENV.
-    let mut env: Vec<String> = st
-        .config
-        .env_pairs()
-        .into_iter()
+    // The process environment: the image's Env with the ARG values in effect.
+    let mut env: Vec<String> = env_pairs
+        .iter()
+        .filter(|(k, _)| !is_proxy(k))
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    for (k, v) in st.run_args() {
-        env.push(format!("{k}={v}"));
-    }
 
     let mut k = KeyBuilder::new("strata.run.v1");
     k.digest("parent", &st.key.0);
@@ -313,6 +309,9 @@ pub(super) fn execute(
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| "/".into());
     let mut env = plan.env.clone();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", fsops::home_of(st, uid)));
+    }
     let mut spec = sandbox::default_spec(
         &merged,
         plan.argv.clone(),
@@ -394,6 +393,7 @@ pub(super) fn execute(
             output: tail.into_inner().map(Vec::from).unwrap_or_default(),
         });
     }
+    remove_file_stubs(st, plan, &pending.rootfs())?;
     if pending.is_empty()? {
         return Ok(None);
     }
@@ -402,6 +402,42 @@ pub(super) fn execute(
         diff_id: info.diff_id,
         size: info.size,
     }))
+}
+
+/// Removes the empty files the sandbox created as mount points for secrets mounted at a file
+/// path: BuildKit leaves no such stub (directory targets stay, as it leaves them).
+fn remove_file_stubs(st: &StageRun<'_, '_>, plan: &RunPlan, upper: &Path) -> Result<()> {
+    let view = crate::fs::view::LayerView::new(st.shared.layer_dirs(&st.layers));
+    for (m, _) in &plan.mounts {
+        if m.kind != MountType::Secret || !st.shared.req.secrets.contains_key(&secret_id(m)) {
+            continue;
+        }
+        if m.env.is_some() && m.target.is_none() {
+            continue;
+        }
+        let dest = secret_dest(st, m);
+        let rel = dest.trim_start_matches('/');
+        let path = upper.join(rel);
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_file() && meta.len() == 0 && view.stat(rel)?.is_none() {
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Where a secret mount goes: its target (relative to WORKDIR) or `/run/secrets/<id>`.
+fn secret_dest(st: &StageRun<'_, '_>, m: &strata_parser::instructions::Mount) -> String {
+    match &m.target {
+        Some(t) if t.starts_with('/') => super::clean_path(t),
+        Some(t) => super::clean_path(&format!(
+            "{}/{t}",
+            st.config.config.working_dir.as_deref().unwrap_or("/")
+        )),
+        None => format!("/run/secrets/{}", secret_id(m)),
+    }
 }
 
 /// Adds the step's `--mount`s to the spec; returns the cache mount locks to hold while it runs.
@@ -498,12 +534,7 @@ fn add_mounts(
                     std::fs::Permissions::from_mode(m.mode.unwrap_or(0o400)),
                 )
                 .map_err(|e| Error::io(&path, e))?;
-                let dest = if m.target.is_some() {
-                    target
-                } else {
-                    format!("/run/secrets/{id}")
-                };
-                sandbox::add_bind(spec, &path, &dest, true);
+                sandbox::add_bind(spec, &path, &secret_dest(st, m), true);
             }
             MountType::Ssh => {}
         }

@@ -301,9 +301,9 @@ pub fn add_tmpfs(spec: &mut Spec, destination: &str, size: Option<u64>) {
     push_mount(spec, m);
 }
 
-/// Writes `hosts` (as BuildKit does), `resolv.conf` (the host's) and `hostname` (the spec's
-/// host name) in `dir` and binds them read-only at `/etc/hosts`, `/etc/resolv.conf` and
-/// `/etc/hostname`.
+/// Writes `hosts` (as BuildKit does, naming the spec's host name) and `resolv.conf` (the
+/// host's) in `dir` and binds them read-only at `/etc/hosts` and `/etc/resolv.conf`. Like
+/// BuildKit, no `/etc/hostname` is provided (the UTS namespace carries the name).
 ///
 /// # Errors
 /// Writing the files.
@@ -320,11 +320,7 @@ pub fn add_etc_files(spec: &mut Spec, dir: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(Error::io("/etc/resolv.conf", e)),
     };
-    for (name, content) in [
-        ("hosts", hosts.into_bytes()),
-        ("resolv.conf", resolv),
-        ("hostname", format!("{hostname}\n").into_bytes()),
-    ] {
+    for (name, content) in [("hosts", hosts.into_bytes()), ("resolv.conf", resolv)] {
         let path = dir.join(name);
         std::fs::write(&path, content).map_err(|e| Error::io(&path, e))?;
         add_bind(spec, &path, &format!("/etc/{name}"), true);
@@ -334,10 +330,10 @@ pub fn add_etc_files(spec: &mut Spec, dir: &Path) -> Result<()> {
 
 /// The name of the stub tree under [`stub_lower`]'s `dir` (versioned: a new layout gets a new
 /// name).
-const STUB_NAME: &str = "sandbox-stubs-v1";
+const STUB_NAME: &str = "sandbox-stubs-v2";
 
 /// Creates (once, atomically: temp dir + rename) the tiny tree of mount point stubs the
-/// sandbox needs (`dev/`, `proc/`, `sys/`, `etc/hosts`, `etc/resolv.conf`, `etc/hostname`; all
+/// sandbox needs (`dev/`, `proc/`, `sys/`, `etc/hosts`, `etc/resolv.conf`; all
 /// empty, 0755/0644, root-owned when run as root) and returns its path. Pass it as the lowest
 /// overlay lower dir.
 ///
@@ -390,7 +386,7 @@ fn fill_stubs(tmp: &Path) -> Result<()> {
         std::fs::create_dir(&p).map_err(|e| Error::io(&p, e))?;
         set(&p, 0o755)?;
     }
-    for f in ["etc/hosts", "etc/resolv.conf", "etc/hostname"] {
+    for f in ["etc/hosts", "etc/resolv.conf"] {
         let p = tmp.join(f);
         std::fs::write(&p, b"").map_err(|e| Error::io(&p, e))?;
         set(&p, 0o644)?;
