@@ -629,3 +629,36 @@ fn add_urls() {
     let msg = r.unwrap_err().to_string();
     assert!(msg.contains("invalid response status 404"), "{msg}");
 }
+
+/// Measures a COPY of `$STRATA_BENCH_SRC` (the bench's big/src) into a pending layer: cold
+/// (objects missing), warm (objects present: hardlinks only) and the layer commit.
+/// `STRATA_BENCH_SRC=/tmp/bench-copy/big/src cargo test --release -p strata-executor bench_copy -- --ignored --nocapture`
+#[test]
+#[ignore = "benchmark: needs STRATA_BENCH_SRC"]
+fn bench_copy() {
+    let Ok(dir) = std::env::var("STRATA_BENCH_SRC") else {
+        return;
+    };
+    let e = env();
+    let t = std::time::Instant::now();
+    let src = DirTree::with_hashes(Path::new(&dir)).unwrap();
+    println!("index (hash all files): {:.3} s", t.elapsed().as_secs_f64());
+    let view = LayerView::empty();
+    for round in ["cold", "warm", "warm"] {
+        let t = std::time::Instant::now();
+        let (r, p) = run(&e, &req(&src, &["."], "/app/"), &view);
+        let st = r.unwrap();
+        let copy_s = t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        let info = p.commit().unwrap();
+        println!(
+            "{round}: copy {copy_s:.3} s, commit {:.3} s; files {} linked {} copied {} MB new objects {}; layer {} entries",
+            t.elapsed().as_secs_f64(),
+            st.files,
+            st.linked,
+            st.copied_bytes >> 20,
+            st.new_objects,
+            info.entries
+        );
+    }
+}
