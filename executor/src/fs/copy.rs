@@ -38,7 +38,7 @@
 //! - `--exclude` patterns ([`Excluder`]) are matched against paths relative to each source
 //!   (the name itself for a file source); an excluded directory is skipped with its contents.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -289,6 +289,9 @@ pub(crate) struct Writer<'a, 'p> {
     dir_times: BTreeMap<String, (i64, u32)>,
     /// Directories created here over nothing: their contents are only what this copy wrote.
     fresh: HashSet<String>,
+    /// Entries created in fresh directories (true: a directory), so that looking them up
+    /// needs no syscall.
+    created: HashMap<String, bool>,
     jobs: Vec<FileJob>,
 }
 
@@ -343,6 +346,7 @@ impl<'a, 'p> Writer<'a, 'p> {
             now: now(),
             dir_times: BTreeMap::new(),
             fresh: HashSet::new(),
+            created: HashMap::new(),
             jobs: Vec::new(),
         }
     }
@@ -363,7 +367,20 @@ impl<'a, 'p> Writer<'a, 'p> {
     /// What the merged view has at `rel` (cheap below directories created fresh here).
     pub(crate) fn merged_stat(&self, rel: &str) -> Result<Option<Stat>> {
         if self.fresh.contains(parent_rel(rel)) && !rel.is_empty() {
-            return Ok(self.upper_lstat(rel)?.map(|m| Stat::from_metadata(&m)));
+            return Ok(self.created.get(rel).map(|&is_dir| Stat {
+                kind: if is_dir {
+                    FileKind::Dir
+                } else {
+                    FileKind::File
+                },
+                mode: 0,
+                uid: 0,
+                gid: 0,
+                size: 0,
+                mtime: (0, 0),
+                rdev: 0,
+                hash: None,
+            }));
         }
         self.merged.stat(rel)
     }
@@ -413,6 +430,9 @@ impl<'a, 'p> Writer<'a, 'p> {
         fs::set_permissions(&p, fs::Permissions::from_mode(mode)).map_err(io_err(&p))?;
         set_owner(&p, owner.0, owner.1)?;
         self.dir_times.insert(rel.to_owned(), mtime);
+        if self.fresh.contains(parent_rel(rel)) {
+            self.created.insert(rel.to_owned(), true);
+        }
         if self.lower_has_nothing(rel)? {
             self.fresh.insert(rel.to_owned());
         }
@@ -459,6 +479,9 @@ impl<'a, 'p> Writer<'a, 'p> {
     pub(crate) fn prepare(&mut self, rel: &str, new_is_dir: bool) -> Result<bool> {
         self.copy_up(parent_rel(rel))?;
         let existing = self.merged_stat(rel)?;
+        if self.fresh.contains(parent_rel(rel)) {
+            self.created.insert(rel.to_owned(), new_is_dir);
+        }
         match existing {
             None => return Ok(false),
             Some(st) if st.is_dir() && new_is_dir => {

@@ -339,3 +339,6 @@ pub fn glob(tree: &dyn SourceTree, pattern: &str) -> Result<Vec<String>> {
     out.dedup();
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests;
