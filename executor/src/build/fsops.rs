@@ -48,6 +48,7 @@ impl SourceTree for ContextTree<'_> {
             ),
             rdev: 0,
             hash: (e.kind == Kind::File).then_some(e.hash),
+            link_id: (e.kind == Kind::File && e.nlink > 1).then_some((e.dev, e.ino)),
         }))
     }
 

@@ -273,6 +273,9 @@ struct FileJob {
     dest: PathBuf,
     meta: ObjectMeta,
     hash: Option<[u8; 32]>,
+    /// Written as a file of its own (not an object link): other names will hardlink it, and
+    /// the layer must record them as tar hardlinks.
+    own_inode: bool,
 }
 
 /// The layer being written, on top of the destination view; shared with [`add`].
@@ -293,6 +296,13 @@ pub(crate) struct Writer<'a, 'p> {
     /// needs no syscall.
     created: HashMap<String, bool>,
     jobs: Vec<FileJob>,
+    /// Index of the job placing each destination: a later source for the same destination
+    /// replaces it (the last wildcard match wins, as in BuildKit).
+    job_of: HashMap<PathBuf, usize>,
+    /// Hardlinks to make once the files are placed: (existing name, new name).
+    links: Vec<(PathBuf, PathBuf)>,
+    /// Where the first name of each source hardlink group was placed.
+    link_first: HashMap<(u64, u64), PathBuf>,
 }
 
 fn now() -> (i64, u32) {
@@ -348,6 +358,9 @@ impl<'a, 'p> Writer<'a, 'p> {
             fresh: HashSet::new(),
             created: HashMap::new(),
             jobs: Vec::new(),
+            job_of: HashMap::new(),
+            links: Vec::new(),
+            link_first: HashMap::new(),
         }
     }
 
@@ -380,6 +393,7 @@ impl<'a, 'p> Writer<'a, 'p> {
                 mtime: (0, 0),
                 rdev: 0,
                 hash: None,
+                link_id: None,
             }));
         }
         self.merged.stat(rel)
@@ -517,25 +531,46 @@ impl<'a, 'p> Writer<'a, 'p> {
         self.dir_times.insert(rel.to_owned(), t);
     }
 
-    /// Queues a regular file with its final metadata.
+    /// Queues a regular file with its final metadata. A file that is one name of a source
+    /// hardlink group (`link_id`) keeps its link to the group's first name.
     pub(crate) fn queue_file(
         &mut self,
         src: &str,
         dest: &str,
         meta: ObjectMeta,
         hash: Option<[u8; 32]>,
+        link_id: Option<(u64, u64)>,
     ) {
-        self.jobs.push(FileJob {
+        let dest = self.upper_path(dest);
+        if let Some(id) = link_id {
+            if let Some(first) = self.link_first.get(&id) {
+                if *first != dest {
+                    self.links.push((first.clone(), dest));
+                }
+                return;
+            }
+            self.link_first.insert(id, dest.clone());
+        }
+        let job = FileJob {
             src: src.to_owned(),
-            dest: self.upper_path(dest),
+            dest: dest.clone(),
             meta,
             hash,
-        });
+            own_inode: link_id.is_some(),
+        };
+        match self.job_of.get(&dest) {
+            Some(&i) => self.jobs[i] = job,
+            None => {
+                self.job_of.insert(dest, self.jobs.len());
+                self.jobs.push(job);
+            }
+        }
     }
 
     /// Places the queued files (in parallel) from `source`.
     fn run_jobs(&mut self, source: &dyn SourceTree) -> Result<()> {
         let jobs = std::mem::take(&mut self.jobs);
+        self.job_of.clear();
         let linked = AtomicU64::new(0);
         let copied = AtomicU64::new(0);
         let created = AtomicU64::new(0);
@@ -544,6 +579,12 @@ impl<'a, 'p> Writer<'a, 'p> {
         jobs.par_iter().try_for_each(|job| -> Result<()> {
             let mut meta = job.meta.clone();
             meta.xattrs = source.xattrs(&job.src)?;
+            if job.own_inode {
+                let mut f = source.open(&job.src)?;
+                let n = write_own_file(&mut f, &job.dest, &meta)?;
+                copied.fetch_add(n, Ordering::Relaxed);
+                return Ok(());
+            }
             if let Some(h) = job.hash
                 && pending.link_object(&meta.key(&h), &job.dest)?
             {
@@ -576,11 +617,43 @@ impl<'a, 'p> Writer<'a, 'p> {
     /// Applies the directory mtimes (after everything was created).
     fn finish(&mut self, source: &dyn SourceTree) -> Result<()> {
         self.run_jobs(source)?;
+        for (first, dest) in std::mem::take(&mut self.links) {
+            if fs::symlink_metadata(&dest).is_ok() {
+                fs::remove_file(&dest).map_err(io_err(&dest))?;
+            }
+            fs::hard_link(&first, &dest).map_err(io_err(&dest))?;
+        }
         for (rel, t) in std::mem::take(&mut self.dir_times) {
             set_times(&self.upper_path(&rel), t)?;
         }
         Ok(())
     }
+}
+
+/// Writes `src` to a new file at `dest` with `meta` applied (owner, then mode, then mtime:
+/// chown clears set-id bits). Returns the bytes written.
+fn write_own_file(src: &mut fs::File, dest: &Path, meta: &ObjectMeta) -> Result<u64> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut out = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)
+        .map_err(io_err(dest))?;
+    let n = io::copy(src, &mut out).map_err(io_err(dest))?;
+    let uid = u32::try_from(meta.uid).unwrap_or(0);
+    let gid = u32::try_from(meta.gid).unwrap_or(0);
+    // Why: fd-based, on the file just created; https://man7.org/linux/man-pages/man2/fchown.2.html
+    std::os::unix::fs::fchown(&out, Some(uid), Some(gid)).map_err(io_err(dest))?;
+    out.set_permissions(fs::Permissions::from_mode(meta.mode & 0o7777))
+        .map_err(io_err(dest))?;
+    for (k, v) in &meta.xattrs {
+        xattr::FileExt::set_xattr(&out, k, v).map_err(io_err(dest))?;
+    }
+    let t = nix::sys::time::TimeSpec::new(meta.mtime_secs, i64::from(meta.mtime_nanos));
+    // Why: COPY keeps the source mtime; https://man7.org/linux/man-pages/man2/futimens.2.html
+    nix::sys::stat::futimens(&out, &t, &t).map_err(|e| io_err(dest)(e.into()))?;
+    Ok(n)
 }
 
 /// The walk over one source, with the request's owner and mode rules.
@@ -632,7 +705,7 @@ impl Copier<'_, '_, '_, '_> {
                     mtime_nanos: st.mtime.1,
                     xattrs: Vec::new(),
                 };
-                self.w.queue_file(src, dest, meta, st.hash);
+                self.w.queue_file(src, dest, meta, st.hash, st.link_id);
             }
             FileKind::Symlink => {
                 self.w.prepare(dest, false)?;
@@ -827,8 +900,11 @@ pub fn copy(
             if r.is_empty() || c.w.prepare(&r, true)? {
                 c.contents(&src, &r, "")?;
             } else {
-                let (mode, owner) = (c.mode(&st), c.owner(&st));
-                c.w.make_dir(&r, mode, owner, st.mtime)?;
+                // BuildKit copies a directory's *contents*: the destination directory is
+                // created like a missing parent (0755, the --chown owner or root).
+                let owner = req.chown.unwrap_or((0, 0));
+                let now = c.w.now;
+                c.w.make_dir(&r, 0o755, owner, now)?;
                 c.contents(&src, &r, "")?;
             }
             continue;

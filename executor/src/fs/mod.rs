@@ -75,6 +75,9 @@ pub struct Stat {
     pub rdev: u64,
     /// The blake3 hash of the content, when the tree knows it without reading the file.
     pub hash: Option<[u8; 32]>,
+    /// (dev, ino) of a regular file with more than one name in the source tree: names with
+    /// the same identity are hardlinks of each other, and a copy keeps them linked.
+    pub link_id: Option<(u64, u64)>,
 }
 
 impl Stat {
@@ -106,6 +109,7 @@ impl Stat {
             mtime: (m.mtime(), u32::try_from(m.mtime_nsec()).unwrap_or(0)),
             rdev: m.rdev(),
             hash: None,
+            link_id: (t.is_file() && m.nlink() > 1).then(|| (m.dev(), m.ino())),
         }
     }
 

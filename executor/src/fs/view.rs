@@ -146,6 +146,7 @@ impl LayerView {
                 mtime: (0, 0),
                 rdev: 0,
                 hash: None,
+                link_id: None,
             }));
         }
         Ok(self.find(rel)?.map(|(_, m)| Stat::from_metadata(&m)))
