@@ -247,7 +247,7 @@ fn check(case: &Case, root: &Path, work: &Path) -> Option<String> {
 
 /// Builds every case with strata and compares with what BuildKit produced.
 #[test]
-#[ignore = "needs strata build (issue 4)"]
+#[ignore = "strata build does not match BuildKit in every case yet (run with --ignored)"]
 fn cases() {
     let cases = selected_cases();
     assert!(!cases.is_empty(), "no conformance cases found");
@@ -286,11 +286,15 @@ fn cases() {
             failures.push(format!("=== {} ===\n{msg}", case.name));
         }
     }
+    let skipped = cases
+        .iter()
+        .filter(|c| DEVIATIONS.iter().any(|(name, _)| *name == c.name))
+        .count();
     assert!(
         failures.is_empty(),
-        "{} of {} conformance cases differ from BuildKit:\n\n{}",
+        "{} of {} conformance cases differ from BuildKit ({skipped} deviations skipped):\n\n{}",
         failures.len(),
-        cases.len(),
+        cases.len() - skipped,
         failures.join("\n")
     );
 }
