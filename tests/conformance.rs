@@ -31,6 +31,16 @@ const META: &[&str] = &[
     "expected-error.txt",
 ];
 
+/// Cases where strata deliberately does what the issue asks instead of what the recorded
+/// BuildKit 0.8 does: `cases` skips them and prints the reason. Their recorded expectation stays
+/// as BuildKit made it.
+const DEVIATIONS: &[(&str, &str)] = &[(
+    "copy-multi-needs-slash",
+    "the issue's COPY rule fails several sources without a trailing `/` (\"When using COPY with \
+     more than one source file, the destination must be a directory and end with a /\", the \
+     classic builder's error); BuildKit writes the last source to the file /dest",
+)];
+
 /// One conformance case.
 struct Case {
     name: String,
@@ -237,7 +247,7 @@ fn check(case: &Case, root: &Path, work: &Path) -> Option<String> {
 
 /// Builds every case with strata and compares with what BuildKit produced.
 #[test]
-#[ignore = "needs strata build (issue 4)"]
+#[ignore = "strata build does not match BuildKit in every case yet (run with --ignored)"]
 fn cases() {
     let cases = selected_cases();
     assert!(!cases.is_empty(), "no conformance cases found");
@@ -268,15 +278,23 @@ fn cases() {
         ));
     }
     for case in &cases {
+        if let Some((_, why)) = DEVIATIONS.iter().find(|(name, _)| *name == case.name) {
+            println!("{}: skipped, deliberate deviation: {why}", case.name);
+            continue;
+        }
         if let Some(msg) = check(case, &root, work.path()) {
             failures.push(format!("=== {} ===\n{msg}", case.name));
         }
     }
+    let skipped = cases
+        .iter()
+        .filter(|c| DEVIATIONS.iter().any(|(name, _)| *name == c.name))
+        .count();
     assert!(
         failures.is_empty(),
-        "{} of {} conformance cases differ from BuildKit:\n\n{}",
+        "{} of {} conformance cases differ from BuildKit ({skipped} deviations skipped):\n\n{}",
         failures.len(),
-        cases.len(),
+        cases.len() - skipped,
         failures.join("\n")
     );
 }
@@ -356,9 +374,17 @@ fn record() {
     }
 }
 
-/// Every case has a context to build and exactly one recorded expectation.
+/// Every case has a context to build and exactly one recorded expectation, and every deviation
+/// names a case.
 #[test]
 fn fixtures_are_complete() {
+    for (name, why) in DEVIATIONS {
+        assert!(
+            fixtures().join(name).is_dir(),
+            "DEVIATIONS names {name:?}, no such case"
+        );
+        assert!(!why.trim().is_empty(), "{name}: deviation without a reason");
+    }
     let cases = selected_cases();
     assert!(cases.len() >= 30, "only {} conformance cases", cases.len());
     for case in &cases {
@@ -630,6 +656,66 @@ layer[2]: 2 entries
         new = h(b"new"),
     );
     assert_text_eq!(want, got);
+}
+
+/// A layer that only touches mtimes (a parent directory copied up with the same mode and owner,
+/// a `./` root entry) is shown like an empty layer; a layer with a real change counts only its
+/// real changes; a whiteout-only layer stays a layer.
+#[test]
+fn snapshot_shows_mtime_only_layers_as_empty() {
+    let dir = fresh_dir();
+    let path = dir.path().join("img.tar");
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:0", "sha256:1", "sha256:2", "sha256:3", "sha256:4"]},
+        "history": [
+            {"created_by": "base"},
+            {"created_by": "RUN touch /d"},
+            {"created_by": "ENV X=1", "empty_layer": true},
+            {"created_by": "RUN new"},
+            {"created_by": "RUN chmod"},
+            {"created_by": "RUN rm"}
+        ]
+    });
+    let layers = vec![
+        vec![
+            entry("d/", 0o755, Kind::Dir),
+            entry("d/f", 0o644, Kind::File(b"f")),
+            entry("e/", 0o755, Kind::Dir),
+        ],
+        vec![entry("./", 0o755, Kind::Dir), entry("d/", 0o755, Kind::Dir)],
+        vec![
+            entry("d/", 0o755, Kind::Dir),
+            entry("d/new", 0o644, Kind::File(b"new")),
+        ],
+        vec![entry("e/", 0o700, Kind::Dir)],
+        vec![entry("d/.wh.f", 0o644, Kind::File(b""))],
+    ];
+    write_archive(&path, &config, &layers);
+    let got = snapshot_docker_archive(&path);
+    let tail = &got[got.find("history[0]").expect("history in snapshot")..];
+    let want = format!(
+        "history[0]: \"base\"
+history[1]: \"RUN touch /d\" (empty_layer)
+history[2]: \"ENV X=1\" (empty_layer)
+history[3]: \"RUN new\"
+history[4]: \"RUN chmod\"
+history[5]: \"RUN rm\"
+layers: 4 (diff_ids: 4)
+layer[0]: 3 entries
+layer[1]: 1 entries
+layer[2]: 1 entries
+layer[3]: 0 entries
+layer[3] whiteout: /d/f
+/d d 0755 0 0 -
+/d/new f 0644 0 0 {new} \"new\"
+/e d 0700 0 0 -
+",
+        new = strata_cas::Digest::of(b"new").hex(),
+    );
+    assert_text_eq!(want, tail);
 }
 
 /// The changed-lines diff aligns on common lines instead of positions.

@@ -25,6 +25,20 @@ struct Node {
     content: String,
     /// Identity of the file's inode: hardlinks share it.
     inode: u64,
+    /// Extended attributes from the tar's PAX `SCHILY.xattr.*` records (compared, not printed).
+    xattrs: BTreeMap<String, Vec<u8>>,
+}
+
+impl Node {
+    /// Same type, mode, owner and xattrs: a directory entry equal to what is already there only
+    /// touches the mtime.
+    fn same_metadata(&self, other: &Node) -> bool {
+        self.kind == other.kind
+            && self.mode == other.mode
+            && self.uid == other.uid
+            && self.gid == other.gid
+            && self.xattrs == other.xattrs
+    }
 }
 
 /// The snapshot of the image in the docker-archive `tar` (the first image if it holds several).
@@ -48,14 +62,21 @@ pub fn snapshot_docker_archive(tar: &Path) -> String {
         .map(|l| l.as_str().expect("layer path"))
         .collect();
 
-    let mut out = String::new();
-    config_section(&config, layers.len(), &mut out);
-
-    let mut fs = BTreeMap::new();
+    // The merged filesystem always has a root directory, before any layer.
+    let mut fs = BTreeMap::from([("/".to_string(), root_dir())]);
     let mut next_inode = 0;
-    for (i, layer) in layers.iter().enumerate() {
-        let data = files.get(*layer).expect("layer blob in archive");
-        let summary = apply_layer(data, &mut fs, &mut next_inode);
+    let summaries: Vec<LayerSummary> = layers
+        .iter()
+        .map(|layer| {
+            let data = files.get(*layer).expect("layer blob in archive");
+            apply_layer(data, &mut fs, &mut next_inode)
+        })
+        .collect();
+
+    let mut out = String::new();
+    config_section(&config, &summaries, &mut out);
+    let shown = summaries.iter().filter(|s| !s.is_empty());
+    for (i, summary) in shown.enumerate() {
         out.push_str(&format!("layer[{i}]: {} entries\n", summary.entries));
         for dir in &summary.opaque {
             out.push_str(&format!("layer[{i}] opaque: {}\n", quote(dir)));
@@ -90,8 +111,10 @@ fn read_outer(tar: &Path) -> HashMap<String, Vec<u8>> {
     files
 }
 
-/// The config fields, one per line, `-` when absent or empty.
-fn config_section(config: &Value, layer_count: usize, out: &mut String) {
+/// The config fields, one per line, `-` when absent or empty, then the history and the layer
+/// count. A layer that changes nothing ([`LayerSummary::is_empty`]) is shown like an empty layer:
+/// its history entry gets `(empty_layer)` and it is not counted.
+fn config_section(config: &Value, layers: &[LayerSummary], out: &mut String) {
     let c = &config["config"];
     for field in ["architecture", "os", "author"] {
         out.push_str(&format!("{field}: {}\n", canonical(&config[field], false)));
@@ -119,16 +142,26 @@ fn config_section(config: &Value, layer_count: usize, out: &mut String) {
         ));
     }
     let history = config["history"].as_array().cloned().unwrap_or_default();
+    // History entries without `empty_layer` own the layers in order.
+    let mut layer = layers.iter();
     for (i, h) in history.iter().enumerate() {
-        let empty = h["empty_layer"].as_bool().unwrap_or(false);
+        let empty = h["empty_layer"].as_bool().unwrap_or(false)
+            || layer.next().is_some_and(LayerSummary::is_empty);
         out.push_str(&format!(
             "history[{i}]: {}{}\n",
             canonical(&h["created_by"], false),
             if empty { " (empty_layer)" } else { "" }
         ));
     }
-    let diff_ids = config["rootfs"]["diff_ids"].as_array().map_or(0, Vec::len);
-    out.push_str(&format!("layers: {layer_count} (diff_ids: {diff_ids})\n"));
+    let vacuous = layers.iter().filter(|l| l.is_empty()).count();
+    let diff_ids = config["rootfs"]["diff_ids"]
+        .as_array()
+        .map_or(0, Vec::len)
+        .saturating_sub(vacuous);
+    out.push_str(&format!(
+        "layers: {} (diff_ids: {diff_ids})\n",
+        layers.len() - vacuous
+    ));
 }
 
 /// Compact JSON with sorted keys; an empty value (null, "", [], {}, false, 0) at the top prints
@@ -238,12 +271,51 @@ enum Change {
     Link(String, String),
 }
 
-/// What a layer holds besides its files: its entry count (whiteouts not included; parent
-/// directories a builder writes along with a change are) and its whiteouts, sorted.
+/// What a layer holds besides its files: its counted entries and its whiteouts, sorted.
+///
+/// Counted are the entries that change the merged filesystem of the layers below, mtimes
+/// ignored: a directory entry whose type, mode, owner and xattrs equal the directory already
+/// there is not counted (an overlay copy-up of a parent whose only change is its mtime, the
+/// runtime touching `/etc` for its `/etc/hosts` mount). Every other entry counts; whiteouts and
+/// opaque markers are reported separately.
 struct LayerSummary {
     entries: usize,
     whiteouts: Vec<String>,
     opaque: Vec<String>,
+}
+
+impl LayerSummary {
+    /// The layer changes nothing: shown like an empty layer (Docker's rule for an empty diff).
+    fn is_empty(&self) -> bool {
+        self.entries == 0 && self.whiteouts.is_empty() && self.opaque.is_empty()
+    }
+}
+
+/// The root directory every filesystem starts with (what docker's layers root at).
+fn root_dir() -> Node {
+    Node {
+        kind: 'd',
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        content: "-".into(),
+        inode: 0,
+        xattrs: BTreeMap::new(),
+    }
+}
+
+/// The xattrs of a layer entry, from its PAX `SCHILY.xattr.<name>` records.
+fn entry_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> BTreeMap<String, Vec<u8>> {
+    let mut xattrs = BTreeMap::new();
+    if let Some(exts) = entry.pax_extensions().expect("pax extensions") {
+        for ext in exts {
+            let ext = ext.expect("pax record");
+            if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
+                xattrs.insert(name.to_string(), ext.value_bytes().to_vec());
+            }
+        }
+    }
+    xattrs
 }
 
 /// Applies one (plain or compressed) layer tar: whiteouts and opaque markers remove paths of
@@ -272,6 +344,7 @@ fn apply_layer(data: &[u8], fs: &mut BTreeMap<String, Node>, next_inode: &mut u6
             whiteouts.push(join(parent, gone));
             continue;
         }
+        let xattrs = entry_xattrs(&mut entry);
         let h = entry.header();
         let mode = h.mode().expect("entry mode") & 0o7777;
         let uid = h.uid().expect("entry uid");
@@ -284,6 +357,7 @@ fn apply_layer(data: &[u8], fs: &mut BTreeMap<String, Node>, next_inode: &mut u6
             gid,
             content,
             inode: 0,
+            xattrs: xattrs.clone(),
         };
         let change = match kind {
             tar::EntryType::Directory => Change::Put(path, node('d', "-".into())),
@@ -332,7 +406,16 @@ fn apply_layer(data: &[u8], fs: &mut BTreeMap<String, Node>, next_inode: &mut u6
         fs.remove(gone);
         remove_children(fs, gone);
     }
-    let entries = changes.len();
+    // Compared with the layers below (after this layer's whiteouts), before any entry of it.
+    let entries = changes
+        .iter()
+        .filter(|change| match change {
+            Change::Put(path, node) if node.kind == 'd' => {
+                !fs.get(path).is_some_and(|old| old.same_metadata(node))
+            }
+            _ => true,
+        })
+        .count();
     for change in changes {
         match change {
             Change::Put(path, mut node) => {
@@ -356,6 +439,7 @@ fn apply_layer(data: &[u8], fs: &mut BTreeMap<String, Node>, next_inode: &mut u6
                     gid: 0,
                     content: format!("missing-hardlink-target:{target}"),
                     inode: u64::MAX,
+                    xattrs: BTreeMap::new(),
                 });
                 remove_children(fs, &path);
                 fs.insert(path, node);
