@@ -41,8 +41,8 @@ pub struct PendingLayer<'s> {
     store: &'s Store,
     lease: &'s Lease,
     tmp: TempLayer,
-    /// (dev, ino) of objects placed with `link_object`, and their keys.
-    linked: Mutex<HashMap<(u64, u64), ObjectKey>>,
+    /// Paths placed with `link_object`, and their keys.
+    linked: Mutex<HashMap<PathBuf, ObjectKey>>,
 }
 
 impl std::fmt::Debug for PendingLayer<'_> {
@@ -132,11 +132,10 @@ impl PendingLayer<'_> {
             Err(e) if e.kind() == io::ErrorKind::NotFound && !obj.exists() => return Ok(false),
             Err(e) => return Err(io_err(dest)(e)),
         }
-        let m = fs::symlink_metadata(dest).map_err(io_err(dest))?;
         self.linked
             .lock()
             .map_err(|_| Error::Archive("pending layer lock poisoned".into()))?
-            .insert((m.dev(), m.ino()), *key);
+            .insert(dest.to_path_buf(), *key);
         Ok(true)
     }
 
@@ -153,51 +152,139 @@ impl PendingLayer<'_> {
             .linked
             .into_inner()
             .map_err(|_| Error::Archive("pending layer lock poisoned".into()))?;
-        let mut sink = CommitSink {
-            store: self.store,
-            linked,
-            sha: Sha256::new(),
-            record,
-            size: 0,
-            entries: 0,
-            unpacked: 0,
-            buf: vec![0u8; 1 << 20],
-        };
-        walk_tree(&self.tmp.dir.join("rootfs"), &mut sink)?;
-        let mut end = Vec::new();
-        write_end(&mut end).map_err(io_err("<tar>"))?;
-        sink.raw(&end)?;
-        let diff_id = Digest::from_sha256_bytes(sink.sha.finalize().into());
+        // The walk (syscalls, reads, blake3 of new files) and the sha256 + record of the tar
+        // stream run on two threads: the sha256 of a large layer is the longest single task.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Msg>>(8);
+        let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        for _ in 0..16 {
+            let _ = free_tx.send(Vec::with_capacity(CHUNK));
+        }
+        let rootfs = self.tmp.dir.join("rootfs");
+        let (walked, hashed) = std::thread::scope(|s| {
+            let hasher = s.spawn(move || -> Result<(Sha256, RecordWriter<BufWriter<File>>)> {
+                let mut sha = Sha256::new();
+                let mut record = record;
+                for msg in rx.into_iter().flatten() {
+                    match msg {
+                        Msg::Raw(b) => {
+                            sha.update(&b);
+                            record.raw(&b).map_err(io_err("record.zst"))?;
+                        }
+                        Msg::Data(b) => {
+                            sha.update(&b);
+                            let _ = free_tx.send(b);
+                        }
+                        Msg::File(key, size) => {
+                            record.file(&key, size).map_err(io_err("record.zst"))?;
+                        }
+                    }
+                }
+                Ok((sha, record))
+            });
+            let mut sink = CommitSink {
+                store: self.store,
+                linked,
+                tx,
+                batch: Vec::new(),
+                batch_bytes: 0,
+                free: free_rx,
+                size: 0,
+                entries: 0,
+                unpacked: 0,
+            };
+            let walked = walk_tree(&rootfs, &mut sink).and_then(|()| {
+                let mut end = Vec::new();
+                write_end(&mut end).map_err(io_err("<tar>"))?;
+                sink.raw(&end)?;
+                sink.flush()?;
+                Ok((sink.size, sink.entries, sink.unpacked))
+            });
+            drop(sink);
+            let hashed = hasher
+                .join()
+                .unwrap_or_else(|_| Err(Error::Archive("layer hasher thread panicked".into())));
+            (walked, hashed)
+        });
+        let (size, entries, unpacked) = walked?;
+        let (sha, record) = hashed?;
+        let diff_id = Digest::from_sha256_bytes(sha.finalize().into());
         let info = LayerInfo {
             diff_id,
-            size: sink.size,
-            entries: sink.entries,
-            unpacked_bytes: sink.unpacked,
+            size,
+            entries,
+            unpacked_bytes: unpacked,
         };
-        self.store
-            .commit_temp(self.lease, self.tmp, sink.record, info)
+        self.store.commit_temp(self.lease, self.tmp, record, info)
     }
+}
+
+/// Read size of file content chunks sent to the hasher.
+const CHUNK: usize = 1 << 20;
+
+/// What the walker sends the hasher thread, in tar order.
+enum Msg {
+    /// Verbatim tar bytes (headers, padding, end blocks).
+    Raw(Vec<u8>),
+    /// File content (hashed, not recorded: the record names the object).
+    Data(Vec<u8>),
+    /// The record segment of the file whose content was just sent.
+    File(ObjectKey, u64),
 }
 
 struct CommitSink<'s> {
     store: &'s Store,
-    linked: HashMap<(u64, u64), ObjectKey>,
-    sha: Sha256,
-    record: RecordWriter<BufWriter<File>>,
+    linked: HashMap<PathBuf, ObjectKey>,
+    tx: std::sync::mpsc::SyncSender<Vec<Msg>>,
+    /// Messages not sent yet (sent in batches: one channel operation per many entries).
+    batch: Vec<Msg>,
+    batch_bytes: usize,
+    /// Buffers the hasher is done with.
+    free: std::sync::mpsc::Receiver<Vec<u8>>,
     size: u64,
     entries: u64,
     unpacked: u64,
-    buf: Vec<u8>,
+}
+
+fn hasher_gone() -> Error {
+    Error::Archive("layer hasher thread stopped".into())
 }
 
 impl CommitSink<'_> {
-    fn raw(&mut self, bytes: &[u8]) -> Result<()> {
-        self.sha.update(bytes);
-        self.size += bytes.len() as u64;
-        self.record.raw(bytes).map_err(io_err("record.zst"))
+    /// The key of a file placed by `link_object` (an object has at least two names: its own
+    /// and this one; a path replaced by a single-named file afterwards is not trusted).
+    fn placed(&self, path: &Path, m: &fs::Metadata) -> Option<ObjectKey> {
+        if m.nlink() < 2 {
+            return None;
+        }
+        self.linked.get(path).copied()
     }
 
-    /// Reads the file once: sha256 for the tar, and blake3 into `b3` when its key is not known.
+    fn raw(&mut self, bytes: &[u8]) -> Result<()> {
+        self.size += bytes.len() as u64;
+        self.push(Msg::Raw(bytes.to_vec()), bytes.len())
+    }
+
+    fn push(&mut self, msg: Msg, bytes: usize) -> Result<()> {
+        self.batch.push(msg);
+        self.batch_bytes += bytes;
+        if self.batch.len() >= 256 || self.batch_bytes >= 4 * CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.batch_bytes = 0;
+        self.tx
+            .send(std::mem::take(&mut self.batch))
+            .map_err(|_| hasher_gone())
+    }
+
+    /// Reads the file once: its chunks go to the hasher (sha256 of the tar), and into `b3`
+    /// (blake3) when the file's key is not known.
     fn content(
         &mut self,
         path: &Path,
@@ -207,15 +294,24 @@ impl CommitSink<'_> {
         let mut f = File::open(path).map_err(io_err(path))?.take(size);
         let mut n = 0u64;
         loop {
-            let k = f.read(&mut self.buf).map_err(io_err(path))?;
+            let mut buf = self
+                .free
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+            buf.clear();
+            // read_to_end fills the spare capacity without zeroing it first.
+            let k = (&mut f)
+                .take(CHUNK as u64)
+                .read_to_end(&mut buf)
+                .map_err(io_err(path))?;
             if k == 0 {
                 break;
             }
-            self.sha.update(&self.buf[..k]);
             if let Some(h) = b3.as_mut() {
-                h.update(&self.buf[..k]);
+                h.update(&buf);
             }
             n += k as u64;
+            self.push(Msg::Data(buf), k)?;
         }
         if n != size {
             return Err(shrank(path));
@@ -282,7 +378,7 @@ impl TreeSink for CommitSink<'_> {
         write_header(&mut h, e).map_err(io_err("<tar>"))?;
         self.entries += 1;
         self.raw(&h)?;
-        let key = match self.linked.get(&(m.dev(), m.ino())).copied() {
+        let key = match self.placed(path, m) {
             Some(key) => {
                 self.content(path, e.size, None)?;
                 key
@@ -293,17 +389,15 @@ impl TreeSink for CommitSink<'_> {
                 self.objectify(path, b3.finalize().as_bytes(), m)?
             }
         };
-        self.record
-            .file(&key, e.size)
-            .map_err(io_err("record.zst"))?;
+        self.push(Msg::File(key, e.size), 0)?;
         self.unpacked += e.size;
         let mut p = Vec::new();
         pad(&mut p, e.size).map_err(io_err("<tar>"))?;
         self.raw(&p)
     }
 
-    fn may_hardlink(&self, m: &fs::Metadata) -> bool {
-        m.nlink() > 1 && !self.linked.contains_key(&(m.dev(), m.ino()))
+    fn may_hardlink(&self, path: &Path, m: &fs::Metadata) -> bool {
+        m.nlink() > 1 && self.placed(path, m).is_none()
     }
 }
 

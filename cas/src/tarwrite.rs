@@ -203,7 +203,7 @@ pub(crate) trait TreeSink {
     fn file(&mut self, path: &Path, e: &Entry, m: &fs::Metadata) -> Result<()>;
     /// Whether a file with this inode may be written as a tar hardlink to an earlier name with
     /// the same (dev, ino). The default: whenever its link count is above one.
-    fn may_hardlink(&self, m: &fs::Metadata) -> bool {
+    fn may_hardlink(&self, _path: &Path, m: &fs::Metadata) -> bool {
         m.nlink() > 1
     }
 }
@@ -308,7 +308,7 @@ fn walk(
                 .to_vec();
             sink.header(&e)?;
         } else if ft.is_file() {
-            if sink.may_hardlink(&m) {
+            if sink.may_hardlink(&path, &m) {
                 if let Some(first) = links.get(&(m.dev(), m.ino())) {
                     e.kind = b'1';
                     e.link = first.clone();
