@@ -210,6 +210,12 @@ pub(super) fn prepare(st: &mut StageRun<'_, '_>, r: &Run) -> Result<RunPlan> {
                     }
                 }
             }
+            MountType::Cache if m.from.is_some() => {
+                let from = m.from.clone().unwrap_or_default();
+                let (key, layers) = from_layers(st, &from, r.loc)?;
+                desc.push_str(&format!(" from={}", key.hex()));
+                Some(BindSource::Layers(layers))
+            }
             MountType::Ssh => {
                 return Err(Error::Denied(format!(
                     "{}: RUN --mount=type=ssh is not supported yet",
@@ -495,7 +501,7 @@ fn add_mounts(
                     Some(ShareMode::Locked) => Sharing::Locked,
                     _ => Sharing::Shared,
                 };
-                let (dir, lock, _) = shared.cache.mount_dir(
+                let (dir, lock, created) = shared.cache.mount_dir(
                     &id,
                     sharing,
                     m.mode.unwrap_or(0o755),
@@ -503,6 +509,11 @@ fn add_mounts(
                     m.gid.unwrap_or(0),
                 )?;
                 locks.push(lock);
+                // `from=`/`source=` seed a new cache directory with a copy of that content.
+                if created && let Some(BindSource::Layers(layers)) = source {
+                    let src = m.source.clone().unwrap_or_else(|| "/".into());
+                    fsops::farm_layers(layers, &src, &dir)?;
+                }
                 sandbox::add_bind(spec, &dir, &target, m.read_only);
             }
             MountType::Tmpfs => {
