@@ -104,6 +104,15 @@ pub(super) fn prepare(st: &mut StageRun<'_, '_>, r: &Run) -> Result<RunPlan> {
     let Instruction::Run(r) = Instruction::Run(r.clone()).expand(&st.lexer, &env_pairs)? else {
         return Err(Error::Sandbox("RUN expanded to another instruction".into()));
     };
+    let host = strata_planner::args::Platform::host();
+    let target = &shared.req.options.platform;
+    if (target.os.as_str(), target.arch.as_str()) != (host.os.as_str(), host.arch.as_str()) {
+        return Err(Error::Denied(format!(
+            "{}: RUN for platform {target} cannot execute on this {host} host (no emulation); \
+             only FROM, COPY, ADD and metadata instructions build for other platforms",
+            r.loc
+        )));
+    }
     if r.security == SecurityMode::Insecure && !shared.req.allow_insecure {
         return Err(Error::Denied(format!(
             "{}: RUN --security=insecure needs `--allow security.insecure` (entitlement \
