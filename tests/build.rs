@@ -174,6 +174,13 @@ impl Events {
     }
 }
 
+/// Lets context edits age past the scan's racy window (two ticks of the coarse clock inode
+/// times are stamped with): a file changed within it is re-hashed by the next build too, as
+/// git re-checks racily clean entries. Tests that count re-hashed files wait this long first.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(50));
+}
+
 fn read(p: &Path) -> String {
     fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
 }
@@ -189,6 +196,7 @@ fn identical_rebuild_is_fully_cached_with_the_same_image_id() {
         "COPY a /a\nRUN date +%s%N > /t\nRUN cat /a /t\n",
         &[("a", "hello\n")],
     );
+    settle();
     let first = env.build_json(&ctx, &["-t", "c:1"]);
     let cache = first.cache();
     assert_eq!(cache.len(), 3, "{cache:?}");
@@ -224,6 +232,7 @@ fn big_context(env: &Env, dockerfile: &str) -> PathBuf {
 fn editing_one_file_of_20000_rehashes_only_that_file() {
     let env = Env::new();
     let ctx = big_context(&env, "COPY d007 /d007\nRUN cat /d007/f042\n");
+    settle();
     let first = env.build_json(&ctx, &[]);
     let ctx_event = first.of("context").next().expect("context event").clone();
     assert_eq!(ctx_event["hashed"], 20_001, "every file and the Dockerfile");
@@ -235,6 +244,7 @@ fn editing_one_file_of_20000_rehashes_only_that_file() {
 
     // One edit: exactly that file re-hashed, and the COPY that selects it misses.
     fs::write(ctx.join("d007/f042"), "edited\n").expect("edit");
+    settle();
     let edited = env.build_json(&ctx, &[]);
     assert_eq!(edited.hashed_paths(), ["d007/f042"]);
     assert_eq!(edited.of("context").next().expect("context")["hashed"], 1);
@@ -243,6 +253,7 @@ fn editing_one_file_of_20000_rehashes_only_that_file() {
 
     // An edit outside what COPY selects: re-hashed, but every step hits.
     fs::write(ctx.join("d150/f000"), "not copied\n").expect("edit");
+    settle();
     let other = env.build_json(&ctx, &[]);
     assert_eq!(other.hashed_paths(), ["d150/f000"]);
     assert!(other.cache().iter().all(|(_, h)| *h), "{:?}", other.cache());
@@ -341,6 +352,7 @@ fn no_cache_rebuilds_everything_and_an_edit_with_restored_mtime_is_noticed() {
         fs::metadata(&a).expect("stat").modified().expect("mtime"),
         mtime
     );
+    settle();
     let edited = env.build_json(&ctx, &[]);
     assert_eq!(edited.hashed_paths(), ["a"]);
     assert!(!edited.hit("COPY a /a"));
@@ -1033,4 +1045,95 @@ fn builder_prune_drops_the_build_cache_and_system_prune_keeps_images() {
     ));
     let listed = env.st(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert!(listed.lines().any(|l| l == "prune/me:v1"), "{listed}");
+}
+
+#[test]
+fn context_symlinks_to_dirs_resolve_inside_the_context() {
+    let env = Env::new();
+    fs::write(env.path().join("x"), "outside the context\n").expect("write");
+    let ctx = env.context(
+        "ctx",
+        "COPY up/x /x\nCOPY etcl/passwd /p\nRUN cat /x /p\n",
+        &[("x", "inside\n"), ("etc/passwd", "the context's passwd\n")],
+    );
+    // `up -> ..` is the context root, `etcl -> /etc` is <context>/etc.
+    std::os::unix::fs::symlink("..", ctx.join("up")).expect("symlink");
+    std::os::unix::fs::symlink("/etc", ctx.join("etcl")).expect("symlink");
+    let ev = env.build_json(&ctx, &[]);
+    assert_eq!(ev.output(), "inside\nthe context's passwd\n");
+
+    // Through a symlink to a dir that only exists on the host: not found.
+    fs::remove_dir_all(ctx.join("etc")).expect("rm etc");
+    let (out, _, se) = run(&mut env.build(&ctx, &["--progress=plain"]));
+    assert_eq!(out.status.code(), Some(1), "{se}");
+    assert!(
+        se.contains("etcl/passwd") && se.contains("not found"),
+        "{se}"
+    );
+}
+
+#[test]
+fn copy_resolves_symlinks_in_the_image_inside_its_rootfs() {
+    let env = Env::new();
+    let name = format!("landed-{}", std::process::id());
+    let host_dir = env.path().join("host-dir");
+    fs::create_dir_all(&host_dir).expect("mkdir");
+    let ctx = env.context(
+        "ctx",
+        &format!(
+            "RUN ln -s /etc/passwd /l && ln -s ../../../../../../../tmp /out && ln -s {} /abs\n\
+             COPY {name} /out/\n\
+             COPY {name} /abs/\n\
+             RUN cat /out/{name} /tmp/{name} /abs/{name}\n\
+             FROM {BASE}\n\
+             COPY --from=0 /l /got\n\
+             RUN cat /got\n",
+            host_dir.display()
+        ),
+        &[(name.as_str(), "from the context\n")],
+    );
+    let ev = env.build_json(&ctx, &[]);
+    let want_passwd = "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n\
+                       nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
+    assert_eq!(
+        ev.output(),
+        format!("{}{want_passwd}", "from the context\n".repeat(3))
+    );
+    assert!(
+        !Path::new("/tmp").join(&name).exists(),
+        "landed in the host's /tmp"
+    );
+    assert!(!host_dir.join(&name).exists(), "landed in the host dir");
+}
+
+#[test]
+fn cache_mount_symlinks_to_the_host_are_not_followed_by_df_or_prune() {
+    let env = Env::new();
+    let victim = env.path().join("victim");
+    fs::create_dir_all(&victim).expect("mkdir");
+    fs::write(victim.join("keep"), "precious\n").expect("write");
+    fs::write(victim.join("big"), vec![7u8; 4 << 20]).expect("write");
+    let ctx = env.context(
+        "ctx",
+        &format!(
+            "RUN --mount=type=cache,id=v,target=/c ln -s {v} /c/dirlink && \
+             ln -s {v}/keep /c/filelink\n",
+            v = victim.display()
+        ),
+        &[],
+    );
+    env.build_json(&ctx, &[]);
+    let (count, size) = build_cache_row(&env);
+    assert!(count >= 2, "a record and a cache mount: {count}");
+    assert!(
+        !size.ends_with("MB") && !size.ends_with("GB"),
+        "df followed a symlink out of the cache mount: {size}"
+    );
+    env.st(&["builder", "prune", "-a", "-f"]);
+    assert_eq!(read(&victim.join("keep")), "precious\n");
+    assert_eq!(
+        fs::metadata(victim.join("big")).expect("stat").len(),
+        4 << 20
+    );
+    assert_eq!(build_cache_row(&env).0, 0);
 }
