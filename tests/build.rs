@@ -940,12 +940,13 @@ fn mounts_mentioning(needle: &Path) -> Vec<String> {
 #[test]
 fn kill_9_during_run_leaves_no_process_or_mount_and_the_store_recovers() {
     let env = Env::new();
-    let argv = ["sleep", "1234"];
+    // Not `sleep 1234`: tests/sandbox.rs runs that marker, maybe at the same time.
+    let argv = ["sleep", "7341"];
     assert!(
         pids_running(&argv).is_empty(),
-        "a stray `sleep 1234` runs already"
+        "a stray `sleep 7341` runs already"
     );
-    let ctx = env.context("ctx", "COPY a /a\nRUN sleep 1234\n", &[("a", "a\n")]);
+    let ctx = env.context("ctx", "COPY a /a\nRUN sleep 7341\n", &[("a", "a\n")]);
     let mut child = env
         .build(&ctx, &["--progress=plain"])
         .stdout(Stdio::null())
