@@ -4,6 +4,7 @@
 mod common;
 
 mod adversarial;
+mod build;
 mod cli;
 mod conformance;
 mod expand;

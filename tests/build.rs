@@ -1,0 +1,1140 @@
+//! Acceptance tests of `strata build`, run for real as a user runs it (root, busybox-static at
+//! /bin/busybox, podman and skopeo for interop): caching (`--progress=json` cache and context
+//! events), parallel stages proven by a rendezvous, the sandbox's security boundaries (each
+//! denial next to a positive control), exit codes and messages, every `--output` type, interop
+//! with podman and skopeo, `kill -9` in the middle of a RUN, and pruning.
+//!
+//! Every test imports the deterministic busybox base (tests/common/busybox.rs) into its own
+//! store. The base links only a few applets; the others are run as `busybox APPLET`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read as _, Write as _};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+
+use crate::common::busybox::busybox_tar;
+use crate::common::{fresh_dir, run, strata};
+
+/// The base image every Dockerfile here starts from.
+const BASE: &str = "strata-test/busybox:latest";
+
+/// A work dir with a store root holding the busybox base image.
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        let dir = fresh_dir();
+        let tar = dir.path().join("busybox.tar");
+        busybox_tar(&tar);
+        let env = Env { dir };
+        env.ok(strata(&env.root()).arg("import").arg(&tar).arg(BASE));
+        env
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn root(&self) -> PathBuf {
+        self.path().join("root")
+    }
+
+    /// A context dir `name` holding `Dockerfile` (with `FROM BASE` prepended) and `files`.
+    fn context(&self, name: &str, dockerfile: &str, files: &[(&str, &str)]) -> PathBuf {
+        let ctx = self.path().join(name);
+        fs::create_dir_all(&ctx).expect("mkdir context");
+        fs::write(ctx.join("Dockerfile"), format!("FROM {BASE}\n{dockerfile}"))
+            .expect("write Dockerfile");
+        for (p, content) in files {
+            let f = ctx.join(p);
+            fs::create_dir_all(f.parent().expect("parent")).expect("mkdir");
+            fs::write(f, content).expect("write context file");
+        }
+        ctx
+    }
+
+    /// `strata --root ROOT build ARGS... CTX`.
+    fn build(&self, ctx: &Path, args: &[&str]) -> Command {
+        let mut c = strata(&self.root());
+        c.arg("build").args(args).arg(ctx);
+        c
+    }
+
+    /// A `--progress=json` build that must succeed; returns its events.
+    fn build_json(&self, ctx: &Path, args: &[&str]) -> Events {
+        let (_, _, stderr) = self.ok(self.build(ctx, args).arg("--progress=json"));
+        Events::parse(&stderr)
+    }
+
+    /// Runs a command that must succeed.
+    fn ok(&self, cmd: &mut Command) -> (Output, String, String) {
+        let (out, so, se) = run(cmd);
+        assert!(
+            out.status.success(),
+            "{cmd:?} failed ({:?}):\nstdout: {so}\nstderr: {se}",
+            out.status
+        );
+        (out, so, se)
+    }
+
+    /// `strata --root ROOT ARGS...` that must succeed; returns stdout.
+    fn st(&self, args: &[&str]) -> String {
+        self.ok(strata(&self.root()).args(args)).1
+    }
+}
+
+/// The `--progress=json` events of one build.
+struct Events(Vec<Value>);
+
+impl Events {
+    fn parse(stderr: &str) -> Self {
+        Events(
+            stderr
+                .lines()
+                .filter(|l| l.starts_with('{'))
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+                .collect(),
+        )
+    }
+
+    fn of(&self, kind: &str) -> impl Iterator<Item = &Value> {
+        self.0.iter().filter(move |e| e["event"] == kind)
+    }
+
+    /// `(step name, hit)` of every cache event, in order.
+    fn cache(&self) -> Vec<(String, bool)> {
+        let names: BTreeMap<u64, String> = self
+            .of("start")
+            .map(|e| {
+                (
+                    e["id"].as_u64().expect("id"),
+                    e["name"].as_str().expect("name").to_string(),
+                )
+            })
+            .collect();
+        self.of("cache")
+            .map(|e| {
+                let id = e["id"].as_u64().expect("id");
+                (
+                    names.get(&id).cloned().unwrap_or_default(),
+                    e["hit"].as_bool().expect("hit"),
+                )
+            })
+            .collect()
+    }
+
+    /// Whether the cache step whose name contains `needle` hit.
+    fn hit(&self, needle: &str) -> bool {
+        let found: Vec<bool> = self
+            .cache()
+            .into_iter()
+            .filter(|(n, _)| n.contains(needle))
+            .map(|(_, h)| h)
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "one step named {needle:?} in {:?}",
+            self.cache()
+        );
+        found[0]
+    }
+
+    /// The context event's `hashed_paths`.
+    fn hashed_paths(&self) -> Vec<String> {
+        let ctx: Vec<&Value> = self.of("context").collect();
+        assert_eq!(ctx.len(), 1, "one context event");
+        ctx[0]["hashed_paths"]
+            .as_array()
+            .expect("hashed_paths")
+            .iter()
+            .map(|p| p.as_str().expect("path").to_string())
+            .collect()
+    }
+
+    /// Everything the RUN steps printed.
+    fn output(&self) -> String {
+        self.of("output")
+            .map(|e| e["text"].as_str().unwrap_or_default())
+            .collect()
+    }
+
+    /// The built image ID.
+    fn image(&self) -> String {
+        let f: Vec<&Value> = self.of("finished").collect();
+        assert_eq!(f.len(), 1, "one finished event");
+        f[0]["image"].as_str().expect("image").to_string()
+    }
+}
+
+/// Lets context edits age past the scan's racy window (two ticks of the coarse clock inode
+/// times are stamped with): a file changed within it is re-hashed by the next build too, as
+/// git re-checks racily clean entries. Tests that count re-hashed files wait this long first.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(50));
+}
+
+fn read(p: &Path) -> String {
+    fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Caching
+
+#[test]
+fn identical_rebuild_is_fully_cached_with_the_same_image_id() {
+    let env = Env::new();
+    let ctx = env.context(
+        "ctx",
+        "COPY a /a\nRUN date +%s%N > /t\nRUN cat /a /t\n",
+        &[("a", "hello\n")],
+    );
+    settle();
+    let first = env.build_json(&ctx, &["-t", "c:1"]);
+    let cache = first.cache();
+    assert_eq!(cache.len(), 3, "{cache:?}");
+    assert!(cache.iter().all(|(_, hit)| !hit), "fresh store: {cache:?}");
+
+    let second = env.build_json(&ctx, &["-t", "c:1"]);
+    let cache = second.cache();
+    assert_eq!(cache.len(), 3, "{cache:?}");
+    assert!(cache.iter().all(|(_, hit)| *hit), "all cached: {cache:?}");
+    assert_eq!(second.image(), first.image());
+    assert_eq!(second.output(), "", "a cached RUN does not run");
+    // Nothing changed in the context: nothing is re-hashed.
+    assert_eq!(second.hashed_paths(), Vec::<String>::new());
+
+    let (_, id, _) = env.ok(&mut env.build(&ctx, &["-q", "-t", "c:1"]));
+    assert_eq!(id.trim(), first.image(), "-q prints the same image ID");
+}
+
+/// 200 dirs x 100 small files.
+fn big_context(env: &Env, dockerfile: &str) -> PathBuf {
+    let ctx = env.context("big", dockerfile, &[]);
+    for d in 0..200 {
+        let dir = ctx.join(format!("d{d:03}"));
+        fs::create_dir(&dir).expect("mkdir");
+        for f in 0..100 {
+            fs::write(dir.join(format!("f{f:03}")), format!("{d}/{f}\n")).expect("write");
+        }
+    }
+    ctx
+}
+
+#[test]
+fn editing_one_file_of_20000_rehashes_only_that_file() {
+    let env = Env::new();
+    let ctx = big_context(&env, "COPY d007 /d007\nRUN cat /d007/f042\n");
+    settle();
+    let first = env.build_json(&ctx, &[]);
+    let ctx_event = first.of("context").next().expect("context event").clone();
+    assert_eq!(ctx_event["hashed"], 20_001, "every file and the Dockerfile");
+
+    // Unchanged: nothing re-hashed, all hits.
+    let again = env.build_json(&ctx, &[]);
+    assert_eq!(again.hashed_paths(), Vec::<String>::new());
+    assert!(again.cache().iter().all(|(_, h)| *h), "{:?}", again.cache());
+
+    // One edit: exactly that file re-hashed, and the COPY that selects it misses.
+    fs::write(ctx.join("d007/f042"), "edited\n").expect("edit");
+    settle();
+    let edited = env.build_json(&ctx, &[]);
+    assert_eq!(edited.hashed_paths(), ["d007/f042"]);
+    assert_eq!(edited.of("context").next().expect("context")["hashed"], 1);
+    assert!(!edited.hit("COPY d007 /d007"));
+    assert_eq!(edited.output(), "edited\n");
+
+    // An edit outside what COPY selects: re-hashed, but every step hits.
+    fs::write(ctx.join("d150/f000"), "not copied\n").expect("edit");
+    settle();
+    let other = env.build_json(&ctx, &[]);
+    assert_eq!(other.hashed_paths(), ["d150/f000"]);
+    assert!(other.cache().iter().all(|(_, h)| *h), "{:?}", other.cache());
+    assert_eq!(other.image(), edited.image());
+}
+
+#[test]
+fn touching_a_copied_file_is_a_hit_and_changing_an_uncopied_file_is_a_hit() {
+    let env = Env::new();
+    let ctx = env.context(
+        "ctx",
+        "COPY a /a\nRUN cat /a\n",
+        &[("a", "copied\n"), ("b", "not copied\n")],
+    );
+    let first = env.build_json(&ctx, &[]);
+    assert_eq!(first.output(), "copied\n");
+
+    // mtime only.
+    let later = SystemTime::now() + Duration::from_secs(3600);
+    fs::File::options()
+        .write(true)
+        .open(ctx.join("a"))
+        .expect("open")
+        .set_modified(later)
+        .expect("set mtime");
+    let touched = env.build_json(&ctx, &[]);
+    assert!(touched.hit("COPY a /a"), "{:?}", touched.cache());
+    assert!(touched.hit("RUN cat /a"));
+    assert_eq!(touched.image(), first.image());
+
+    // Content of a file no COPY selects.
+    fs::write(ctx.join("b"), "changed, still not copied\n").expect("edit b");
+    let other = env.build_json(&ctx, &[]);
+    assert!(other.cache().iter().all(|(_, h)| *h), "{:?}", other.cache());
+    assert_eq!(other.image(), first.image());
+
+    // Positive control: the copied file's content.
+    fs::write(ctx.join("a"), "copied, v2\n").expect("edit a");
+    let changed = env.build_json(&ctx, &[]);
+    assert!(!changed.hit("COPY a /a"));
+    assert!(!changed.hit("RUN cat /a"));
+    assert_eq!(changed.output(), "copied, v2\n");
+}
+
+#[test]
+fn a_changed_build_arg_misses_from_the_step_that_uses_it() {
+    let env = Env::new();
+    let ctx = env.context(
+        "ctx",
+        "RUN echo before > /before\nARG V\nRUN echo \"v=$V\" > /v\nRUN cat /v\n",
+        &[],
+    );
+    let a = env.build_json(&ctx, &["--build-arg", "V=one"]);
+    assert_eq!(a.output(), "v=one\n");
+    let same = env.build_json(&ctx, &["--build-arg", "V=one"]);
+    assert!(same.cache().iter().all(|(_, h)| *h), "{:?}", same.cache());
+
+    let b = env.build_json(&ctx, &["--build-arg", "V=two"]);
+    assert_eq!(
+        b.cache().iter().map(|(_, h)| *h).collect::<Vec<_>>(),
+        [true, false, false],
+        "{:?}",
+        b.cache()
+    );
+    assert_eq!(b.output(), "v=two\n");
+    assert_ne!(b.image(), a.image());
+}
+
+#[test]
+fn no_cache_rebuilds_everything_and_an_edit_with_restored_mtime_is_noticed() {
+    let env = Env::new();
+    let ctx = env.context("ctx", "COPY a /a\nRUN cat /a\n", &[("a", "AAAA\n")]);
+    let first = env.build_json(&ctx, &[]);
+    let hit = env.build_json(&ctx, &[]);
+    assert!(hit.cache().iter().all(|(_, h)| *h));
+
+    let nocache = env.build_json(&ctx, &["--no-cache"]);
+    let cache = nocache.cache();
+    assert!(
+        !cache.is_empty() && cache.iter().all(|(_, h)| !h),
+        "{cache:?}"
+    );
+    assert_eq!(nocache.output(), "AAAA\n", "the RUN ran again");
+
+    // Same size, same mtime (as `touch -r` restores it), different content: ctime tells.
+    let a = ctx.join("a");
+    let mtime = fs::metadata(&a).expect("stat").modified().expect("mtime");
+    fs::write(&a, "BBBB\n").expect("edit");
+    fs::File::options()
+        .write(true)
+        .open(&a)
+        .expect("open")
+        .set_modified(mtime)
+        .expect("restore mtime");
+    assert_eq!(
+        fs::metadata(&a).expect("stat").modified().expect("mtime"),
+        mtime
+    );
+    settle();
+    let edited = env.build_json(&ctx, &[]);
+    assert_eq!(edited.hashed_paths(), ["a"]);
+    assert!(!edited.hit("COPY a /a"));
+    assert_eq!(edited.output(), "BBBB\n");
+    assert_ne!(edited.image(), first.image());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parallel stages
+
+#[test]
+fn independent_stages_run_at_the_same_time() {
+    let env = Env::new();
+    // Each stage leaves its marker in the shared cache mount, then waits (at most 30 s) for the
+    // other's: the build only succeeds when both RUNs are alive at once.
+    let stage = |me: &str, other: &str| {
+        format!(
+            "FROM {BASE} AS {me}\n\
+             RUN --mount=type=cache,id=rv,target=/rv touch /rv/{me} && i=0 && \
+             while [ ! -e /rv/{other} ]; do i=$((i+1)); \
+             if [ $i -gt 300 ]; then echo {me} waited in vain; exit 7; fi; sleep 0.1; done && \
+             echo {me} > /{me}\n"
+        )
+    };
+    let ctx = env.path().join("ctx");
+    fs::create_dir_all(&ctx).expect("mkdir");
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "{}{}FROM {BASE}\nCOPY --from=a /a /a\nCOPY --from=b /b /b\nRUN cat /a /b\n",
+            stage("a", "b"),
+            stage("b", "a")
+        ),
+    )
+    .expect("Dockerfile");
+    let started = Instant::now();
+    let ev = env.build_json(&ctx, &[]);
+    assert_eq!(ev.output(), "a\nb\n");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Security
+
+#[test]
+fn copy_cannot_reach_outside_the_context() {
+    let env = Env::new();
+    fs::write(env.path().join("x"), "outside the context\n").expect("write");
+    let bad = env.context("bad", "COPY ../x /x\n", &[("x", "inside\n")]);
+    let (out, _, se) = run(&mut env.build(&bad, &[]));
+    assert_eq!(out.status.code(), Some(1), "{se}");
+    assert!(se.contains("../x"), "the message names the path: {se}");
+
+    // Positive control: the same file name inside the context.
+    let good = env.context("good", "COPY x /x\nRUN cat /x\n", &[("x", "inside\n")]);
+    assert_eq!(env.build_json(&good, &[]).output(), "inside\n");
+}
+
+#[test]
+fn an_absolute_context_symlink_resolves_inside_the_context() {
+    let env = Env::new();
+    let host = read(Path::new("/etc/passwd"));
+    let ctx = env.context(
+        "ctx",
+        "COPY link /got\nRUN cat /got\n",
+        &[("etc/passwd", "the context's passwd\n")],
+    );
+    std::os::unix::fs::symlink("/etc/passwd", ctx.join("link")).expect("symlink");
+    let out_dir = env.path().join("out");
+    let ev = env.build_json(
+        &ctx,
+        &[
+            "--output",
+            &format!("type=local,dest={}", out_dir.display()),
+        ],
+    );
+    assert_eq!(ev.output(), "the context's passwd\n");
+    let got = read(&out_dir.join("got"));
+    assert_eq!(got, "the context's passwd\n");
+    assert_ne!(got, host);
+
+    // Without <context>/etc/passwd the COPY fails instead of reading the host's.
+    let missing = env.context("missing", "COPY link /got\nRUN cat /got\n", &[]);
+    std::os::unix::fs::symlink("/etc/passwd", missing.join("link")).expect("symlink");
+    let (out, so, se) = run(&mut env.build(&missing, &["--progress=plain"]));
+    assert_eq!(out.status.code(), Some(1), "{so}\n{se}");
+    assert!(!se.contains(host.lines().next().unwrap_or("root:")), "{se}");
+}
+
+/// Kills and reaps a child on drop.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn run_sees_no_host_process_and_cannot_mount_or_unshare() {
+    let env = Env::new();
+    let marker = Reaped(
+        Command::new("sleep")
+            .arg("4242")
+            .spawn()
+            .expect("spawn sleep"),
+    );
+    let ctx = env.context(
+        "ctx",
+        "RUN echo pids: $(ls /proc | grep -c '^[0-9]*$') && busybox ps -o pid,args\n\
+         RUN busybox mount -t tmpfs x /mnt; echo mount=$?\n\
+         RUN busybox unshare -m true; echo unshare=$?\n\
+         RUN echo uid=$(id -u) && mkdir -p /mnt && touch /mnt/ok && echo write=$?\n",
+        &[],
+    );
+    let ev = env.build_json(&ctx, &[]);
+    let out = ev.output();
+    // The host marker is alive but invisible.
+    assert!(
+        Path::new(&format!("/proc/{}", marker.0.id())).exists(),
+        "host marker running"
+    );
+    assert!(!out.contains("4242"), "host process visible:\n{out}");
+    let pids: usize = out
+        .lines()
+        .find_map(|l| l.strip_prefix("pids: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no pid count in:\n{out}"));
+    assert!(
+        (1..=8).contains(&pids),
+        "{pids} pids in the sandbox:\n{out}"
+    );
+    // Positive control: ps works and sees itself.
+    assert!(out.contains("ps -o pid,args"), "{out}");
+
+    assert!(out.contains("mount=1"), "{out}");
+    // busybox reports EPERM from mount(2) as "permission denied (are you root?)".
+    assert!(
+        out.contains("mount: permission denied") || out.contains("Operation not permitted"),
+        "mount must fail with EPERM:\n{out}"
+    );
+    assert!(out.contains("unshare=1"), "{out}");
+    assert!(
+        out.contains("unshare(0x20000): Operation not permitted"),
+        "unshare -m must fail with EPERM:\n{out}"
+    );
+    // Positive control: the denials are not for lack of root or a read-only root.
+    assert!(out.contains("uid=0\nwrite=0\n"), "{out}");
+}
+
+/// A TCP server on the host's 127.0.0.1 answering `pong` to every connection.
+fn pong_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let _ = conn.write_all(b"pong\n");
+        }
+    });
+    port
+}
+
+#[test]
+fn network_none_cannot_reach_the_host_and_default_can() {
+    let env = Env::new();
+    let port = pong_server();
+    let ctx = env.context(
+        "ctx",
+        "ARG PORT\nRUN busybox nc -w 5 127.0.0.1 $PORT; echo nc=$?\n",
+        &[],
+    );
+    let port_arg = format!("PORT={port}");
+    let none = env.build_json(&ctx, &["--network", "none", "--build-arg", &port_arg]);
+    let out = none.output();
+    assert!(!out.contains("pong"), "{out}");
+    assert!(out.contains("nc=1"), "{out}");
+
+    let default = env.build_json(&ctx, &["--network", "default", "--build-arg", &port_arg]);
+    assert_eq!(default.output(), "pong\nnc=0\n");
+}
+
+/// Every path under `dir` (not following symlinks) whose file name is `name`.
+fn find_named(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if e.file_name() == name {
+            found.push(p.clone());
+        }
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            found.extend(find_named(&p, name));
+        }
+    }
+    found
+}
+
+#[test]
+fn a_cache_mount_id_cannot_escape_the_cache_dir() {
+    let env = Env::new();
+    let name = format!("escaped-{}", std::process::id());
+    let ctx = env.context(
+        "ctx",
+        &format!(
+            "RUN --mount=type=cache,id=../../../../x,target=/c touch /c/{name}\n\
+             RUN --mount=type=cache,id=/etc,target=/c touch /c/{name}\n"
+        ),
+        &[],
+    );
+    env.build_json(&ctx, &[]);
+    let mounts = env.root().join("buildcache/mounts");
+    let found = find_named(env.path(), &name);
+    assert_eq!(found.len(), 2, "{found:?}");
+    for f in &found {
+        assert!(
+            f.starts_with(&mounts),
+            "{} outside {}",
+            f.display(),
+            mounts.display()
+        );
+    }
+    for outside in ["/x", "/etc", "/tmp/x", "/tmp"] {
+        assert!(!Path::new(outside).join(&name).exists(), "{outside}/{name}");
+    }
+}
+
+#[test]
+fn workdir_proc_self_fd_reaches_nothing_outside() {
+    let env = Env::new();
+    let ctx = env.context(
+        "ctx",
+        "WORKDIR /proc/self/fd/5\nRUN ls -a . .. ../.. ; pwd\n",
+        &[],
+    );
+    let (out, _, se) = run(&mut env.build(&ctx, &["--progress=json"]));
+    let ev = Events::parse(&se);
+    let listed = ev.output();
+    // Names only the host or the store have; none may show up in the sandbox.
+    let mut host_only: Vec<String> = Vec::new();
+    for dir in [Path::new("/"), &env.root(), env.path()] {
+        for e in fs::read_dir(dir).expect("read dir").flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if ![
+                "bin", "dev", "etc", "home", "proc", "root", "sys", "tmp", "usr", "var",
+            ]
+            .contains(&n.as_str())
+            {
+                host_only.push(n);
+            }
+        }
+    }
+    for n in &host_only {
+        assert!(
+            !listed.lines().any(|l| l.trim() == n),
+            "host entry {n:?} visible from the sandbox:\n{listed}"
+        );
+    }
+    if out.status.success() {
+        assert!(listed.contains("/proc/self/fd/5"), "{listed}");
+    } else {
+        assert_eq!(out.status.code(), Some(1), "{se}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exit codes and messages
+
+#[test]
+fn a_failed_run_exits_1_naming_the_line_exit_code_and_output() {
+    let env = Env::new();
+    let ctx = env.context(
+        "ctx",
+        "RUN true\nRUN echo last words && exit 3\nRUN echo never\n",
+        &[],
+    );
+    let (out, _, se) = run(&mut env.build(&ctx, &["--progress=plain"]));
+    assert_eq!(out.status.code(), Some(1), "{se}");
+    assert!(se.contains("Dockerfile:3"), "{se}");
+    assert!(se.contains("exit code: 3"), "{se}");
+    assert!(se.contains("last words"), "{se}");
+    assert!(!se.contains("never\n"), "{se}");
+}
+
+#[test]
+fn unknown_target_bad_flag_and_unconsumed_build_arg() {
+    let env = Env::new();
+    let ctx = env.path().join("ctx");
+    fs::create_dir_all(&ctx).expect("mkdir");
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {BASE} AS first\nRUN true\nFROM {BASE} AS second\nRUN true\n"),
+    )
+    .expect("Dockerfile");
+    let (out, _, se) = run(&mut env.build(&ctx, &["--target", "nosuch"]));
+    assert_ne!(out.status.code(), Some(0), "{se}");
+    assert!(se.contains("nosuch"), "{se}");
+    assert!(
+        se.contains("first") && se.contains("second"),
+        "lists the stages: {se}"
+    );
+    env.ok(&mut env.build(&ctx, &["--target", "first"]));
+
+    let (out, _, se) = run(&mut env.build(&ctx, &["--no-such-flag"]));
+    assert_eq!(out.status.code(), Some(125), "{se}");
+
+    let (_, _, se) = env.ok(&mut env.build(&ctx, &["--build-arg", "UNUSED=1"]));
+    assert!(
+        se.contains("One or more build-args [UNUSED] were not consumed"),
+        "{se}"
+    );
+}
+
+#[test]
+fn run_network_host_needs_the_entitlement() {
+    let env = Env::new();
+    let ctx = env.context("ctx", "RUN --network=host echo on-host\n", &[]);
+    let (out, _, se) = run(&mut env.build(&ctx, &["--progress=plain"]));
+    assert_ne!(out.status.code(), Some(0), "{se}");
+    assert!(se.contains("network.host"), "names the entitlement: {se}");
+    let ev = env.build_json(&ctx, &["--allow", "network.host"]);
+    assert_eq!(ev.output(), "on-host\n");
+}
+
+/// Runs `cmd` with `input` on stdin; it must succeed; returns stdout.
+fn ok_with_stdin(cmd: &mut Command, input: &[u8]) -> String {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().expect("wait");
+    writer.join().expect("writer thread").expect("write stdin");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn dockerfile_and_context_from_stdin_and_iidfile() {
+    let env = Env::new();
+    // -f -: the Dockerfile on stdin, the context a directory.
+    let ctx = env.context("ctx", "", &[("a", "from dir\n")]);
+    let iid = env.path().join("iid");
+    let df = format!("FROM {BASE}\nCOPY a /a\nRUN cat /a\n");
+    let id = ok_with_stdin(
+        strata(&env.root())
+            .args(["build", "-q", "-f", "-", "--iidfile"])
+            .arg(&iid)
+            .arg(&ctx),
+        df.as_bytes(),
+    );
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(read(&iid), id.trim());
+
+    // -: the context as a tar on stdin, with its Dockerfile.
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, data) in [("Dockerfile", df.as_str()), ("a", "from tar\n")] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, name, data.as_bytes())
+            .expect("append");
+    }
+    let bytes = tar.into_inner().expect("tar");
+    let out_dir = env.path().join("out");
+    let so = ok_with_stdin(
+        strata(&env.root()).args([
+            "build",
+            "-q",
+            "--output",
+            &format!("type=local,dest={}", out_dir.display()),
+            "-",
+        ]),
+        &bytes,
+    );
+    assert!(so.trim().starts_with("sha256:"), "{so}");
+    assert_ne!(so.trim(), id.trim());
+    assert_eq!(read(&out_dir.join("a")), "from tar\n");
+}
+
+/// Whether `archive` (a tar, maybe holding gzip'd or plain layer tars) has a regular file
+/// `path` with `content`, directly or in a nested tar.
+fn tar_has_file(bytes: &[u8], path: &str, content: &str, depth: u32) -> bool {
+    let mut data = Vec::new();
+    let Ok((_, mut decoded)) = strata_oci::compression::decompress(bytes, 1 << 30) else {
+        return false;
+    };
+    if decoded.read_to_end(&mut data).is_err() {
+        return false;
+    }
+    let mut ar = tar::Archive::new(data.as_slice());
+    let Ok(entries) = ar.entries() else {
+        return false;
+    };
+    for entry in entries {
+        let Ok(mut entry) = entry else {
+            return false;
+        };
+        let name = entry
+            .path()
+            .map(|p| p.to_string_lossy().trim_start_matches("./").to_string())
+            .unwrap_or_default();
+        let mut body = Vec::new();
+        if entry.read_to_end(&mut body).is_err() {
+            return false;
+        }
+        if name == path && body == content.as_bytes() {
+            return true;
+        }
+        if depth > 0 && tar_has_file(&body, path, content, depth - 1) {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn every_output_type_writes_what_it_says() {
+    let env = Env::new();
+    let ctx = env.context("ctx", "RUN echo built > /built\n", &[]);
+    let w = env.path();
+    let (oci, docker, tar, local) = (
+        w.join("o.tar"),
+        w.join("d.tar"),
+        w.join("t.tar"),
+        w.join("local"),
+    );
+    for spec in [
+        format!("type=oci,dest={}", oci.display()),
+        format!("type=docker,dest={}", docker.display()),
+        format!("type=tar,dest={}", tar.display()),
+        format!("type=local,dest={}", local.display()),
+    ] {
+        env.ok(&mut env.build(&ctx, &["--output", &spec]));
+    }
+    assert_eq!(read(&local.join("built")), "built\n");
+    assert!(local.join("bin/busybox").is_file());
+    let tar_bytes = fs::read(&tar).expect("read tar");
+    assert!(tar_has_file(&tar_bytes, "built", "built\n", 0));
+    assert!(!tar_has_file(&tar_bytes, "manifest.json", "", 0));
+
+    let oci_bytes = fs::read(&oci).expect("read oci");
+    assert!(tar_has_file(
+        &oci_bytes,
+        "oci-layout",
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+        0
+    ));
+    assert!(
+        tar_has_file(&oci_bytes, "built", "built\n", 1),
+        "the layer holds /built"
+    );
+    let docker_bytes = fs::read(&docker).expect("read docker");
+    assert!(
+        tar_has_file(&docker_bytes, "built", "built\n", 1),
+        "the layer holds /built"
+    );
+    let mut names = Vec::new();
+    let mut ar = tar::Archive::new(docker_bytes.as_slice());
+    for e in ar.entries().expect("entries") {
+        names.push(
+            e.expect("entry")
+                .path()
+                .expect("path")
+                .display()
+                .to_string(),
+        );
+    }
+    assert!(names.iter().any(|n| n == "manifest.json"), "{names:?}");
+    for out in ["oci", "docker"] {
+        let p = w.join(format!("{}.tar", &out[..1]));
+        let (o, _, se) = run(Command::new("skopeo")
+            .args(["inspect", "--config"])
+            .arg(format!("{out}-archive:{}", p.display())));
+        assert!(o.status.success(), "skopeo reads the {out} output: {se}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interop
+
+/// `podman` on throwaway storage (vfs, no daemon, no systemd), as tests/images.rs uses it.
+fn podman(dir: &Path) -> Command {
+    let mut c = Command::new("podman");
+    c.arg("--root")
+        .arg(dir.join("root"))
+        .arg("--runroot")
+        .arg(dir.join("run"))
+        .args([
+            "--storage-driver",
+            "vfs",
+            "--cgroup-manager",
+            "cgroupfs",
+            "--events-backend",
+            "file",
+        ]);
+    c
+}
+
+fn diff_ids(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|d| d.as_str().expect("diff id").to_string())
+        .collect()
+}
+
+#[test]
+fn a_built_image_loads_into_podman_and_skopeo_reads_it() {
+    let env = Env::new();
+    let ctx = env.context(
+        "ctx",
+        "COPY a /a\nRUN echo two > /two\nENV X=1\nCMD [\"cat\", \"/a\"]\n",
+        &[("a", "one\n")],
+    );
+    env.ok(&mut env.build(&ctx, &["-t", "interop/built:v1"]));
+    let inspect: Value =
+        serde_json::from_str(&env.st(&["inspect", "interop/built:v1"])).expect("inspect JSON");
+    let want = diff_ids(&inspect[0]["RootFS"]["Layers"]);
+    assert_eq!(want.len(), 3, "base + COPY + RUN: {want:?}");
+
+    let archive = env.path().join("built.tar");
+    env.st(&[
+        "save",
+        "-o",
+        &archive.display().to_string(),
+        "interop/built:v1",
+    ]);
+    let transport = format!("docker-archive:{}", archive.display());
+    let (_, cfg, _) = env.ok(Command::new("skopeo").args(["inspect", "--config", &transport]));
+    let cfg: Value = serde_json::from_str(&cfg).expect("skopeo config JSON");
+    assert_eq!(diff_ids(&cfg["rootfs"]["diff_ids"]), want);
+    assert_eq!(cfg["config"]["Cmd"], serde_json::json!(["cat", "/a"]));
+
+    let store = env.path().join("podman");
+    let (_, loaded, _) = env.ok(podman(&store).arg("load").arg("-i").arg(&archive));
+    assert!(loaded.contains("interop/built:v1"), "{loaded}");
+    let (_, pi, _) = env.ok(podman(&store).args(["image", "inspect", "interop/built:v1"]));
+    let pi: Value = serde_json::from_str(&pi).expect("podman inspect JSON");
+    assert_eq!(diff_ids(&pi[0]["RootFS"]["Layers"]), want);
+}
+
+// ---------------------------------------------------------------------------------------------
+// kill -9
+
+/// Pids of processes whose command line is exactly `argv`.
+fn pids_running(argv: &[&str]) -> Vec<u32> {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    let mut pids = Vec::new();
+    for e in fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// The lines of /proc/self/mountinfo that mention `needle`.
+fn mounts_mentioning(needle: &Path) -> Vec<String> {
+    let needle = needle.display().to_string();
+    read(Path::new("/proc/self/mountinfo"))
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn kill_9_during_run_leaves_no_process_or_mount_and_the_store_recovers() {
+    let env = Env::new();
+    // Not `sleep 1234`: tests/sandbox.rs runs that marker, maybe at the same time.
+    let argv = ["sleep", "7341"];
+    assert!(
+        pids_running(&argv).is_empty(),
+        "a stray `sleep 7341` runs already"
+    );
+    let ctx = env.context("ctx", "COPY a /a\nRUN sleep 7341\n", &[("a", "a\n")]);
+    let mut child = env
+        .build(&ctx, &["--progress=plain"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn build");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pids_running(&argv).is_empty() {
+        assert!(Instant::now() < deadline, "the RUN never started");
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "build ended early"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !pids_running(&argv).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        pids_running(&argv),
+        Vec::<u32>::new(),
+        "sandbox outlived kill -9"
+    );
+    // No mount of this store (overlay or other) is left in the host's mount namespace.
+    assert_eq!(mounts_mentioning(&env.root()), Vec::<String>::new());
+    assert_eq!(mounts_mentioning(env.path()), Vec::<String>::new());
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {BASE}\nCOPY a /a\nRUN cat /a\n"),
+    )
+    .expect("Dockerfile");
+    let ev = env.build_json(&ctx, &[]);
+    assert_eq!(ev.output(), "a\n");
+    env.st(&["system", "verify"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pruning
+
+/// The `Build Cache` row of `system df --format json`: (total count, size).
+fn build_cache_row(env: &Env) -> (u64, String) {
+    let out = env.st(&["system", "df", "--format", "json"]);
+    for line in out.lines() {
+        let v: Value = serde_json::from_str(line).expect("df JSON line");
+        if v["Type"] == "Build Cache" {
+            let n = v["TotalCount"]
+                .as_str()
+                .and_then(|n| n.parse().ok())
+                .expect("TotalCount");
+            return (n, v["Size"].as_str().expect("Size").to_string());
+        }
+    }
+    panic!("no Build Cache row in:\n{out}")
+}
+
+#[test]
+fn builder_prune_drops_the_build_cache_and_system_prune_keeps_images() {
+    let env = Env::new();
+    let ctx = env.context(
+        "ctx",
+        "RUN --mount=type=cache,id=pm,target=/c echo data > /c/data\nRUN echo x > /x\n",
+        &[],
+    );
+    env.ok(&mut env.build(&ctx, &["-t", "prune/me:v1"]));
+    let mounts = env.root().join("buildcache/mounts");
+    assert!(
+        !find_named(&mounts, "data").is_empty(),
+        "the cache mount holds data"
+    );
+    let (before, _) = build_cache_row(&env);
+    assert!(before >= 3, "2 records and a cache mount: {before}");
+
+    let out = env.st(&["builder", "prune", "-a", "-f"]);
+    assert!(out.contains("Deleted build cache records"), "{out}");
+    let (after, size) = build_cache_row(&env);
+    assert_eq!((after, size.as_str()), (0, "0B"));
+    assert!(
+        find_named(&mounts, "data").is_empty(),
+        "cache mount removed"
+    );
+
+    // A rebuild runs again (no records), and system prune keeps what the image needs.
+    let ev = env.build_json(&ctx, &["-t", "prune/me:v1"]);
+    assert!(ev.cache().iter().all(|(_, h)| !h), "{:?}", ev.cache());
+    env.st(&["system", "prune", "-f"]);
+    env.st(&["system", "verify"]);
+    let archive = env.path().join("after-prune.tar");
+    env.st(&["save", "-o", &archive.display().to_string(), "prune/me:v1"]);
+    assert!(tar_has_file(
+        &fs::read(&archive).expect("read"),
+        "x",
+        "x\n",
+        1
+    ));
+    let listed = env.st(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(listed.lines().any(|l| l == "prune/me:v1"), "{listed}");
+}
+
+#[test]
+fn context_symlinks_to_dirs_resolve_inside_the_context() {
+    let env = Env::new();
+    fs::write(env.path().join("x"), "outside the context\n").expect("write");
+    let ctx = env.context(
+        "ctx",
+        "COPY up/x /x\nCOPY etcl/passwd /p\nRUN cat /x /p\n",
+        &[("x", "inside\n"), ("etc/passwd", "the context's passwd\n")],
+    );
+    // `up -> ..` is the context root, `etcl -> /etc` is <context>/etc.
+    std::os::unix::fs::symlink("..", ctx.join("up")).expect("symlink");
+    std::os::unix::fs::symlink("/etc", ctx.join("etcl")).expect("symlink");
+    let ev = env.build_json(&ctx, &[]);
+    assert_eq!(ev.output(), "inside\nthe context's passwd\n");
+
+    // Through a symlink to a dir that only exists on the host: not found.
+    fs::remove_dir_all(ctx.join("etc")).expect("rm etc");
+    let (out, _, se) = run(&mut env.build(&ctx, &["--progress=plain"]));
+    assert_eq!(out.status.code(), Some(1), "{se}");
+    assert!(
+        se.contains("etcl/passwd") && se.contains("not found"),
+        "{se}"
+    );
+}
+
+#[test]
+fn copy_resolves_symlinks_in_the_image_inside_its_rootfs() {
+    let env = Env::new();
+    let name = format!("landed-{}", std::process::id());
+    let host_dir = env.path().join("host-dir");
+    fs::create_dir_all(&host_dir).expect("mkdir");
+    let ctx = env.context(
+        "ctx",
+        &format!(
+            "RUN ln -s /etc/passwd /l && ln -s ../../../../../../../tmp /out && ln -s {} /abs\n\
+             COPY {name} /out/\n\
+             COPY {name} /abs/\n\
+             RUN cat /out/{name} /tmp/{name} /abs/{name}\n\
+             FROM {BASE}\n\
+             COPY --from=0 /l /got\n\
+             RUN cat /got\n",
+            host_dir.display()
+        ),
+        &[(name.as_str(), "from the context\n")],
+    );
+    let ev = env.build_json(&ctx, &[]);
+    let want_passwd = "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n\
+                       nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
+    assert_eq!(
+        ev.output(),
+        format!("{}{want_passwd}", "from the context\n".repeat(3))
+    );
+    assert!(
+        !Path::new("/tmp").join(&name).exists(),
+        "landed in the host's /tmp"
+    );
+    assert!(!host_dir.join(&name).exists(), "landed in the host dir");
+}
+
+#[test]
+fn cache_mount_symlinks_to_the_host_are_not_followed_by_df_or_prune() {
+    let env = Env::new();
+    let victim = env.path().join("victim");
+    fs::create_dir_all(&victim).expect("mkdir");
+    fs::write(victim.join("keep"), "precious\n").expect("write");
+    fs::write(victim.join("big"), vec![7u8; 4 << 20]).expect("write");
+    let ctx = env.context(
+        "ctx",
+        &format!(
+            "RUN --mount=type=cache,id=v,target=/c ln -s {v} /c/dirlink && \
+             ln -s {v}/keep /c/filelink\n",
+            v = victim.display()
+        ),
+        &[],
+    );
+    env.build_json(&ctx, &[]);
+    let (count, size) = build_cache_row(&env);
+    assert!(count >= 2, "a record and a cache mount: {count}");
+    assert!(
+        !size.ends_with("MB") && !size.ends_with("GB"),
+        "df followed a symlink out of the cache mount: {size}"
+    );
+    env.st(&["builder", "prune", "-a", "-f"]);
+    assert_eq!(read(&victim.join("keep")), "precious\n");
+    assert_eq!(
+        fs::metadata(victim.join("big")).expect("stat").len(),
+        4 << 20
+    );
+    assert_eq!(build_cache_row(&env).0, 0);
+}
