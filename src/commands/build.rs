@@ -458,14 +458,21 @@ pub fn prune(root: &Path, args: &BuilderPruneArgs) -> Result<(), Failure> {
     for summary in images.list().context("cannot list images")? {
         opts.image_layers.extend(summary.layers);
     }
-    let report = BuildCache::new(root)
+    let cache = BuildCache::new(root);
+    let report = cache
         .prune(&opts)
         .map_err(|e| Failure::Other(anyhow!("{e}")))?;
+    // The layers only the removed records kept are reclaimed now, as docker's builder prune
+    // frees their space (the remaining records and every image stay roots).
+    let gc = images
+        .store()
+        .prune(&[&cache], strata_cas::gc::PruneOptions::default())
+        .context("cannot reclaim the build cache's layers")?;
     println!(
         "Deleted build cache records: {}, cache mounts: {}\nTotal reclaimed space: {}",
         report.records,
         report.mounts,
-        human_size(report.bytes)
+        human_size(report.bytes + gc.reclaimed_bytes)
     );
     Ok(())
 }
