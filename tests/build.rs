@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::Value;
 
 use crate::common::busybox::busybox_tar;
-use crate::common::{fresh_dir, run, strata};
+use crate::common::{fresh_dir, podman, run, strata};
 
 /// The base image every Dockerfile here starts from.
 const BASE: &str = "strata-test/busybox:latest";
@@ -845,23 +845,6 @@ fn every_output_type_writes_what_it_says() {
 // ---------------------------------------------------------------------------------------------
 // Interop
 
-/// `podman` on throwaway storage (vfs, no daemon, no systemd), as tests/images.rs uses it.
-fn podman(dir: &Path) -> Command {
-    let mut c = Command::new("podman");
-    c.arg("--root")
-        .arg(dir.join("root"))
-        .arg("--runroot")
-        .arg(dir.join("run"))
-        .args([
-            "--storage-driver",
-            "vfs",
-            "--cgroup-manager",
-            "cgroupfs",
-            "--events-backend",
-            "file",
-        ]);
-    c
-}
 
 fn diff_ids(v: &Value) -> Vec<String> {
     v.as_array()

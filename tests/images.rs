@@ -13,7 +13,7 @@ use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::common::{fresh_dir, run, strata};
+use crate::common::{fresh_dir, podman, run, strata};
 
 /// The tools these tests drive, as `.ci/run` installs them (package, binary).
 const TOOLS: [(&str, &str); 4] = [
@@ -57,23 +57,6 @@ fn st(root: &Path, args: &[&str]) -> String {
     ok(strata(root).args(args))
 }
 
-/// `podman` on throwaway storage (vfs, no daemon, no systemd).
-fn podman(dir: &Path) -> Command {
-    let mut c = Command::new("podman");
-    c.arg("--root")
-        .arg(dir.join("root"))
-        .arg("--runroot")
-        .arg(dir.join("run"))
-        .args([
-            "--storage-driver",
-            "vfs",
-            "--cgroup-manager",
-            "cgroupfs",
-            "--events-backend",
-            "file",
-        ]);
-    c
-}
 
 /// Builds a busybox root filesystem: the binary, a symlink per applet, a hardlink, and files
 /// and directories with assorted modes and owners.

@@ -77,3 +77,21 @@ macro_rules! assert_text_eq {
         }
     }};
 }
+
+/// `podman` on throwaway storage under `dir` (vfs, no daemon, no systemd).
+pub fn podman(dir: &Path) -> Command {
+    let mut c = Command::new("podman");
+    c.arg("--root")
+        .arg(dir.join("root"))
+        .arg("--runroot")
+        .arg(dir.join("run"))
+        .args([
+            "--storage-driver",
+            "vfs",
+            "--cgroup-manager",
+            "cgroupfs",
+            "--events-backend",
+            "file",
+        ]);
+    c
+}
