@@ -845,7 +845,6 @@ fn every_output_type_writes_what_it_says() {
 // ---------------------------------------------------------------------------------------------
 // Interop
 
-
 fn diff_ids(v: &Value) -> Vec<String> {
     v.as_array()
         .unwrap_or_else(|| panic!("not an array: {v}"))

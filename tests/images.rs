@@ -57,7 +57,6 @@ fn st(root: &Path, args: &[&str]) -> String {
     ok(strata(root).args(args))
 }
 
-
 /// Builds a busybox root filesystem: the binary, a symlink per applet, a hardlink, and files
 /// and directories with assorted modes and owners.
 fn busybox_rootfs(dir: &Path) {

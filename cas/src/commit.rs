@@ -12,7 +12,10 @@
 //!    file is hashed (blake3, in the same read as the sha256), stripped of `trusted.overlay.*`
 //!    xattrs, and hardlinked into `objects/` under its key, or, when an equal object exists and the
 //!    file has no other name, replaced by a hardlink to that object (deduplication);
-//! 3. the commit ordering of [`crate::layer`] (one syncfs, record, `layer.json`, rename) follows.
+//! 3. the commit ordering of [`crate::layer`] (flush, record, `layer.json`, rename) follows. The
+//!    flush is an `fsync` of each object this layer created (its own files, and those callers
+//!    report with [`PendingLayer::note_new_object`]) when there are at most 64 of them, else one
+//!    `syncfs`; a layer made only of links to existing objects flushes no data at all.
 //!
 //! Hardlinks in the tar come from inodes shared *within the tree* only: files placed by
 //! `link_object` never count as hardlinks of each other, even when they share an object.
@@ -29,7 +32,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result, io_err};
-use crate::layer::{LayerInfo, TempLayer};
+use crate::layer::{Durability, LayerInfo, TempLayer};
 use crate::lease::Lease;
 use crate::object::{ObjectKey, ObjectMeta};
 use crate::record::RecordWriter;
@@ -43,7 +46,12 @@ pub struct PendingLayer<'s> {
     tmp: TempLayer,
     /// Paths placed with `link_object`, and their keys.
     linked: Mutex<HashMap<PathBuf, ObjectKey>>,
+    /// Objects this layer created (their data must be flushed before the commit).
+    new_objects: Mutex<Vec<ObjectKey>>,
 }
+
+/// Up to this many new objects are flushed one by one; more take one `syncfs`.
+const MAX_FSYNCS: usize = 64;
 
 impl std::fmt::Debug for PendingLayer<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -64,6 +72,7 @@ impl Store {
             lease,
             tmp: TempLayer::new(self, lease)?,
             linked: Mutex::new(HashMap::new()),
+            new_objects: Mutex::new(Vec::new()),
         })
     }
 
@@ -139,6 +148,19 @@ impl PendingLayer<'_> {
         Ok(true)
     }
 
+    /// Records that the caller wrote the object `key` for this layer (an
+    /// [`crate::object::ObjectWriter`] that reported a new object), so the commit flushes it.
+    ///
+    /// # Errors
+    /// A poisoned lock.
+    pub fn note_new_object(&self, key: &ObjectKey) -> Result<()> {
+        self.new_objects
+            .lock()
+            .map_err(|_| Error::Archive("pending layer lock poisoned".into()))?
+            .push(*key);
+        Ok(())
+    }
+
     /// Turns the tree into a committed layer (see the module docs).
     ///
     /// # Errors
@@ -150,6 +172,10 @@ impl PendingLayer<'_> {
             RecordWriter::new(BufWriter::new(record_file)).map_err(io_err(&record_path))?;
         let linked = self
             .linked
+            .into_inner()
+            .map_err(|_| Error::Archive("pending layer lock poisoned".into()))?;
+        let mut new_objects = self
+            .new_objects
             .into_inner()
             .map_err(|_| Error::Archive("pending layer lock poisoned".into()))?;
         // The walk (syscalls, reads, blake3 of new files) and the sha256 + record of the tar
@@ -184,6 +210,7 @@ impl PendingLayer<'_> {
             let mut sink = CommitSink {
                 store: self.store,
                 linked,
+                new_objects: &mut new_objects,
                 tx,
                 batch: Vec::new(),
                 batch_bytes: 0,
@@ -214,7 +241,18 @@ impl PendingLayer<'_> {
             entries,
             unpacked_bytes: unpacked,
         };
-        self.store.commit_temp(self.lease, self.tmp, record, info)
+        let durability = if new_objects.len() <= MAX_FSYNCS {
+            Durability::Objects(
+                new_objects
+                    .iter()
+                    .map(|k| self.store.object_path(k))
+                    .collect(),
+            )
+        } else {
+            Durability::Syncfs
+        };
+        self.store
+            .commit_temp(self.lease, self.tmp, record, info, durability)
     }
 }
 
@@ -234,6 +272,7 @@ enum Msg {
 struct CommitSink<'s> {
     store: &'s Store,
     linked: HashMap<PathBuf, ObjectKey>,
+    new_objects: &'s mut Vec<ObjectKey>,
     tx: std::sync::mpsc::SyncSender<Vec<Msg>>,
     /// Messages not sent yet (sent in batches: one channel operation per many entries).
     batch: Vec<Msg>,
@@ -321,7 +360,7 @@ impl CommitSink<'_> {
     }
 
     /// Makes `path` (not placed by `link_object`) an object; returns its key.
-    fn objectify(&self, path: &Path, hash: &[u8; 32], m: &fs::Metadata) -> Result<ObjectKey> {
+    fn objectify(&mut self, path: &Path, hash: &[u8; 32], m: &fs::Metadata) -> Result<ObjectKey> {
         // Overlay's own bookkeeping (origin, impure, ...) is not part of a layer.
         for name in xattr::list(path).map_err(io_err(path))? {
             if name
@@ -337,12 +376,18 @@ impl CommitSink<'_> {
         let key = meta.key(hash);
         let obj = self.store.object_path(&key);
         match fs::hard_link(path, &obj) {
-            Ok(()) => return Ok(key),
+            Ok(()) => {
+                self.new_objects.push(key);
+                return Ok(key);
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let parent = obj.parent().unwrap_or(self.store.root());
                 fs::create_dir_all(parent).map_err(io_err(parent))?;
                 match fs::hard_link(path, &obj) {
-                    Ok(()) => return Ok(key),
+                    Ok(()) => {
+                        self.new_objects.push(key);
+                        return Ok(key);
+                    }
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                     Err(e) => return Err(io_err(&obj)(e)),
                 }
@@ -517,6 +562,57 @@ mod tests {
             assert_eq!(fs::metadata(tree.join(n)).unwrap().ino(), ino, "{n}");
         }
         assert!(s.verify().unwrap().is_empty());
+    }
+
+    #[test]
+    fn only_new_objects_are_flushed() {
+        use std::sync::Arc;
+        use strata_sys::{Call, CallKind, RecordingSyscall};
+        let d = tempfile::tempdir().unwrap();
+        let rec = Arc::new(RecordingSyscall::new());
+        let s = Store::with_syscall(&d.path().join("s"), rec.clone()).unwrap();
+        let lease = s.lease().unwrap();
+        // A step's new file: its object (and only it) is fsynced, no syncfs.
+        let p = s.begin_layer(&lease).unwrap();
+        fs::write(p.rootfs().join("new"), "fresh").unwrap();
+        rec.clear();
+        let info = p.commit().unwrap();
+        let tree = s.layer_rootfs(&info.diff_id);
+        let ino = fs::metadata(tree.join("new")).unwrap().ino();
+        let calls = rec.calls_of(&[CallKind::Fsync, CallKind::Syncfs]);
+        assert!(
+            !calls.iter().any(|c| matches!(c, Call::Syncfs(_))),
+            "{calls:?}"
+        );
+        let key = s
+            .list_objects()
+            .unwrap()
+            .into_iter()
+            .find(|k| fs::metadata(s.object_path(k)).unwrap().ino() == ino)
+            .unwrap();
+        assert!(
+            calls.contains(&Call::Fsync(s.object_path(&key))),
+            "{calls:?}"
+        );
+        // Links to existing objects only: no data flush at all.
+        let p = s.begin_layer(&lease).unwrap();
+        assert!(p.link_object(&key, &p.rootfs().join("again")).unwrap());
+        rec.clear();
+        p.commit().unwrap();
+        let calls = rec.calls_of(&[CallKind::Fsync, CallKind::Syncfs]);
+        assert!(
+            !calls.iter().any(|c| matches!(c, Call::Syncfs(_)))
+                && !calls.contains(&Call::Fsync(s.object_path(&key))),
+            "{calls:?}"
+        );
+        // Many new files: one syncfs.
+        let p = s.begin_layer(&lease).unwrap();
+        for i in 0..(MAX_FSYNCS + 1) {
+            fs::write(p.rootfs().join(format!("f{i}")), format!("{i}")).unwrap();
+        }
+        rec.clear();
+        p.commit().unwrap();
+        assert_eq!(rec.calls_of(&[CallKind::Syncfs]).len(), 1);
     }
 
     #[test]

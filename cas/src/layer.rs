@@ -24,6 +24,8 @@
 //!    Failpoint `layer.after-objects`.
 //! 2. ONE `syncfs` of the store's file system (through the syscall seam) makes every object,
 //!    directory entry and inode of the tree durable at once. Failpoint `layer.after-syncfs`.
+//!    (Layers built in place, [`crate::commit`], flush only the objects they created, see
+//!    [`Durability`].)
 //! 3. `record.zst` and `layer.json` are finished and fsync'ed.
 //! 4. Under `gc.lock` shared: the diffID is recorded in the lease (`layer sha256:..`),
 //!    failpoint `layer.before-rename`, then the temp dir is renamed (no-replace) to
@@ -51,6 +53,20 @@ use crate::lease::{GcLock, Lease, LeaseKind};
 use crate::object::object_path_in;
 use crate::record::{RecordReader, RecordWriter, Segment};
 use crate::store::{Store, dir_names};
+
+/// How a layer's new data is made durable before its commit record (step 2 of the module
+/// docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// One `syncfs` of the store's file system: for layers with many new objects.
+    Syncfs,
+    /// An `fsync` of each of these new objects only. The layer's directory entries and links
+    /// need no flush of their own: the file system journals metadata in order (ext4, xfs,
+    /// btrfs), so the final rename is never durable before the entries made ahead of it. A
+    /// layer made of links to existing objects flushes nothing, and never waits for unrelated
+    /// dirty data of other processes, as a `syncfs` would.
+    Objects(Vec<PathBuf>),
+}
 
 /// A committed layer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,7 +214,7 @@ impl Store {
             entries: ex.entries,
             unpacked_bytes: ex.unpacked_bytes,
         };
-        self.commit_temp(lease, tmp, record, info)
+        self.commit_temp(lease, tmp, record, info, Durability::Syncfs)
     }
 
     /// Makes an ingested temp layer durable and renames it into place (steps 2 to 5 of the
@@ -209,6 +225,7 @@ impl Store {
         mut tmp: TempLayer,
         record: RecordWriter<BufWriter<File>>,
         info: LayerInfo,
+        durability: Durability,
     ) -> Result<LayerInfo> {
         let record_path = tmp.dir.join("record.zst");
         for sub in ["trash", "tmp", "work"] {
@@ -220,7 +237,15 @@ impl Store {
             }
         }
         failpoint::hit("layer.after-objects");
-        self.sys.syncfs(&self.root)?;
+        match durability {
+            Durability::Syncfs => self.sys.syncfs(&self.root)?,
+            Durability::Objects(paths) => {
+                for p in paths {
+                    let f = File::open(&p).map_err(io_err(&p))?;
+                    self.sys.fsync(&f)?;
+                }
+            }
+        }
         failpoint::hit("layer.after-syncfs");
         let record_file = record
             .finish()

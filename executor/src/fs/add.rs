@@ -202,6 +202,9 @@ pub(crate) fn extract(
                     w.stats.copied_bytes += ow.written();
                     let (key, new) = ow.commit(w.store)?;
                     w.stats.new_objects += u64::from(new);
+                    if new {
+                        w.pending.note_new_object(&key)?;
+                    }
                     if !w.pending.link_object(&key, &p)? {
                         return Err(Error::Copy(format!("object {key} vanished")));
                     }
@@ -379,6 +382,9 @@ pub(crate) fn download(
     w.prepare(&target, false)?;
     let (key, new) = ow.commit(w.store)?;
     w.stats.new_objects += u64::from(new);
+    if new {
+        w.pending.note_new_object(&key)?;
+    }
     let p = w.upper_path(&target);
     if !w.pending.link_object(&key, &p)? {
         return Err(Error::Copy(format!("object {key} vanished")));

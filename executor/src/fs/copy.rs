@@ -598,6 +598,7 @@ impl<'a, 'p> Writer<'a, 'p> {
             let (key, new) = w.commit(store)?;
             if new {
                 created.fetch_add(1, Ordering::Relaxed);
+                pending.note_new_object(&key)?;
             }
             if !pending.link_object(&key, &job.dest)? {
                 return Err(Error::Copy(format!(
