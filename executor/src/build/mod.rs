@@ -515,6 +515,8 @@ fn image_base(shared: &Shared<'_>, name: &str, loc: Location) -> Result<(String,
         let info = shared.store.layer(&diff)?.ok_or_else(|| {
             Error::Sandbox(format!("layer {diff} of {name} is missing from the store"))
         })?;
+        // The build's lease keeps the base's layers even if the image is removed meanwhile.
+        shared.lease.record_layer(&diff)?;
         layers.push(LayerRef {
             diff_id: diff,
             size: info.size,
