@@ -166,18 +166,26 @@ impl PendingLayer<'_> {
     /// # Errors
     /// I/O and syscall errors; a file that shrinks while being read.
     pub fn commit(self) -> Result<LayerInfo> {
+        let hashed = self.hash(false)?;
+        self.finish(hashed)
+    }
+
+    /// The first half of [`Self::commit`]: walks the tree into the record and the diffID, and
+    /// turns new files into objects. With `in_use` (the tree is a lower dir of a running
+    /// sandbox meanwhile) the tree is never changed: equal files are not replaced by links to
+    /// existing objects.
+    ///
+    /// # Errors
+    /// As [`Self::commit`].
+    pub fn hash(&self, in_use: bool) -> Result<Hashed> {
+        let poisoned = || Error::Archive("pending layer lock poisoned".into());
         let record_path = self.tmp.dir.join("record.zst");
         let record_file = File::create(&record_path).map_err(io_err(&record_path))?;
         let record =
             RecordWriter::new(BufWriter::new(record_file)).map_err(io_err(&record_path))?;
-        let linked = self
-            .linked
-            .into_inner()
-            .map_err(|_| Error::Archive("pending layer lock poisoned".into()))?;
-        let mut new_objects = self
-            .new_objects
-            .into_inner()
-            .map_err(|_| Error::Archive("pending layer lock poisoned".into()))?;
+        let linked = self.linked.lock().map_err(|_| poisoned())?.clone();
+        let mut new_objects =
+            std::mem::take(&mut *self.new_objects.lock().map_err(|_| poisoned())?);
         // The walk (syscalls, reads, blake3 of new files) and the sha256 + record of the tar
         // stream run on two threads: the sha256 of a large layer is the longest single task.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Msg>>(8);
@@ -210,6 +218,7 @@ impl PendingLayer<'_> {
             let mut sink = CommitSink {
                 store: self.store,
                 linked,
+                in_use,
                 new_objects: &mut new_objects,
                 tx,
                 batch: Vec::new(),
@@ -241,6 +250,23 @@ impl PendingLayer<'_> {
             entries,
             unpacked_bytes: unpacked,
         };
+        Ok(Hashed {
+            record,
+            info,
+            new_objects,
+        })
+    }
+
+    /// The second half of [`Self::commit`]: flushes the new objects and commits the layer.
+    ///
+    /// # Errors
+    /// I/O and syscall errors.
+    pub fn finish(self, hashed: Hashed) -> Result<LayerInfo> {
+        let Hashed {
+            record,
+            info,
+            new_objects,
+        } = hashed;
         let durability = if new_objects.len() <= MAX_FSYNCS {
             Durability::Objects(
                 new_objects
@@ -253,6 +279,26 @@ impl PendingLayer<'_> {
         };
         self.store
             .commit_temp(self.lease, self.tmp, record, info, durability)
+    }
+}
+
+/// A hashed pending layer ([`PendingLayer::hash`]), ready for [`PendingLayer::finish`].
+pub struct Hashed {
+    record: RecordWriter<BufWriter<File>>,
+    info: LayerInfo,
+    new_objects: Vec<ObjectKey>,
+}
+
+impl Hashed {
+    /// The layer's diffID, size and counts.
+    pub fn info(&self) -> &LayerInfo {
+        &self.info
+    }
+}
+
+impl std::fmt::Debug for Hashed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hashed").field("info", &self.info).finish()
     }
 }
 
@@ -272,6 +318,8 @@ enum Msg {
 struct CommitSink<'s> {
     store: &'s Store,
     linked: HashMap<PathBuf, ObjectKey>,
+    /// The tree is in use as a lower dir: change nothing in it.
+    in_use: bool,
     new_objects: &'s mut Vec<ObjectKey>,
     tx: std::sync::mpsc::SyncSender<Vec<Msg>>,
     /// Messages not sent yet (sent in batches: one channel operation per many entries).
@@ -398,7 +446,11 @@ impl CommitSink<'_> {
         // An equal object exists. A file with a single name is replaced by a link to it; a file
         // with several names keeps its inode (the tree's hardlinks must stay one inode).
         let om = fs::symlink_metadata(&obj).map_err(io_err(&obj))?;
-        if m.nlink() == 1 && om.len() == m.len() && (om.dev(), om.ino()) != (m.dev(), m.ino()) {
+        if !self.in_use
+            && m.nlink() == 1
+            && om.len() == m.len()
+            && (om.dev(), om.ino()) != (m.dev(), m.ino())
+        {
             let tmp = path.with_file_name(format!(
                 ".strata-dedup-{}",
                 path.file_name().map(|n| n.len()).unwrap_or(0)

@@ -91,9 +91,9 @@ impl SourceTree for ContextTree<'_> {
 
 use std::os::unix::ffi::OsStringExt;
 
-/// The view of the stage's current layers.
+/// The view of the stage's current layers (with a layer still being committed on top).
 fn view(st: &StageRun<'_, '_>) -> LayerView {
-    LayerView::new(st.shared.layer_dirs(&st.layers))
+    LayerView::new(st.lower_dirs())
 }
 
 /// USER resolved in the image: (uid, gid, supplementary gids). No USER is root.
@@ -139,7 +139,7 @@ pub(super) fn workdir(
 }
 
 /// Commits a pending layer (`None` when the step changed nothing).
-fn commit(pending: strata_cas::PendingLayer<'_>) -> Result<Option<LayerRef>> {
+pub(super) fn commit(pending: strata_cas::PendingLayer<'_>) -> Result<Option<LayerRef>> {
     if pending.is_empty()? {
         return Ok(None);
     }
@@ -342,6 +342,15 @@ pub(super) fn prepare_copy(st: &mut StageRun<'_, '_>, ins: &Instruction) -> Resu
 
 /// Runs a prepared COPY/ADD into a new layer.
 pub(super) fn execute_copy(st: &mut StageRun<'_, '_>, op: &CopyOp) -> Result<Option<LayerRef>> {
+    let pending = place_copy(st, op)?;
+    commit(pending)
+}
+
+/// Places a prepared COPY/ADD's files into a new pending layer (not committed yet).
+pub(super) fn place_copy<'s>(
+    st: &StageRun<'s, '_>,
+    op: &CopyOp,
+) -> Result<strata_cas::PendingLayer<'s>> {
     let shared = st.shared;
     let err = located(op.loc);
     let pending = shared.store.begin_layer(&shared.lease)?;
@@ -398,7 +407,7 @@ pub(super) fn execute_copy(st: &mut StageRun<'_, '_>, op: &CopyOp) -> Result<Opt
     if let Some(dir) = heredocs {
         fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     }
-    commit(pending)
+    Ok(pending)
 }
 
 /// Materialises the context subtree `src` (only what `.dockerignore` keeps) at `farm`, for a

@@ -357,6 +357,8 @@ struct StageRun<'s, 'a> {
     cmd_set: bool,
     /// Whether the last layer step made no layer (an empty diff).
     last_empty: bool,
+    /// The tree of a COPY being committed while the next RUN already uses it (top lower).
+    pending_top: Option<PathBuf>,
     pos: usize,
     total: usize,
     no_cache: bool,
@@ -408,6 +410,7 @@ fn run_stage_inner(shared: &Shared<'_>, ps: &PlannedStage) -> Result<StageResult
         cmd_or_entrypoint: false,
         cmd_set: false,
         last_empty: false,
+        pending_top: None,
         pos: 1,
         total,
         no_cache: shared.no_cache_for(ps),
@@ -437,8 +440,18 @@ fn run_stage_inner(shared: &Shared<'_>, ps: &PlannedStage) -> Result<StageResult
             st.dispatch(t)?;
         }
     }
-    for ins in &ps.stage.instructions {
-        st.dispatch(ins)?;
+    let ins = &ps.stage.instructions;
+    let mut i = 0;
+    while i < ins.len() {
+        if matches!(ins[i], Instruction::Copy(_) | Instruction::Add(_))
+            && matches!(ins.get(i + 1), Some(Instruction::Run(_)))
+        {
+            st.copy_then_run(&ins[i], &ins[i + 1])?;
+            i += 2;
+        } else {
+            st.dispatch(&ins[i])?;
+            i += 1;
+        }
     }
     if st.cmd_or_entrypoint {
         st.config.config.args_escaped = Some(true);
@@ -627,6 +640,110 @@ impl StageRun<'_, '_> {
         }
     }
 
+    /// The directories of the current layers, top first (for views and overlay lowers).
+    fn lower_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self.pending_top.iter().cloned().collect();
+        dirs.extend(self.shared.layer_dirs(&self.layers));
+        dirs
+    }
+
+    /// A COPY/ADD followed by a RUN. On a cache miss of the COPY, its layer is hashed and
+    /// committed on another thread while the RUN already runs on top of its tree (the diffID of
+    /// a large COPY is a long sequential sha256; the RUN does not need it). The result is the
+    /// same as dispatching both in turn.
+    fn copy_then_run(&mut self, copy_ins: &Instruction, run_ins: &Instruction) -> Result<()> {
+        let env = self.expand_env();
+        let expanded = copy_ins.expand(&self.lexer, &env)?;
+        let (id, t) = self.start(copy_ins.original());
+        let op = fsops::prepare_copy(self, &expanded).map_err(|e| self.fail(id, e))?;
+        if self.try_cache(id, op.key, &op.inputs)? {
+            self.history(op.history.clone(), self.last_empty);
+            self.done(id, t, true);
+            return self.dispatch(run_ins);
+        }
+        let pending = fsops::place_copy(self, &op).map_err(|e| self.fail(id, e))?;
+        if pending.is_empty()? {
+            drop(pending);
+            self.record(op.key, None)?;
+            self.history(op.history.clone(), true);
+            self.done(id, t, false);
+            return self.dispatch(run_ins);
+        }
+        let parent_key = self.key;
+        self.key = op.key;
+        self.pending_top = Some(pending.rootfs());
+        let (hashed, ran) = std::thread::scope(|s| {
+            let hasher = s.spawn(|| pending.hash(true));
+            let ran = self.run_on_pending(run_ins);
+            let hashed = hasher
+                .join()
+                .unwrap_or_else(|_| Err(strata_cas::Error::Archive("hasher panicked".into())));
+            (hashed, ran)
+        });
+        self.pending_top = None;
+        self.key = parent_key;
+        // The COPY's layer, committed now that no sandbox uses its tree.
+        let committed = hashed
+            .and_then(|h| pending.finish(h))
+            .map_err(|e| self.fail(id, e.into()))?;
+        let layer = LayerRef {
+            diff_id: committed.diff_id,
+            size: committed.size,
+        };
+        self.record(op.key, Some(layer))?;
+        self.history(op.history.clone(), false);
+        self.done(id, t, false);
+        let (run_id, run_t, plan, outcome) = ran?;
+        // Now the RUN, as `run` would have applied it.
+        match outcome {
+            RunOutcome::Hit => {
+                // A record pruned since the lookup: run the step after all.
+                if !self.try_cache(run_id, plan.key, &plan.inputs)?
+                    && let Instruction::Run(r) = run_ins
+                {
+                    let layer =
+                        run::execute(self, run_id, r, &plan).map_err(|e| self.fail(run_id, e))?;
+                    self.record(plan.key, layer)?;
+                }
+            }
+            RunOutcome::Ran(layer) => self.record(plan.key, layer)?,
+        }
+        let empty = self.last_empty;
+        self.history(self.run_history(&plan.history_args), empty);
+        self.done(run_id, run_t, matches!(outcome, RunOutcome::Hit));
+        Ok(())
+    }
+
+    /// The RUN half of [`Self::copy_then_run`]: runs (or finds cached) the step on top of the
+    /// pending COPY tree without applying its result yet.
+    fn run_on_pending(
+        &mut self,
+        run_ins: &Instruction,
+    ) -> Result<(usize, Instant, run::RunPlan, RunOutcome)> {
+        let Instruction::Run(r) = run_ins else {
+            return Err(Error::Sandbox("not a RUN".into()));
+        };
+        let (id, t) = self.start(run_ins.original());
+        let plan = run::prepare(self, r).map_err(|e| self.fail(id, e))?;
+        let hit = !self.no_cache
+            && self
+                .shared
+                .cache
+                .get(self.shared.store, &plan.key)?
+                .is_some();
+        if hit {
+            return Ok((id, t, plan, RunOutcome::Hit));
+        }
+        self.shared.emit(Event::Cache {
+            id,
+            key: plan.key.hex(),
+            hit: false,
+            inputs: plan.inputs.clone(),
+        });
+        let layer = run::execute(self, id, r, &plan).map_err(|e| self.fail(id, e))?;
+        Ok((id, t, plan, RunOutcome::Ran(layer)))
+    }
+
     fn meta(&self) -> Vec<(String, Option<String>)> {
         self.shared.plan.meta_args.clone()
     }
@@ -782,6 +899,14 @@ impl StageRun<'_, '_> {
         self.done(id, t, hit);
         Ok(())
     }
+}
+
+/// What the RUN of a COPY+RUN pair did.
+enum RunOutcome {
+    /// Its record exists (applied later, in order).
+    Hit,
+    /// It ran; its layer (none for an empty diff).
+    Ran(Option<LayerRef>),
 }
 
 /// Cleans an absolute path like Go's `path.Clean`.

@@ -311,6 +311,9 @@ pub(super) fn execute(
         std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
     }
     let mut lower = Vec::new();
+    if let Some(top) = &st.pending_top {
+        lower.push(top.clone());
+    }
     for l in st.layers.iter().rev() {
         lower.push(PathBuf::from(store.short_link(&l.diff_id)?));
     }
@@ -422,7 +425,7 @@ pub(super) fn execute(
 /// Removes the empty files the sandbox created as mount points for secrets mounted at a file
 /// path: BuildKit leaves no such stub (directory targets stay, as it leaves them).
 fn remove_file_stubs(st: &StageRun<'_, '_>, plan: &RunPlan, upper: &Path) -> Result<()> {
-    let view = crate::fs::view::LayerView::new(st.shared.layer_dirs(&st.layers));
+    let view = crate::fs::view::LayerView::new(st.lower_dirs());
     for (m, _) in &plan.mounts {
         if m.kind != MountType::Secret || !st.shared.req.secrets.contains_key(&secret_id(m)) {
             continue;
