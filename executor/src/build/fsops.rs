@@ -19,8 +19,32 @@ use crate::fs::view::LayerView;
 use crate::fs::{FileKind, SourceTree, Stat};
 
 /// The build context as a COPY source: the index's entries (so excluded files do not exist)
-/// with their known content hashes; files are read from the context directory.
-pub struct ContextTree<'a>(pub &'a ContextIndex);
+/// with their known content hashes; files are read from the context directory through a
+/// directory fd with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, so a component swapped for a
+/// symlink after the scan can never lead outside the context.
+pub struct ContextTree<'a> {
+    index: &'a ContextIndex,
+    root: std::os::fd::OwnedFd,
+}
+
+impl<'a> ContextTree<'a> {
+    /// Opens the context directory of `index`.
+    ///
+    /// # Errors
+    /// The context directory cannot be opened.
+    pub fn new(index: &'a ContextIndex) -> Result<Self> {
+        let path = index.root();
+        let root = nix::fcntl::open(
+            path,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| Error::io(path, e.into()))?;
+        Ok(Self { index, root })
+    }
+}
 
 fn kind(k: Kind) -> FileKind {
     match k {
@@ -36,7 +60,7 @@ fn kind(k: Kind) -> FileKind {
 
 impl SourceTree for ContextTree<'_> {
     fn lstat(&self, rel: &str) -> Result<Option<Stat>> {
-        Ok(self.0.get(rel).map(|e| Stat {
+        Ok(self.index.get(rel).map(|e| Stat {
             kind: kind(e.kind),
             mode: e.mode,
             uid: e.uid,
@@ -54,7 +78,7 @@ impl SourceTree for ContextTree<'_> {
 
     fn read_dir(&self, rel: &str) -> Result<Vec<String>> {
         Ok(self
-            .0
+            .index
             .children(rel)
             .into_iter()
             .map(|(p, _)| crate::fs::base_name(p).to_string())
@@ -63,7 +87,7 @@ impl SourceTree for ContextTree<'_> {
 
     fn read_link(&self, rel: &str) -> Result<PathBuf> {
         let e = self
-            .0
+            .index
             .get(rel)
             .ok_or_else(|| Error::Copy(format!("{rel}: not found in the build context")))?;
         let link = e
@@ -74,14 +98,16 @@ impl SourceTree for ContextTree<'_> {
     }
 
     fn open(&self, rel: &str) -> Result<File> {
-        let path = self.0.root().join(rel);
-        // O_NOFOLLOW: the index says this is a regular file; never follow a swapped-in link.
-        use std::os::unix::fs::OpenOptionsExt;
-        fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))
+        use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+        let how = OpenHow::new()
+            .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+        // Why: the index saw plain directories and a regular file here; openat2 refuses any
+        // symlink on the way (and `..`), so nothing outside the context can be read.
+        // https://man7.org/linux/man-pages/man2/openat2.2.html
+        let fd = openat2(&self.root, rel, how)
+            .map_err(|e| Error::io(self.index.root().join(rel), e.into()))?;
+        Ok(File::from(fd))
     }
 
     fn keeps_owner(&self) -> bool {
@@ -304,7 +330,8 @@ pub(super) fn prepare_copy(st: &mut StageRun<'_, '_>, ins: &Instruction) -> Resu
                         "COPY/ADD from the context needs a build context".into(),
                     ))
                 })?;
-                let digest = sources_digest(&ContextTree(index), &local, &exclude).map_err(&err)?;
+                let digest =
+                    sources_digest(&ContextTree::new(index)?, &local, &exclude).map_err(&err)?;
                 k.digest("context", &digest);
             }
             CopySource::Context
@@ -385,7 +412,7 @@ pub(super) fn place_copy<'s>(
                 .context
                 .as_ref()
                 .ok_or_else(|| err(Error::Copy("no build context".into())))?;
-            context_tree = ContextTree(index);
+            context_tree = ContextTree::new(index)?;
             (&context_tree, op.sources.clone())
         }
         (CopySource::Layers(layers), None) => {
