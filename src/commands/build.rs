@@ -253,6 +253,7 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<(), Failure> {
         dockerfile,
         dockerfile_name: dockerfile_name.clone(),
         context: Some(context),
+        keep_context_index: args.context != "-",
         ignore,
         options: BuildOptions {
             build_args,

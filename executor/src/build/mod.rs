@@ -54,6 +54,9 @@ pub struct BuildRequest {
     pub dockerfile_name: String,
     /// The context directory (`None`: no context; COPY from it fails).
     pub context: Option<PathBuf>,
+    /// Keep the context's stat index in the store for the next build (false for a context
+    /// that only lives for this build, such as a tar read from stdin).
+    pub keep_context_index: bool,
     /// The `.dockerignore` in effect.
     pub ignore: DockerIgnore,
     /// Build args, target, platform.
@@ -288,7 +291,8 @@ fn scan_context(shared: &Shared<'_>, dir: &Path) -> Result<ContextIndex> {
         "{}.idx",
         &blake3::hash(abs.as_os_str().as_encoded_bytes()).to_hex()[..32]
     ));
-    let (index, stats) = ContextIndex::scan(&abs, &shared.req.ignore, Some(&state))?;
+    let state = shared.req.keep_context_index.then_some(state.as_path());
+    let (index, stats) = ContextIndex::scan(&abs, &shared.req.ignore, state)?;
     shared.emit(Event::Context {
         id,
         entries: stats.entries,
