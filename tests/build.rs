@@ -679,6 +679,31 @@ fn run_network_host_needs_the_entitlement() {
     assert_eq!(ev.output(), "on-host\n");
 }
 
+#[test]
+fn run_security_insecure_needs_the_entitlement_and_is_privileged() {
+    let env = Env::new();
+    let ctx = env.context(
+        "ctx",
+        "RUN --security=insecure grep CapEff /proc/self/status && mkdir -p /m && \
+         busybox mount -t tmpfs x /m && echo mounted\n",
+        &[],
+    );
+    let (out, _, se) = run(&mut env.build(&ctx, &["--progress=plain"]));
+    assert_ne!(out.status.code(), Some(0), "{se}");
+    assert!(
+        se.contains("security.insecure"),
+        "names the entitlement: {se}"
+    );
+    let ev = env.build_json(&ctx, &["--allow", "security.insecure"]);
+    let output = ev.output();
+    assert!(output.ends_with("mounted\n"), "{output}");
+    // Every capability strata holds, not Docker's default 14 (positive control: a plain RUN).
+    assert!(!output.contains("00000000a80425fb"), "{output}");
+    let plain = env.context("plain", "RUN grep CapEff /proc/self/status\n", &[]);
+    let ev = env.build_json(&plain, &[]);
+    assert!(ev.output().contains("00000000a80425fb"), "{}", ev.output());
+}
+
 /// Runs `cmd` with `input` on stdin; it must succeed; returns stdout.
 fn ok_with_stdin(cmd: &mut Command, input: &[u8]) -> String {
     let mut child = cmd
