@@ -10,7 +10,6 @@ use std::io::{BufRead, BufReader};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use strata_parser::Instruction;
 use strata_parser::instructions::{
@@ -371,7 +370,6 @@ pub(super) fn execute(
     let (out_r, out_w) = std::io::pipe().map_err(|e| Error::io("<pipe>", e))?;
     let (err_r, err_w) = std::io::pipe().map_err(|e| Error::io("<pipe>", e))?;
     let tail = std::sync::Mutex::new(std::collections::VecDeque::new());
-    let t = Instant::now();
     let status = std::thread::scope(|s| {
         for (reader, stream) in [(out_r, Stream::Stdout), (err_r, Stream::Stderr)] {
             let tail = &tail;
@@ -398,7 +396,6 @@ pub(super) fn execute(
         };
         sandbox::run(&shared.req.helper_exe, &work.join("bundle"), &spec, stdio)
     })?;
-    let _ = t;
     let code = match status {
         ExitStatus::Code(0) => None,
         ExitStatus::Code(c) => Some(format!("exit code: {c}")),
