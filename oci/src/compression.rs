@@ -324,60 +324,193 @@ impl<W: Write> Write for GzipWriter<W> {
     }
 }
 
-/// Deflates one chunk as raw deflate with a fresh compressor; ends with a sync flush, or with
-/// the final block when `last`.
-/// How much of a chunk [`looks_incompressible`] samples.
-const SAMPLE: usize = 32 << 10;
+/// How much of a chunk the trial deflate samples: [`TRIAL_SLICES`] slices of this size, spread
+/// evenly over the chunk.
+const TRIAL_SLICE: usize = 8 << 10;
 
-/// True when a fast trial deflate of the chunk's first [`SAMPLE`] bytes saves less than 2%:
-/// already-compressed content (archives, images, random data) is then stored instead of being
-/// run through the full-level compressor for nothing. The decision depends only on the chunk's
-/// bytes, so the output stays deterministic.
-fn looks_incompressible(data: &[u8]) -> bool {
-    let sample = &data[..data.len().min(SAMPLE)];
-    if sample.len() < 4096 {
-        return false;
-    }
-    let mut c = flate2::Compress::new(flate2::Compression::fast(), false);
-    let mut out = Vec::with_capacity(sample.len() + 1024);
-    if c.compress_vec(sample, &mut out, FlushCompress::Finish)
-        .is_err()
-    {
-        return false;
-    }
-    out.len() * 50 >= sample.len() * 49
+/// How many slices the trial samples.
+const TRIAL_SLICES: usize = 4;
+
+/// The trial saving (percent of the sample) from which a chunk is deflated whole at the
+/// configured level. Below it the chunk is mostly already-compressed or random content (a
+/// layer of archives, images, binaries packed with compressed data): see [`split_runs`].
+const POOR_SAVING_PCT: usize = 20;
+
+/// The granularity of [`split_runs`].
+const BLOCK: usize = 512;
+
+/// Random-looking runs shorter than this are deflated with their neighbours rather than stored
+/// (a stored run costs 5 bytes of block header and restarts the compressor).
+const MIN_STORED_RUN: usize = 4 * BLOCK;
+
+/// How a chunk is encoded, decided by a cheap trial on samples of its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trial {
+    /// Deflated whole at the configured level.
+    Compressible,
+    /// Split into random-looking runs (stored) and the rest (deflated).
+    Poor,
 }
 
-fn deflate_chunk(data: &[u8], level: flate2::Compression, last: bool) -> io::Result<Vec<u8>> {
-    let level = if level.level() > 0 && looks_incompressible(data) {
-        flate2::Compression::none()
+/// A level-1 deflate of [`TRIAL_SLICES`] slices spread over the chunk: a saving under
+/// [`POOR_SAVING_PCT`] marks it [`Trial::Poor`]. Costs about 3% of a level-6 pass over the
+/// chunk; depends only on the chunk's bytes, so the output stays deterministic.
+fn trial(data: &[u8]) -> Trial {
+    if data.len() < TRIAL_SLICE * TRIAL_SLICES {
+        return Trial::Compressible;
+    }
+    let step = data.len() / TRIAL_SLICES;
+    let mut c = flate2::Compress::new(flate2::Compression::fast(), false);
+    let mut out = Vec::with_capacity(TRIAL_SLICE * TRIAL_SLICES + 1024);
+    for i in 0..TRIAL_SLICES {
+        let slice = &data[i * step..i * step + TRIAL_SLICE];
+        let flush = if i + 1 == TRIAL_SLICES {
+            FlushCompress::Finish
+        } else {
+            FlushCompress::None
+        };
+        let before = c.total_in();
+        if c.compress_vec(slice, &mut out, flush).is_err()
+            || c.total_in() - before != slice.len() as u64
+        {
+            return Trial::Compressible;
+        }
+    }
+    let sampled = TRIAL_SLICE * TRIAL_SLICES;
+    if out.len() * 100 > sampled * (100 - POOR_SAVING_PCT) {
+        Trial::Poor
     } else {
-        level
-    };
-    let mut c = flate2::Compress::new(level, false);
-    let mut out: Vec<u8> = Vec::with_capacity(data.len() / 2 + 1024);
-    let flush = if last {
-        FlushCompress::Finish
-    } else {
-        FlushCompress::Sync
-    };
+        Trial::Compressible
+    }
+}
+
+/// Whether a block looks like random bytes: almost no zero bytes and about half of the bytes
+/// with the high bit set (text, machine code, tar headers and padding all fail one of the two).
+/// A byte-statistics test, far cheaper than a trial deflate, and exact enough at this size: a
+/// random block fails it with probability below 1e-6.
+fn looks_random(block: &[u8]) -> bool {
+    let n = block.len();
+    if n < BLOCK {
+        return false;
+    }
+    let zeros = block.iter().filter(|b| **b == 0).count();
+    let high = block.iter().filter(|b| **b >= 0x80).count();
+    zeros * 64 <= n && high.abs_diff(n / 2) * 8 <= n
+}
+
+/// Cuts a poorly compressible chunk into runs at [`BLOCK`] offsets: `(start, end, stored)`.
+/// Runs of random-looking blocks of at least [`MIN_STORED_RUN`] bytes are stored; everything
+/// else (the tar headers and padding between already-compressed files, say) is deflated.
+fn split_runs(data: &[u8]) -> Vec<(usize, usize, bool)> {
+    let mut runs: Vec<(usize, usize, bool)> = Vec::new();
+    for (i, block) in data.chunks(BLOCK).enumerate() {
+        let start = i * BLOCK;
+        let end = start + block.len();
+        let stored = looks_random(block);
+        match runs.last_mut() {
+            Some(last) if last.2 == stored => last.1 = end,
+            _ => runs.push((start, end, stored)),
+        }
+    }
+    // Short stored runs join the deflated ones around them.
+    let mut merged: Vec<(usize, usize, bool)> = Vec::with_capacity(runs.len());
+    for (start, end, stored) in runs {
+        let stored = stored && end - start >= MIN_STORED_RUN;
+        match merged.last_mut() {
+            Some(last) if last.2 == stored => last.1 = end,
+            _ => merged.push((start, end, stored)),
+        }
+    }
+    merged
+}
+
+/// Appends `data` as stored (uncompressed) deflate blocks. The stream must be byte aligned,
+/// which it is at the start of a chunk and after a sync flush.
+fn store(data: &[u8], out: &mut Vec<u8>) {
+    for piece in data.chunks(usize::from(u16::MAX)) {
+        // BFINAL=0, BTYPE=00, then padding to the byte boundary (RFC 1951 section 3.2.4).
+        let len = piece.len() as u16;
+        out.push(0);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(piece);
+    }
+}
+
+/// The last block of a deflate stream with no data: BFINAL=1, stored, LEN=0.
+const FINAL_EMPTY_BLOCK: [u8; 5] = [1, 0, 0, 0xff, 0xff];
+
+/// Deflates `data` with `c` (fresh or reset) into `out`, ending with `flush` (sync: byte
+/// aligned and not final; finish: the final block).
+fn deflate_into(
+    c: &mut flate2::Compress,
+    data: &[u8],
+    out: &mut Vec<u8>,
+    flush: FlushCompress,
+) -> io::Result<()> {
+    let last = flush == FlushCompress::Finish;
+    let base = c.total_in();
     loop {
-        if out.len() == out.capacity() {
+        if out.capacity() - out.len() < 1024 {
             out.reserve(out.capacity().max(64 << 10));
         }
-        let consumed = usize::try_from(c.total_in())
+        let consumed = usize::try_from(c.total_in() - base)
             .unwrap_or(data.len())
             .min(data.len());
         let status = c
-            .compress_vec(&data[consumed..], &mut out, flush)
+            .compress_vec(&data[consumed..], out, flush)
             .map_err(io::Error::other)?;
-        let all_in = usize::try_from(c.total_in()).unwrap_or(0) == data.len();
+        let all_in = usize::try_from(c.total_in() - base).unwrap_or(0) == data.len();
         match status {
             Status::StreamEnd => break,
             // A flush is complete when all input is taken and output space is left over.
             Status::Ok | Status::BufError if !last && all_in && out.len() < out.capacity() => break,
             Status::Ok | Status::BufError => {}
         }
+    }
+    Ok(())
+}
+
+/// Deflates one chunk as raw deflate; ends with a sync flush, or with the final block when
+/// `last`. Compressible chunks go through one compressor at `level`; poor ones are split by
+/// [`split_runs`], random-looking runs stored and the rest deflated at `level`.
+fn deflate_chunk(data: &[u8], level: flate2::Compression, last: bool) -> io::Result<Vec<u8>> {
+    let mut out: Vec<u8> = Vec::with_capacity(data.len() + data.len() / 64 + 1024);
+    if level.level() == 0 {
+        store(data, &mut out);
+        if last {
+            out.extend_from_slice(&FINAL_EMPTY_BLOCK);
+        }
+        return Ok(out);
+    }
+    let flush = if last {
+        FlushCompress::Finish
+    } else {
+        FlushCompress::Sync
+    };
+    if trial(data) == Trial::Compressible {
+        let mut c = flate2::Compress::new(level, false);
+        deflate_into(&mut c, data, &mut out, flush)?;
+        return Ok(out);
+    }
+    let mut c: Option<flate2::Compress> = None;
+    for (start, end, stored) in split_runs(data) {
+        let run = &data[start..end];
+        if stored {
+            store(run, &mut out);
+            continue;
+        }
+        let c = match c.as_mut() {
+            Some(c) => {
+                c.reset();
+                c
+            }
+            None => c.insert(flate2::Compress::new(level, false)),
+        };
+        deflate_into(c, run, &mut out, FlushCompress::Sync)?;
+    }
+    if last {
+        out.extend_from_slice(&FINAL_EMPTY_BLOCK);
     }
     Ok(out)
 }
@@ -520,19 +653,35 @@ mod tests {
         out
     }
 
-    #[test]
-    fn incompressible_chunks_are_stored_and_round_trip() {
-        // Random bytes (an already-compressed file, say) next to compressible text.
-        let mut x: u64 = 7;
-        let mut data: Vec<u8> = (0..DEFAULT_GZIP_CHUNK * 2)
+    fn random(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed;
+        (0..n)
             .map(|_| {
                 x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
                 (x >> 56) as u8
             })
-            .collect();
-        assert!(looks_incompressible(&data[..DEFAULT_GZIP_CHUNK]));
+            .collect()
+    }
+
+    fn gunzip(gz: &[u8]) -> Vec<u8> {
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(gz)
+            .read_to_end(&mut back)
+            .unwrap();
+        back
+    }
+
+    #[test]
+    fn incompressible_chunks_are_stored_and_round_trip() {
+        // Random bytes (an already-compressed file, say) next to compressible text.
+        let mut data = random(DEFAULT_GZIP_CHUNK * 2, 7);
+        assert_eq!(trial(&data[..DEFAULT_GZIP_CHUNK]), Trial::Poor);
+        assert_eq!(
+            split_runs(&data[..DEFAULT_GZIP_CHUNK]),
+            [(0, DEFAULT_GZIP_CHUNK, true)]
+        );
         let text = b"hello layer ".repeat(DEFAULT_GZIP_CHUNK / 12);
-        assert!(!looks_incompressible(&text));
+        assert_eq!(trial(&text), Trial::Compressible);
         data.extend_from_slice(&text);
         let gz = gzip(&data);
         // Stored random chunks cost a few bytes per 64 KiB block; the text still compresses.
@@ -541,12 +690,68 @@ mod tests {
             "{}",
             gz.len()
         );
+        assert_eq!(gunzip(&gz), data);
+        assert_eq!(gz, gzip(&data), "deterministic");
+    }
+
+    #[test]
+    fn headers_between_random_files_are_still_deflated() {
+        // A tar of already-compressed files: 512-byte mostly-zero headers between random
+        // contents. The chunk is poor as a whole; the headers still shrink, the contents are
+        // stored rather than run through the full-level compressor.
+        let mut data = Vec::new();
+        let mut header = vec![0u8; 512];
+        header[..9].copy_from_slice(b"app/f.bin");
+        for (i, size) in [3000usize, 20_000, 100, 60_000, 4000]
+            .iter()
+            .cycle()
+            .enumerate()
+        {
+            if data.len() > DEFAULT_GZIP_CHUNK * 3 {
+                break;
+            }
+            data.extend_from_slice(&header);
+            data.extend_from_slice(&random(*size, i as u64 + 1));
+            data.resize(data.len().next_multiple_of(512), 0);
+        }
+        let chunk = &data[..DEFAULT_GZIP_CHUNK];
+        assert_eq!(trial(chunk), Trial::Poor);
+        let runs = split_runs(chunk);
+        let stored: usize = runs.iter().filter(|r| r.2).map(|r| r.1 - r.0).sum();
+        assert!(stored > DEFAULT_GZIP_CHUNK * 3 / 4, "{stored}");
+        assert!(runs.iter().any(|r| !r.2), "headers are deflated");
+        assert_eq!(runs.first().map(|r| r.0), Some(0));
+        assert_eq!(runs.last().map(|r| r.1), Some(chunk.len()));
+        assert!(
+            runs.windows(2)
+                .all(|w| w[0].1 == w[1].0 && w[0].2 != w[1].2)
+        );
+        let gz = gzip(&data);
+        assert!(
+            gz.len() < data.len() * 99 / 100,
+            "{} of {}",
+            gz.len(),
+            data.len()
+        );
+        assert_eq!(gunzip(&gz), data);
+        let (_, mut r) = decompress(&gz[..], DEFAULT_MAX_DECOMPRESSED).unwrap();
         let mut back = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..])
+        r.read_to_end(&mut back).unwrap();
+        assert_eq!(back, data);
+    }
+
+    #[test]
+    fn stored_blocks_split_at_64k() {
+        let data = random(200_000, 3);
+        let mut out = Vec::new();
+        store(&data, &mut out);
+        out.extend_from_slice(&FINAL_EMPTY_BLOCK);
+        assert_eq!(out.len(), data.len() + 4 * 5 + 5);
+        let mut back = Vec::new();
+        flate2::read::DeflateDecoder::new(&out[..])
             .read_to_end(&mut back)
             .unwrap();
         assert_eq!(back, data);
-        assert_eq!(gz, gzip(&data), "deterministic");
     }
 
     #[test]
