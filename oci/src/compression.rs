@@ -16,7 +16,8 @@
 //!   so the output is deterministic.
 //! - zstd uses libzstd's multithreaded mode (`zstdmt`) with one worker per core.
 //!
-//! [`compress`] ties it together and returns the digest and size of what it wrote.
+//! [`compress`] ties it together and returns the digest and size of what it wrote;
+//! [`compress_from`] runs the producer of the input and the encoder on two threads.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -156,27 +157,38 @@ pub fn decompress<'a, R: Read + 'a>(
     Ok((kind, reader))
 }
 
-/// A writer that passes bytes through while computing their sha256 and count.
+/// A writer that passes bytes through while counting them and (unless made with
+/// [`DigestWriter::counting`]) computing their sha256.
 #[derive(Debug)]
 pub struct DigestWriter<W> {
     inner: W,
-    hasher: Hasher,
+    hasher: Option<Hasher>,
     count: u64,
 }
 
 impl<W: Write> DigestWriter<W> {
-    /// Wraps `inner`.
+    /// Wraps `inner`, hashing.
     pub fn new(inner: W) -> Self {
         DigestWriter {
             inner,
-            hasher: Hasher::new(),
+            hasher: Some(Hasher::new()),
             count: 0,
         }
     }
 
-    /// The digest and size of everything written, and the inner writer.
-    pub fn finish(self) -> (Digest, u64, W) {
-        let d = self.hasher.finish();
+    /// Wraps `inner`, only counting: for a destination that hashes by itself (a store blob
+    /// writer), so the stream is not hashed twice.
+    pub fn counting(inner: W) -> Self {
+        DigestWriter {
+            inner,
+            hasher: None,
+            count: 0,
+        }
+    }
+
+    /// The digest (when hashing) and size of everything written, and the inner writer.
+    pub fn finish(self) -> (Option<Digest>, u64, W) {
+        let d = self.hasher.map(Hasher::finish);
         (d, self.count, self.inner)
     }
 }
@@ -184,7 +196,9 @@ impl<W: Write> DigestWriter<W> {
 impl<W: Write> Write for DigestWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(&buf[..n]);
+        }
         self.count += n as u64;
         Ok(n)
     }
@@ -518,8 +532,8 @@ fn deflate_chunk(data: &[u8], level: flate2::Compression, last: bool) -> io::Res
 /// What [`compress`] produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compressed {
-    /// The digest of the compressed output.
-    pub digest: Digest,
+    /// The digest of the compressed output; `None` from an [`Encoder::counting`].
+    pub digest: Option<Digest>,
     /// The size of the compressed output.
     pub size: u64,
     /// The number of input bytes.
@@ -556,7 +570,20 @@ impl<W: Write> Encoder<W> {
     ///
     /// The zstd encoder cannot be set up.
     pub fn new(c: Compression, out: W) -> Result<Self> {
-        let out = DigestWriter::new(out);
+        Self::with(c, DigestWriter::new(out))
+    }
+
+    /// A compressing writer for `c` that counts its output but does not hash it (for a
+    /// destination that hashes, such as a store blob writer).
+    ///
+    /// # Errors
+    ///
+    /// The zstd encoder cannot be set up.
+    pub fn counting(c: Compression, out: W) -> Result<Self> {
+        Self::with(c, DigestWriter::counting(out))
+    }
+
+    fn with(c: Compression, out: DigestWriter<W>) -> Result<Self> {
         Ok(match c {
             Compression::None => Encoder::None(out, 0),
             Compression::Gzip => Encoder::Gzip(GzipWriter::new(out, GzipOptions::default()), 0),
@@ -626,6 +653,86 @@ pub fn compress(c: Compression, mut input: impl Read, out: impl Write) -> Result
     let mut enc = Encoder::new(c, out)?;
     io::copy(&mut input, &mut enc).map_err(Error::io("compressing"))?;
     Ok(enc.finish()?.0)
+}
+
+/// How much [`compress_from`]'s producer hands to the encoder thread at a time.
+const HANDOFF: usize = 1 << 20;
+
+/// A writer that hands full buffers to another thread.
+struct Handoff {
+    tx: mpsc::SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
+    /// The receiving thread has stopped (it failed): its error is the one to report.
+    broken: bool,
+}
+
+impl Handoff {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(HANDOFF));
+        self.tx.send(full).map_err(|_| {
+            self.broken = true;
+            io::Error::other("compression thread stopped")
+        })
+    }
+}
+
+impl Write for Handoff {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = (HANDOFF - self.buf.len()).min(buf.len());
+        self.buf.extend_from_slice(&buf[..n]);
+        if self.buf.len() == HANDOFF {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+/// Compresses what `fill` writes through `enc`, with `fill` on the calling thread and the
+/// encoder (chunk dispatch, ordered output, the destination's hashing and writes) on another,
+/// so producing the input (regenerating a layer tar from its objects) overlaps with encoding.
+/// The output is the same as writing through `enc` directly.
+///
+/// # Errors
+///
+/// `fill`'s error, or the encoder's (write errors of the destination, deflate failures).
+pub fn compress_from<W: Write + Send>(
+    enc: Encoder<W>,
+    fill: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<(Compressed, W)> {
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(4);
+    std::thread::scope(|s| {
+        let worker = s.spawn(move || {
+            let mut enc = enc;
+            for buf in rx {
+                enc.write_all(&buf).map_err(Error::io("compressing"))?;
+            }
+            enc.finish()
+        });
+        let mut hand = Handoff {
+            tx,
+            buf: Vec::with_capacity(HANDOFF),
+            broken: false,
+        };
+        let filled = fill(&mut hand).and_then(|()| hand.send().map_err(Error::io("compressing")));
+        let broken = hand.broken;
+        // Closing the channel ends the encoder's input.
+        drop(hand);
+        let encoded = worker
+            .join()
+            .unwrap_or_else(|_| Err(Error::BadArchive("compression thread panicked".into())));
+        match (filled, encoded) {
+            (Err(_), Err(e)) if broken => Err(e),
+            (Err(e), _) => Err(e),
+            (Ok(()), encoded) => encoded,
+        }
+    })
 }
 
 #[cfg(test)]
@@ -755,6 +862,33 @@ mod tests {
     }
 
     #[test]
+    fn compress_from_matches_direct_writes_and_reports_fill_errors() {
+        let data = sample(DEFAULT_GZIP_CHUNK * 3 + 99);
+        let (c, out) = compress_from(Encoder::new(Compression::Gzip, Vec::new()).unwrap(), |w| {
+            for piece in data.chunks(100_000) {
+                w.write_all(piece).map_err(Error::io("t"))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(out, gzip(&data));
+        assert_eq!(c.digest, Some(Digest::of(&out)));
+        assert_eq!(c.input_size, data.len() as u64);
+        let (c, out) = compress_from(
+            Encoder::counting(Compression::Gzip, Vec::new()).unwrap(),
+            |w| w.write_all(&data).map_err(Error::io("t")),
+        )
+        .unwrap();
+        assert_eq!((c.digest, c.size), (None, out.len() as u64));
+        let err = compress_from(Encoder::new(Compression::Gzip, Vec::new()).unwrap(), |w| {
+            w.write_all(&data).map_err(Error::io("t"))?;
+            Err(Error::BadArchive("source broke".into()))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("source broke"), "{err}");
+    }
+
+    #[test]
     fn detects_magic() {
         assert_eq!(detect(&[0x1f, 0x8b, 8]), Detected::Gzip);
         assert_eq!(detect(&[0x28, 0xb5, 0x2f, 0xfd, 0]), Detected::Zstd);
@@ -831,7 +965,7 @@ mod tests {
         let c = compress(Compression::Zstd, &data[..], &mut z).unwrap();
         assert_eq!(c.input_size, data.len() as u64);
         assert_eq!(c.size, z.len() as u64);
-        assert_eq!(c.digest, Digest::of(&z));
+        assert_eq!(c.digest, Some(Digest::of(&z)));
         let (kind, mut r) = decompress(&z[..], DEFAULT_MAX_DECOMPRESSED).unwrap();
         assert_eq!(kind, Detected::Zstd);
         let mut back = Vec::new();

@@ -17,7 +17,8 @@
 //! with the layers ingested while the archive streamed.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::fs::File;
+use std::io::{self, Read, Write};
 use std::thread;
 
 use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType};
@@ -25,7 +26,7 @@ use strata_cas::lease::Lease;
 use strata_cas::{Compression, Digest, Reference, Store};
 
 use crate::archive::{Spooled, TarOut, bad};
-use crate::compression::Encoder;
+use crate::compression::{Encoder, compress_from};
 use crate::docker_archive::{ArchiveImage, SaveImage};
 use crate::error::{Error, Result};
 use crate::image::{self, Document};
@@ -156,6 +157,25 @@ pub fn read(sp: &Spooled) -> Result<Vec<ArchiveImage>> {
     Ok(images)
 }
 
+/// The buffer of blob copies into the archive: large reads, few system calls.
+const COPY_BUF: usize = 1 << 20;
+
+/// Copies a whole blob file into the archive through `buf`; returns the bytes copied.
+fn copy_blob(mut f: File, w: &mut dyn Write, buf: &mut [u8]) -> io::Result<u64> {
+    let mut n = 0u64;
+    loop {
+        match f.read(buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => {
+                w.write_all(&buf[..k])?;
+                n += k as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// The compressed blob of a layer: from the cache, or made now and cached.
 fn ensure_compressed(
     store: &Store,
@@ -168,11 +188,20 @@ fn ensure_compressed(
     {
         return Ok((d, store.blob_size(&d)?));
     }
-    let writer = store.blob_writer(lease)?;
-    let mut enc = Encoder::new(c, writer)?;
-    store.write_layer_tar(diff_id, &mut enc)?;
-    let (out, writer) = enc.finish()?;
-    let (d, size) = writer.commit(Some((&out.digest, out.size)))?;
+    // The blob writer hashes what it stores: the encoder only counts. The tar is regenerated
+    // on this thread while another one encodes and writes.
+    let enc = Encoder::counting(c, store.blob_writer(lease)?)?;
+    let (out, writer) = compress_from(enc, |w| {
+        store.write_layer_tar(diff_id, w)?;
+        Ok(())
+    })?;
+    let (d, size) = writer.commit(None)?;
+    if size != out.size {
+        return Err(Error::BadArchive(format!(
+            "compressed layer {diff_id}: wrote {} bytes, stored {size}",
+            out.size
+        )));
+    }
     store.set_compressed_blob(lease, diff_id, c, &d)?;
     Ok((d, size))
 }
@@ -294,6 +323,7 @@ pub fn write(
         .map_err(|e| Error::json("index.json", e))?;
     let index_bytes = image::canonical_json("index.json", &index)?;
 
+    let mut buf = vec![0u8; COPY_BUF];
     let mut tar = TarOut::new(out);
     tar.dir("blobs")?;
     tar.dir("blobs/sha256")?;
@@ -302,8 +332,8 @@ pub fn write(
             Src::Bytes(b) => tar.bytes(path, b)?,
             Src::Config(b) => tar.bytes(path, b)?,
             Src::Blob(d, size) => tar.stream(path, *size, |w| {
-                let mut f = store.open_blob(d)?;
-                std::io::copy(&mut f, w).map_err(Error::io(format!("copying blob {d}")))
+                copy_blob(store.open_blob(d)?, w, &mut buf)
+                    .map_err(Error::io(format!("copying blob {d}")))
             })?,
             Src::Layer(d, size) => tar.stream(path, *size, |w| Ok(store.write_layer_tar(d, w)?))?,
         }
