@@ -10,7 +10,10 @@
 //! ```
 //! Writing takes each layer's compressed blob from the store's (diffID, compression) cache, so a
 //! second save never recompresses; missing ones are compressed into the store first, separate
-//! layers in parallel (one thread per layer, each gzip/zstd stream itself parallel).
+//! layers in parallel (one thread per layer, each gzip/zstd stream itself parallel). For each
+//! layer three things overlap: a prefetch thread asks the kernel for the objects a little ahead
+//! (cold page cache), the tar is regenerated from the objects, and the encoder thread orders
+//! compressed chunks into the blob writer, which hashes them (once).
 //!
 //! Reading resolves `index.json` (one level of nested index is followed, preferring
 //! linux/amd64), checks every manifest and config blob's digest, and pairs layer descriptors
@@ -19,10 +22,14 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
+use std::time::Duration;
 
+use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
 use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType};
 use strata_cas::lease::Lease;
+use strata_cas::object::ObjectKey;
 use strata_cas::{Compression, Digest, Reference, Store};
 
 use crate::archive::{Spooled, TarOut, bad};
@@ -176,6 +183,74 @@ fn copy_blob(mut f: File, w: &mut dyn Write, buf: &mut [u8]) -> io::Result<u64> 
     }
 }
 
+/// How far ahead of a layer's tar regeneration [`prefetch`] asks for object data.
+const READAHEAD: u64 = 128 << 20;
+
+/// Progress of a layer's tar regeneration, shared with its [`prefetch`] thread.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Tar bytes produced so far.
+    produced: AtomicU64,
+    /// The regeneration has ended (done or failed): prefetching stops.
+    done: AtomicBool,
+}
+
+/// A writer that publishes how much went through it.
+struct Counting<'a> {
+    inner: &'a mut dyn Write,
+    progress: &'a Progress,
+}
+
+impl Write for Counting<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.progress
+            .produced
+            .fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Asks the kernel to start reading the layer's objects, in record order, at most
+/// [`READAHEAD`] bytes ahead of the regeneration. The regeneration reads one small file after
+/// the other; when the objects have left the page cache that is one synchronous disk read per
+/// file, while this keeps many requests in flight. Advice only: any failure just stops it.
+fn prefetch(store: &Store, diff_id: &Digest, progress: &Progress) {
+    let Ok(Some(keys)) = strata_cas::layer::record_objects(store.root(), &diff_id.hex()) else {
+        return;
+    };
+    let mut requested = 0u64;
+    for hex in keys {
+        while requested > progress.produced.load(Ordering::Relaxed) + READAHEAD {
+            if progress.done.load(Ordering::Relaxed) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        if progress.done.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(key) = ObjectKey::from_hex(&hex) else {
+            return;
+        };
+        let Ok(f) = File::open(store.object_path(&key)) else {
+            continue;
+        };
+        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+        // Starts asynchronous readahead of the whole file into the page cache, so the
+        // regeneration's read finds it there (posix_fadvise(2), POSIX_FADV_WILLNEED):
+        // https://man7.org/linux/man-pages/man2/posix_fadvise.2.html
+        if posix_fadvise(&f, 0, 0, PosixFadviseAdvice::POSIX_FADV_WILLNEED).is_err() {
+            return;
+        }
+        requested += size;
+    }
+}
+
 /// The compressed blob of a layer: from the cache, or made now and cached.
 fn ensure_compressed(
     store: &Store,
@@ -191,9 +266,19 @@ fn ensure_compressed(
     // The blob writer hashes what it stores: the encoder only counts. The tar is regenerated
     // on this thread while another one encodes and writes.
     let enc = Encoder::counting(c, store.blob_writer(lease)?)?;
-    let (out, writer) = compress_from(enc, |w| {
-        store.write_layer_tar(diff_id, w)?;
-        Ok(())
+    let progress = Progress::default();
+    let (out, writer) = thread::scope(|s| {
+        s.spawn(|| prefetch(store, diff_id, &progress));
+        let res = compress_from(enc, |w| {
+            let mut counted = Counting {
+                inner: w,
+                progress: &progress,
+            };
+            store.write_layer_tar(diff_id, &mut counted)?;
+            Ok(())
+        });
+        progress.done.store(true, Ordering::Relaxed);
+        res
     })?;
     let (d, size) = writer.commit(None)?;
     if size != out.size {
