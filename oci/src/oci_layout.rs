@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
 use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType};
+use strata_cas::blob::BlobWriter;
 use strata_cas::lease::Lease;
 use strata_cas::object::ObjectKey;
 use strata_cas::{Compression, Digest, Reference, Store};
@@ -251,23 +252,27 @@ fn prefetch(store: &Store, diff_id: &Digest, progress: &Progress) {
     }
 }
 
-/// The compressed blob of a layer: from the cache, or made now and cached.
-fn ensure_compressed(
-    store: &Store,
-    lease: &Lease,
-    diff_id: &Digest,
-    c: Compression,
-) -> Result<(Digest, u64)> {
+/// A layer's compressed blob.
+#[derive(Debug)]
+enum Blob {
+    /// Committed (found in the cache).
+    Committed(Digest, u64),
+    /// Written and flushed, not committed yet: the writer's ingest file holds it.
+    Written(Box<BlobWriter>, Digest, u64),
+}
+
+/// The compressed blob of a layer: from the cache, or made now (and left for [`commit`]).
+fn compress_layer(store: &Store, lease: &Lease, diff_id: &Digest, c: Compression) -> Result<Blob> {
     if let Some(d) = store.compressed_blob(diff_id, c)?
         && store.has_blob(&d)
     {
-        return Ok((d, store.blob_size(&d)?));
+        return Ok(Blob::Committed(d, store.blob_size(&d)?));
     }
     // The blob writer hashes what it stores: the encoder only counts. The tar is regenerated
     // on this thread while another one encodes and writes.
     let enc = Encoder::counting(c, store.blob_writer(lease)?)?;
     let progress = Progress::default();
-    let (out, writer) = thread::scope(|s| {
+    let (out, mut writer) = thread::scope(|s| {
         s.spawn(|| prefetch(store, diff_id, &progress));
         let res = compress_from(enc, |w| {
             let mut counted = Counting {
@@ -280,15 +285,68 @@ fn ensure_compressed(
         progress.done.store(true, Ordering::Relaxed);
         res
     })?;
-    let (d, size) = writer.commit(None)?;
-    if size != out.size {
+    writer
+        .flush()
+        .map_err(Error::io(format!("writing compressed layer {diff_id}")))?;
+    if writer.size() != out.size {
         return Err(Error::BadArchive(format!(
-            "compressed layer {diff_id}: wrote {} bytes, stored {size}",
-            out.size
+            "compressed layer {diff_id}: wrote {} bytes, stored {}",
+            out.size,
+            writer.size()
         )));
     }
-    store.set_compressed_blob(lease, diff_id, c, &d)?;
-    Ok((d, size))
+    let (d, size) = (writer.digest(), writer.size());
+    Ok(Blob::Written(Box::new(writer), d, size))
+}
+
+/// Commits a blob [`compress_layer`] wrote and records it in the (diffID, compression) cache:
+/// durable before visible, as every blob.
+fn commit(
+    store: &Store,
+    lease: &Lease,
+    diff_id: &Digest,
+    c: Compression,
+    blob: Blob,
+) -> Result<()> {
+    if let Blob::Written(writer, d, size) = blob {
+        writer.commit(Some((&d, size)))?;
+        store.set_compressed_blob(lease, diff_id, c, &d)?;
+    }
+    Ok(())
+}
+
+/// Compresses the layers that have no cached blob, in parallel; returns every layer's blob.
+fn compress_all(
+    store: &Store,
+    lease: &Lease,
+    diff_ids: &[Digest],
+    c: Compression,
+) -> Result<Vec<(Digest, Blob)>> {
+    let mut todo: Vec<Digest> = diff_ids.to_vec();
+    todo.sort();
+    todo.dedup();
+    // One OS thread per layer (not rayon tasks: the gzip writer itself waits on rayon tasks and
+    // must never block a pool thread), a few at a time.
+    let width = rayon::current_num_threads().clamp(2, 8);
+    let mut done = Vec::new();
+    for group in todo.chunks(width) {
+        let results: Vec<Result<Blob>> = thread::scope(|s| {
+            let handles: Vec<_> = group
+                .iter()
+                .map(|d| s.spawn(move || compress_layer(store, lease, d, c)))
+                .collect();
+            handles.into_iter().map(joined).collect()
+        });
+        for (d, r) in group.iter().zip(results) {
+            done.push((*d, r?));
+        }
+    }
+    Ok(done)
+}
+
+fn joined<T>(h: thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
+    h.join()
+        .unwrap_or_else(|_| Err(Error::BadArchive("compression thread panicked".into())))
 }
 
 /// Makes sure every layer has a compressed blob, compressing missing ones in parallel.
@@ -302,31 +360,13 @@ pub fn compress_layers(
     diff_ids: &[Digest],
     c: Compression,
 ) -> Result<BTreeMap<Digest, (Digest, u64)>> {
-    let mut todo: Vec<Digest> = diff_ids.to_vec();
-    todo.sort();
-    todo.dedup();
-    // One OS thread per layer (not rayon tasks: the gzip writer itself waits on rayon tasks and
-    // must never block a pool thread), a few at a time.
-    let width = rayon::current_num_threads().clamp(2, 8);
     let mut done = BTreeMap::new();
-    for group in todo.chunks(width) {
-        let results: Vec<Result<(Digest, u64)>> = thread::scope(|s| {
-            let handles: Vec<_> = group
-                .iter()
-                .map(|d| s.spawn(move || ensure_compressed(store, lease, d, c)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(Error::BadArchive("compression thread panicked".into()))
-                    })
-                })
-                .collect()
-        });
-        for (d, r) in group.iter().zip(results) {
-            done.insert(*d, r?);
-        }
+    for (diff_id, blob) in compress_all(store, lease, diff_ids, c)? {
+        let (d, size) = match &blob {
+            Blob::Committed(d, size) | Blob::Written(_, d, size) => (*d, *size),
+        };
+        commit(store, lease, &diff_id, c, blob)?;
+        done.insert(diff_id, (d, size));
     }
     Ok(done)
 }
@@ -347,11 +387,53 @@ pub fn write(
         .iter()
         .flat_map(|i| i.layers.iter().map(|(d, _)| *d))
         .collect();
-    let compressed = if c == Compression::None {
-        BTreeMap::new()
+    let made = if c == Compression::None {
+        Vec::new()
     } else {
-        compress_layers(store, lease, &all, c)?
+        compress_all(store, lease, &all, c)?
     };
+    // Fresh blobs are committed (fsync, rename, cache entry) on another thread while the
+    // archive is written, their content read from the ingest file (still readable once renamed).
+    let mut compressed = BTreeMap::new();
+    let mut fresh: BTreeMap<Digest, File> = BTreeMap::new();
+    let mut pending = Vec::new();
+    for (diff_id, blob) in made {
+        match &blob {
+            Blob::Committed(d, size) => {
+                compressed.insert(diff_id, (*d, *size));
+            }
+            Blob::Written(w, d, size) => {
+                let path = w.ingest_path();
+                let f =
+                    File::open(path).map_err(Error::io(format!("reading {}", path.display())))?;
+                fresh.insert(*d, f);
+                compressed.insert(diff_id, (*d, *size));
+                pending.push((diff_id, blob));
+            }
+        }
+    }
+    thread::scope(|s| {
+        let commits = s.spawn(move || {
+            pending
+                .into_iter()
+                .try_for_each(|(diff_id, blob)| commit(store, lease, &diff_id, c, blob))
+        });
+        let written = write_archive(store, images, c, &compressed, fresh, out);
+        let committed = joined(commits);
+        written.and(committed)
+    })
+}
+
+/// Writes the layout tar, given every layer's compressed blob (`compressed`, by diffID) and
+/// open files for the blobs still being committed (`fresh`).
+fn write_archive(
+    store: &Store,
+    images: &[SaveImage],
+    c: Compression,
+    compressed: &BTreeMap<Digest, (Digest, u64)>,
+    mut fresh: BTreeMap<Digest, File>,
+    out: impl Write,
+) -> Result<()> {
     enum Src<'a> {
         Bytes(Vec<u8>),
         Config(&'a [u8]),
@@ -417,8 +499,11 @@ pub fn write(
             Src::Bytes(b) => tar.bytes(path, b)?,
             Src::Config(b) => tar.bytes(path, b)?,
             Src::Blob(d, size) => tar.stream(path, *size, |w| {
-                copy_blob(store.open_blob(d)?, w, &mut buf)
-                    .map_err(Error::io(format!("copying blob {d}")))
+                let f = match fresh.remove(d) {
+                    Some(f) => f,
+                    None => store.open_blob(d)?,
+                };
+                copy_blob(f, w, &mut buf).map_err(Error::io(format!("copying blob {d}")))
             })?,
             Src::Layer(d, size) => tar.stream(path, *size, |w| Ok(store.write_layer_tar(d, w)?))?,
         }
