@@ -357,6 +357,9 @@ const BLOCK: usize = 512;
 /// (a stored run costs 5 bytes of block header and restarts the compressor).
 const MIN_STORED_RUN: usize = 4 * BLOCK;
 
+/// Deflated runs of a poor chunk shorter than this use the fast level (see [`deflate_chunk`]).
+const SHORT_RUN: usize = 8 << 10;
+
 /// How a chunk is encoded, decided by a cheap trial on samples of its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Trial {
@@ -506,7 +509,8 @@ fn deflate_into(
 
 /// Deflates one chunk as raw deflate; ends with a sync flush, or with the final block when
 /// `last`. Compressible chunks go through one compressor at `level`; poor ones are split by
-/// [`split_runs`], random-looking runs stored and the rest deflated at `level`.
+/// [`split_runs`], random-looking runs stored, runs under [`SHORT_RUN`] deflated at level 1 and
+/// longer ones at `level`.
 fn deflate_chunk(data: &[u8], level: flate2::Compression, last: bool) -> io::Result<Vec<u8>> {
     let mut out: Vec<u8> = Vec::with_capacity(data.len() + data.len() / 64 + 1024);
     if level.level() == 0 {
@@ -526,19 +530,27 @@ fn deflate_chunk(data: &[u8], level: flate2::Compression, last: bool) -> io::Res
         deflate_into(&mut c, data, &mut out, flush)?;
         return Ok(out);
     }
-    let mut c: Option<flate2::Compress> = None;
+    // Short runs (the headers and padding between stored files) go through the fast level:
+    // its fixed Huffman codes spare building trees for every few hundred bytes.
+    let mut full: Option<flate2::Compress> = None;
+    let mut fast: Option<flate2::Compress> = None;
     for (start, end, stored) in split_runs(data) {
         let run = &data[start..end];
         if stored {
             store(run, &mut out);
             continue;
         }
-        let c = match c.as_mut() {
+        let (slot, run_level) = if run.len() < SHORT_RUN {
+            (&mut fast, flate2::Compression::fast())
+        } else {
+            (&mut full, level)
+        };
+        let c = match slot.as_mut() {
             Some(c) => {
                 c.reset();
                 c
             }
-            None => c.insert(flate2::Compress::new(level, false)),
+            None => slot.insert(flate2::Compress::new(run_level, false)),
         };
         deflate_into(c, run, &mut out, FlushCompress::Sync)?;
     }
