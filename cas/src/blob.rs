@@ -207,6 +207,12 @@ impl BlobWriter {
         self.size
     }
 
+    /// The digest of everything written so far: what [`BlobWriter::commit`] publishes when
+    /// nothing more is written.
+    pub fn digest(&self) -> Digest {
+        self.hasher.clone().finish()
+    }
+
     /// The ingest data file (for error messages).
     pub fn ingest_path(&self) -> &Path {
         &self.data_path

@@ -16,7 +16,8 @@
 //!   so the output is deterministic.
 //! - zstd uses libzstd's multithreaded mode (`zstdmt`) with one worker per core.
 //!
-//! [`compress`] ties it together and returns the digest and size of what it wrote.
+//! [`compress`] ties it together and returns the digest and size of what it wrote;
+//! [`compress_from`] runs the producer of the input and the encoder on two threads.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -156,27 +157,38 @@ pub fn decompress<'a, R: Read + 'a>(
     Ok((kind, reader))
 }
 
-/// A writer that passes bytes through while computing their sha256 and count.
+/// A writer that passes bytes through while counting them and (unless made with
+/// [`DigestWriter::counting`]) computing their sha256.
 #[derive(Debug)]
 pub struct DigestWriter<W> {
     inner: W,
-    hasher: Hasher,
+    hasher: Option<Hasher>,
     count: u64,
 }
 
 impl<W: Write> DigestWriter<W> {
-    /// Wraps `inner`.
+    /// Wraps `inner`, hashing.
     pub fn new(inner: W) -> Self {
         DigestWriter {
             inner,
-            hasher: Hasher::new(),
+            hasher: Some(Hasher::new()),
             count: 0,
         }
     }
 
-    /// The digest and size of everything written, and the inner writer.
-    pub fn finish(self) -> (Digest, u64, W) {
-        let d = self.hasher.finish();
+    /// Wraps `inner`, only counting: for a destination that hashes by itself (a store blob
+    /// writer), so the stream is not hashed twice.
+    pub fn counting(inner: W) -> Self {
+        DigestWriter {
+            inner,
+            hasher: None,
+            count: 0,
+        }
+    }
+
+    /// The digest (when hashing) and size of everything written, and the inner writer.
+    pub fn finish(self) -> (Option<Digest>, u64, W) {
+        let d = self.hasher.map(Hasher::finish);
         (d, self.count, self.inner)
     }
 }
@@ -184,7 +196,9 @@ impl<W: Write> DigestWriter<W> {
 impl<W: Write> Write for DigestWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(&buf[..n]);
+        }
         self.count += n as u64;
         Ok(n)
     }
@@ -324,54 +338,165 @@ impl<W: Write> Write for GzipWriter<W> {
     }
 }
 
-/// Deflates one chunk as raw deflate with a fresh compressor; ends with a sync flush, or with
-/// the final block when `last`.
-/// How much of a chunk [`looks_incompressible`] samples.
-const SAMPLE: usize = 32 << 10;
+/// How much of a chunk the trial deflate samples: [`TRIAL_SLICES`] slices of this size, spread
+/// evenly over the chunk.
+const TRIAL_SLICE: usize = 8 << 10;
 
-/// True when a fast trial deflate of the chunk's first [`SAMPLE`] bytes saves less than 2%:
-/// already-compressed content (archives, images, random data) is then stored instead of being
-/// run through the full-level compressor for nothing. The decision depends only on the chunk's
-/// bytes, so the output stays deterministic.
-fn looks_incompressible(data: &[u8]) -> bool {
-    let sample = &data[..data.len().min(SAMPLE)];
-    if sample.len() < 4096 {
-        return false;
-    }
-    let mut c = flate2::Compress::new(flate2::Compression::fast(), false);
-    let mut out = Vec::with_capacity(sample.len() + 1024);
-    if c.compress_vec(sample, &mut out, FlushCompress::Finish)
-        .is_err()
-    {
-        return false;
-    }
-    out.len() * 50 >= sample.len() * 49
+/// How many slices the trial samples.
+const TRIAL_SLICES: usize = 4;
+
+/// The trial saving (percent of the sample) from which a chunk is deflated whole at the
+/// configured level. Below it the chunk is mostly already-compressed or random content (a
+/// layer of archives, images, binaries packed with compressed data): see [`split_runs`].
+const POOR_SAVING_PCT: usize = 20;
+
+/// The granularity of [`split_runs`].
+const BLOCK: usize = 512;
+
+/// Random-looking runs shorter than this are deflated with their neighbours rather than stored
+/// (a stored run costs 5 bytes of block header and restarts the compressor).
+const MIN_STORED_RUN: usize = 4 * BLOCK;
+
+/// Deflated runs of a poor chunk shorter than this use the fast level (see [`deflate_chunk`]).
+const SHORT_RUN: usize = 8 << 10;
+
+/// How a chunk is encoded, decided by a cheap trial on samples of its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trial {
+    /// Deflated whole at the configured level.
+    Compressible,
+    /// Split into random-looking runs (stored) and the rest (deflated).
+    Poor,
 }
 
-fn deflate_chunk(data: &[u8], level: flate2::Compression, last: bool) -> io::Result<Vec<u8>> {
-    let level = if level.level() > 0 && looks_incompressible(data) {
-        flate2::Compression::none()
+/// A level-1 deflate of [`TRIAL_SLICES`] slices spread over the chunk: a saving under
+/// [`POOR_SAVING_PCT`] marks it [`Trial::Poor`]. Costs about 3% of a level-6 pass over the
+/// chunk; depends only on the chunk's bytes, so the output stays deterministic.
+fn trial(data: &[u8]) -> Trial {
+    if data.len() < TRIAL_SLICE * TRIAL_SLICES {
+        return Trial::Compressible;
+    }
+    let step = data.len() / TRIAL_SLICES;
+    let mut c = flate2::Compress::new(flate2::Compression::fast(), false);
+    let mut out = Vec::with_capacity(TRIAL_SLICE * TRIAL_SLICES + 1024);
+    for i in 0..TRIAL_SLICES {
+        let slice = &data[i * step..i * step + TRIAL_SLICE];
+        let flush = if i + 1 == TRIAL_SLICES {
+            FlushCompress::Finish
+        } else {
+            FlushCompress::None
+        };
+        let before = c.total_in();
+        if c.compress_vec(slice, &mut out, flush).is_err()
+            || c.total_in() - before != slice.len() as u64
+        {
+            return Trial::Compressible;
+        }
+    }
+    let sampled = TRIAL_SLICE * TRIAL_SLICES;
+    if out.len() * 100 > sampled * (100 - POOR_SAVING_PCT) {
+        Trial::Poor
     } else {
-        level
-    };
-    let mut c = flate2::Compress::new(level, false);
-    let mut out: Vec<u8> = Vec::with_capacity(data.len() / 2 + 1024);
-    let flush = if last {
-        FlushCompress::Finish
-    } else {
-        FlushCompress::Sync
-    };
+        Trial::Compressible
+    }
+}
+
+/// Whether a block looks like random bytes: almost no zero bytes and about half of the bytes
+/// with the high bit set (text, machine code, tar headers and padding all fail one of the two).
+/// A byte-statistics test, far cheaper than a trial deflate, and exact enough at this size: a
+/// random block fails it with probability below 1e-6.
+fn looks_random(block: &[u8]) -> bool {
+    let n = block.len();
+    if n < BLOCK {
+        return false;
+    }
+    // Per-lane byte counters over 32-byte rows (at most 16 rows per block fit a u8): one pass
+    // the compiler turns into vector compares and adds.
+    let mut zero_lanes = [0u8; 32];
+    let mut high_lanes = [0u8; 32];
+    let (mut zeros, mut high) = (0usize, 0usize);
+    for rows in block.chunks(32 * 16) {
+        for row in rows.chunks_exact(32) {
+            for i in 0..32 {
+                zero_lanes[i] += u8::from(row[i] == 0);
+                high_lanes[i] += row[i] >> 7;
+            }
+        }
+        for b in rows.chunks_exact(32).remainder() {
+            zeros += usize::from(*b == 0);
+            high += usize::from(*b >> 7);
+        }
+        zeros += zero_lanes.iter().map(|c| usize::from(*c)).sum::<usize>();
+        high += high_lanes.iter().map(|c| usize::from(*c)).sum::<usize>();
+        zero_lanes = [0; 32];
+        high_lanes = [0; 32];
+    }
+    zeros * 64 <= n && high.abs_diff(n / 2) * 8 <= n
+}
+
+/// Cuts a poorly compressible chunk into runs at [`BLOCK`] offsets: `(start, end, stored)`.
+/// Runs of random-looking blocks of at least [`MIN_STORED_RUN`] bytes are stored; everything
+/// else (the tar headers and padding between already-compressed files, say) is deflated.
+fn split_runs(data: &[u8]) -> Vec<(usize, usize, bool)> {
+    let mut runs: Vec<(usize, usize, bool)> = Vec::new();
+    for (i, block) in data.chunks(BLOCK).enumerate() {
+        let start = i * BLOCK;
+        let end = start + block.len();
+        let stored = looks_random(block);
+        match runs.last_mut() {
+            Some(last) if last.2 == stored => last.1 = end,
+            _ => runs.push((start, end, stored)),
+        }
+    }
+    // Short stored runs join the deflated ones around them.
+    let mut merged: Vec<(usize, usize, bool)> = Vec::with_capacity(runs.len());
+    for (start, end, stored) in runs {
+        let stored = stored && end - start >= MIN_STORED_RUN;
+        match merged.last_mut() {
+            Some(last) if last.2 == stored => last.1 = end,
+            _ => merged.push((start, end, stored)),
+        }
+    }
+    merged
+}
+
+/// Appends `data` as stored (uncompressed) deflate blocks. The stream must be byte aligned,
+/// which it is at the start of a chunk and after a sync flush.
+fn store(data: &[u8], out: &mut Vec<u8>) {
+    for piece in data.chunks(usize::from(u16::MAX)) {
+        // BFINAL=0, BTYPE=00, then padding to the byte boundary (RFC 1951 section 3.2.4).
+        let len = piece.len() as u16;
+        out.push(0);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(piece);
+    }
+}
+
+/// The last block of a deflate stream with no data: BFINAL=1, stored, LEN=0.
+const FINAL_EMPTY_BLOCK: [u8; 5] = [1, 0, 0, 0xff, 0xff];
+
+/// Deflates `data` with `c` (fresh or reset) into `out`, ending with `flush` (sync: byte
+/// aligned and not final; finish: the final block).
+fn deflate_into(
+    c: &mut flate2::Compress,
+    data: &[u8],
+    out: &mut Vec<u8>,
+    flush: FlushCompress,
+) -> io::Result<()> {
+    let last = flush == FlushCompress::Finish;
+    let base = c.total_in();
     loop {
-        if out.len() == out.capacity() {
+        if out.capacity() - out.len() < 1024 {
             out.reserve(out.capacity().max(64 << 10));
         }
-        let consumed = usize::try_from(c.total_in())
+        let consumed = usize::try_from(c.total_in() - base)
             .unwrap_or(data.len())
             .min(data.len());
         let status = c
-            .compress_vec(&data[consumed..], &mut out, flush)
+            .compress_vec(&data[consumed..], out, flush)
             .map_err(io::Error::other)?;
-        let all_in = usize::try_from(c.total_in()).unwrap_or(0) == data.len();
+        let all_in = usize::try_from(c.total_in() - base).unwrap_or(0) == data.len();
         match status {
             Status::StreamEnd => break,
             // A flush is complete when all input is taken and output space is left over.
@@ -379,14 +504,67 @@ fn deflate_chunk(data: &[u8], level: flate2::Compression, last: bool) -> io::Res
             Status::Ok | Status::BufError => {}
         }
     }
+    Ok(())
+}
+
+/// Deflates one chunk as raw deflate; ends with a sync flush, or with the final block when
+/// `last`. Compressible chunks go through one compressor at `level`; poor ones are split by
+/// [`split_runs`], random-looking runs stored, runs under [`SHORT_RUN`] deflated at level 1 and
+/// longer ones at `level`.
+fn deflate_chunk(data: &[u8], level: flate2::Compression, last: bool) -> io::Result<Vec<u8>> {
+    let mut out: Vec<u8> = Vec::with_capacity(data.len() + data.len() / 64 + 1024);
+    if level.level() == 0 {
+        store(data, &mut out);
+        if last {
+            out.extend_from_slice(&FINAL_EMPTY_BLOCK);
+        }
+        return Ok(out);
+    }
+    let flush = if last {
+        FlushCompress::Finish
+    } else {
+        FlushCompress::Sync
+    };
+    if trial(data) == Trial::Compressible {
+        let mut c = flate2::Compress::new(level, false);
+        deflate_into(&mut c, data, &mut out, flush)?;
+        return Ok(out);
+    }
+    // Short runs (the headers and padding between stored files) go through the fast level:
+    // its fixed Huffman codes spare building trees for every few hundred bytes.
+    let mut full: Option<flate2::Compress> = None;
+    let mut fast: Option<flate2::Compress> = None;
+    for (start, end, stored) in split_runs(data) {
+        let run = &data[start..end];
+        if stored {
+            store(run, &mut out);
+            continue;
+        }
+        let (slot, run_level) = if run.len() < SHORT_RUN {
+            (&mut fast, flate2::Compression::fast())
+        } else {
+            (&mut full, level)
+        };
+        let c = match slot.as_mut() {
+            Some(c) => {
+                c.reset();
+                c
+            }
+            None => slot.insert(flate2::Compress::new(run_level, false)),
+        };
+        deflate_into(c, run, &mut out, FlushCompress::Sync)?;
+    }
+    if last {
+        out.extend_from_slice(&FINAL_EMPTY_BLOCK);
+    }
     Ok(out)
 }
 
 /// What [`compress`] produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compressed {
-    /// The digest of the compressed output.
-    pub digest: Digest,
+    /// The digest of the compressed output; `None` from an [`Encoder::counting`].
+    pub digest: Option<Digest>,
     /// The size of the compressed output.
     pub size: u64,
     /// The number of input bytes.
@@ -423,7 +601,20 @@ impl<W: Write> Encoder<W> {
     ///
     /// The zstd encoder cannot be set up.
     pub fn new(c: Compression, out: W) -> Result<Self> {
-        let out = DigestWriter::new(out);
+        Self::with(c, DigestWriter::new(out))
+    }
+
+    /// A compressing writer for `c` that counts its output but does not hash it (for a
+    /// destination that hashes, such as a store blob writer).
+    ///
+    /// # Errors
+    ///
+    /// The zstd encoder cannot be set up.
+    pub fn counting(c: Compression, out: W) -> Result<Self> {
+        Self::with(c, DigestWriter::counting(out))
+    }
+
+    fn with(c: Compression, out: DigestWriter<W>) -> Result<Self> {
         Ok(match c {
             Compression::None => Encoder::None(out, 0),
             Compression::Gzip => Encoder::Gzip(GzipWriter::new(out, GzipOptions::default()), 0),
@@ -495,6 +686,86 @@ pub fn compress(c: Compression, mut input: impl Read, out: impl Write) -> Result
     Ok(enc.finish()?.0)
 }
 
+/// How much [`compress_from`]'s producer hands to the encoder thread at a time.
+const HANDOFF: usize = 1 << 20;
+
+/// A writer that hands full buffers to another thread.
+struct Handoff {
+    tx: mpsc::SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
+    /// The receiving thread has stopped (it failed): its error is the one to report.
+    broken: bool,
+}
+
+impl Handoff {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(HANDOFF));
+        self.tx.send(full).map_err(|_| {
+            self.broken = true;
+            io::Error::other("compression thread stopped")
+        })
+    }
+}
+
+impl Write for Handoff {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = (HANDOFF - self.buf.len()).min(buf.len());
+        self.buf.extend_from_slice(&buf[..n]);
+        if self.buf.len() == HANDOFF {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+/// Compresses what `fill` writes through `enc`, with `fill` on the calling thread and the
+/// encoder (chunk dispatch, ordered output, the destination's hashing and writes) on another,
+/// so producing the input (regenerating a layer tar from its objects) overlaps with encoding.
+/// The output is the same as writing through `enc` directly.
+///
+/// # Errors
+///
+/// `fill`'s error, or the encoder's (write errors of the destination, deflate failures).
+pub fn compress_from<W: Write + Send>(
+    enc: Encoder<W>,
+    fill: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<(Compressed, W)> {
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(4);
+    std::thread::scope(|s| {
+        let worker = s.spawn(move || {
+            let mut enc = enc;
+            for buf in rx {
+                enc.write_all(&buf).map_err(Error::io("compressing"))?;
+            }
+            enc.finish()
+        });
+        let mut hand = Handoff {
+            tx,
+            buf: Vec::with_capacity(HANDOFF),
+            broken: false,
+        };
+        let filled = fill(&mut hand).and_then(|()| hand.send().map_err(Error::io("compressing")));
+        let broken = hand.broken;
+        // Closing the channel ends the encoder's input.
+        drop(hand);
+        let encoded = worker
+            .join()
+            .unwrap_or_else(|_| Err(Error::BadArchive("compression thread panicked".into())));
+        match (filled, encoded) {
+            (Err(_), Err(e)) if broken => Err(e),
+            (Err(e), _) => Err(e),
+            (Ok(()), encoded) => encoded,
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,19 +791,35 @@ mod tests {
         out
     }
 
-    #[test]
-    fn incompressible_chunks_are_stored_and_round_trip() {
-        // Random bytes (an already-compressed file, say) next to compressible text.
-        let mut x: u64 = 7;
-        let mut data: Vec<u8> = (0..DEFAULT_GZIP_CHUNK * 2)
+    fn random(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed;
+        (0..n)
             .map(|_| {
                 x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
                 (x >> 56) as u8
             })
-            .collect();
-        assert!(looks_incompressible(&data[..DEFAULT_GZIP_CHUNK]));
+            .collect()
+    }
+
+    fn gunzip(gz: &[u8]) -> Vec<u8> {
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(gz)
+            .read_to_end(&mut back)
+            .unwrap();
+        back
+    }
+
+    #[test]
+    fn incompressible_chunks_are_stored_and_round_trip() {
+        // Random bytes (an already-compressed file, say) next to compressible text.
+        let mut data = random(DEFAULT_GZIP_CHUNK * 2, 7);
+        assert_eq!(trial(&data[..DEFAULT_GZIP_CHUNK]), Trial::Poor);
+        assert_eq!(
+            split_runs(&data[..DEFAULT_GZIP_CHUNK]),
+            [(0, DEFAULT_GZIP_CHUNK, true)]
+        );
         let text = b"hello layer ".repeat(DEFAULT_GZIP_CHUNK / 12);
-        assert!(!looks_incompressible(&text));
+        assert_eq!(trial(&text), Trial::Compressible);
         data.extend_from_slice(&text);
         let gz = gzip(&data);
         // Stored random chunks cost a few bytes per 64 KiB block; the text still compresses.
@@ -541,12 +828,124 @@ mod tests {
             "{}",
             gz.len()
         );
+        assert_eq!(gunzip(&gz), data);
+        assert_eq!(gz, gzip(&data), "deterministic");
+    }
+
+    #[test]
+    fn headers_between_random_files_are_still_deflated() {
+        // A tar of already-compressed files: 512-byte mostly-zero headers between random
+        // contents. The chunk is poor as a whole; the headers still shrink, the contents are
+        // stored rather than run through the full-level compressor.
+        let mut data = Vec::new();
+        let mut header = vec![0u8; 512];
+        header[..9].copy_from_slice(b"app/f.bin");
+        for (i, size) in [3000usize, 20_000, 100, 60_000, 4000]
+            .iter()
+            .cycle()
+            .enumerate()
+        {
+            if data.len() > DEFAULT_GZIP_CHUNK * 3 {
+                break;
+            }
+            data.extend_from_slice(&header);
+            data.extend_from_slice(&random(*size, i as u64 + 1));
+            data.resize(data.len().next_multiple_of(512), 0);
+        }
+        let chunk = &data[..DEFAULT_GZIP_CHUNK];
+        assert_eq!(trial(chunk), Trial::Poor);
+        let runs = split_runs(chunk);
+        let stored: usize = runs.iter().filter(|r| r.2).map(|r| r.1 - r.0).sum();
+        assert!(stored > DEFAULT_GZIP_CHUNK * 3 / 4, "{stored}");
+        assert!(runs.iter().any(|r| !r.2), "headers are deflated");
+        assert_eq!(runs.first().map(|r| r.0), Some(0));
+        assert_eq!(runs.last().map(|r| r.1), Some(chunk.len()));
+        assert!(
+            runs.windows(2)
+                .all(|w| w[0].1 == w[1].0 && w[0].2 != w[1].2)
+        );
+        let gz = gzip(&data);
+        assert!(
+            gz.len() < data.len() * 99 / 100,
+            "{} of {}",
+            gz.len(),
+            data.len()
+        );
+        assert_eq!(gunzip(&gz), data);
+        let (_, mut r) = decompress(&gz[..], DEFAULT_MAX_DECOMPRESSED).unwrap();
         let mut back = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..])
+        r.read_to_end(&mut back).unwrap();
+        assert_eq!(back, data);
+    }
+
+    #[test]
+    fn looks_random_counts_like_the_plain_definition() {
+        let plain = |b: &[u8]| {
+            let zeros = b.iter().filter(|x| **x == 0).count();
+            let high = b.iter().filter(|x| **x >= 0x80).count();
+            b.len() >= BLOCK && zeros * 64 <= b.len() && high.abs_diff(b.len() / 2) * 8 <= b.len()
+        };
+        let r = random(4096, 11);
+        let text = b"plain text, no high bits ".repeat(40);
+        let mut header = vec![0u8; 512];
+        header[..20].copy_from_slice(&r[..20]);
+        let mut half = r[..1000].to_vec();
+        half.extend_from_slice(&[0u8; 30]);
+        for b in [
+            &r[..512],
+            &r[..BLOCK + 77],
+            &r[..],
+            &text[..],
+            &header[..],
+            &half[..],
+            &r[..100],
+        ] {
+            assert_eq!(looks_random(b), plain(b), "{}", b.len());
+        }
+        assert!(looks_random(&r[..512]));
+        assert!(!looks_random(&text));
+        assert!(!looks_random(&header));
+    }
+
+    #[test]
+    fn stored_blocks_split_at_64k() {
+        let data = random(200_000, 3);
+        let mut out = Vec::new();
+        store(&data, &mut out);
+        out.extend_from_slice(&FINAL_EMPTY_BLOCK);
+        assert_eq!(out.len(), data.len() + 4 * 5 + 5);
+        let mut back = Vec::new();
+        flate2::read::DeflateDecoder::new(&out[..])
             .read_to_end(&mut back)
             .unwrap();
         assert_eq!(back, data);
-        assert_eq!(gz, gzip(&data), "deterministic");
+    }
+
+    #[test]
+    fn compress_from_matches_direct_writes_and_reports_fill_errors() {
+        let data = sample(DEFAULT_GZIP_CHUNK * 3 + 99);
+        let (c, out) = compress_from(Encoder::new(Compression::Gzip, Vec::new()).unwrap(), |w| {
+            for piece in data.chunks(100_000) {
+                w.write_all(piece).map_err(Error::io("t"))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(out, gzip(&data));
+        assert_eq!(c.digest, Some(Digest::of(&out)));
+        assert_eq!(c.input_size, data.len() as u64);
+        let (c, out) = compress_from(
+            Encoder::counting(Compression::Gzip, Vec::new()).unwrap(),
+            |w| w.write_all(&data).map_err(Error::io("t")),
+        )
+        .unwrap();
+        assert_eq!((c.digest, c.size), (None, out.len() as u64));
+        let err = compress_from(Encoder::new(Compression::Gzip, Vec::new()).unwrap(), |w| {
+            w.write_all(&data).map_err(Error::io("t"))?;
+            Err(Error::BadArchive("source broke".into()))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("source broke"), "{err}");
     }
 
     #[test]
@@ -626,7 +1025,7 @@ mod tests {
         let c = compress(Compression::Zstd, &data[..], &mut z).unwrap();
         assert_eq!(c.input_size, data.len() as u64);
         assert_eq!(c.size, z.len() as u64);
-        assert_eq!(c.digest, Digest::of(&z));
+        assert_eq!(c.digest, Some(Digest::of(&z)));
         let (kind, mut r) = decompress(&z[..], DEFAULT_MAX_DECOMPRESSED).unwrap();
         assert_eq!(kind, Detected::Zstd);
         let mut back = Vec::new();
