@@ -1,0 +1,52 @@
+//! The runner's error type.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything the runner can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A filesystem operation failed on `path`.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path the operation was made on.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Cas(#[from] strata_cas::Error),
+    /// The image service failed.
+    #[error(transparent)]
+    Oci(#[from] strata_oci::Error),
+    /// The sandbox failed.
+    #[error(transparent)]
+    Executor(#[from] strata_executor::Error),
+    /// No container matches the name or ID prefix.
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
+    /// An ID prefix matches several containers.
+    #[error("multiple containers match the prefix {0:?}; give more of the ID")]
+    Ambiguous(String),
+    /// A name or request conflicts with the current state (name in use, container running, ...).
+    #[error("{0}")]
+    Conflict(String),
+    /// A flag or value the user gave is invalid (docker's exit 125).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// An [`Error::Io`] on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// The runner's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
