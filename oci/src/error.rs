@@ -82,6 +82,22 @@ pub enum Error {
         /// The short image ID.
         id: String,
     },
+    /// A registry request that failed: what was asked of which registry, and why.
+    #[error("{context}: {message}")]
+    Registry {
+        /// The registry and operation (`pulling 127.0.0.1:5000/x:latest`).
+        context: String,
+        /// What went wrong (status, registry error text).
+        message: String,
+    },
+    /// Credentials missing or refused by a registry (HTTP 401/403).
+    #[error("{context}: unauthorized: {message}")]
+    Unauthorized {
+        /// The registry and operation.
+        context: String,
+        /// The registry's own message, or the status.
+        message: String,
+    },
 }
 
 impl Error {

@@ -5,6 +5,7 @@
 //! - [`image`]: image config and manifest JSON (built and parsed with `oci-spec`), `--change`
 //!   lines.
 //! - [`docker_archive`] and [`oci_layout`]: reading (`load`) and writing (`save`) archives.
+//! - [`registry`]: the distribution API client (`pull`, `push`, `login`, `search`).
 //! - [`service`]: [`Images`], the image service behind `import`, `load`, `save`, `images`,
 //!   `tag`, `rmi`, `inspect` and `history`.
 
@@ -14,6 +15,7 @@ pub mod docker_archive;
 pub mod error;
 pub mod image;
 pub mod oci_layout;
+pub mod registry;
 pub mod service;
 
 pub use error::{Error, Result};

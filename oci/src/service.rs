@@ -180,6 +180,35 @@ impl Images {
         &self.store
     }
 
+    /// The bound on any one decompressed stream.
+    pub fn limit(&self) -> u64 {
+        self.max_decompressed
+    }
+
+    /// Points `references` at a stored manifest in one refs update (or keeps it by a hidden ref
+    /// when there are none); returns whether any of them pointed elsewhere (or nowhere) before.
+    ///
+    /// # Errors
+    ///
+    /// Store errors; [`strata_cas::Error::BlobNotFound`] when the manifest is not stored.
+    pub fn name_manifest(&self, manifest: &Digest, references: &[Reference]) -> Result<bool> {
+        let mut moved = false;
+        self.store.update_refs(|refs| {
+            if !self.store.has_blob(manifest) {
+                return Err(strata_cas::Error::BlobNotFound(manifest.to_string()));
+            }
+            moved = references.iter().any(|r| refs.get(r) != Some(manifest));
+            for r in references {
+                point(refs, r, manifest)?;
+            }
+            if references.is_empty() && !refs.values().any(|d| d == manifest) {
+                refs.insert(hidden_ref(manifest)?, *manifest);
+            }
+            Ok(true)
+        })?;
+        Ok(moved)
+    }
+
     fn manifest_config(&self, manifest: &Digest) -> Result<Digest> {
         let bytes = self.store.read_blob(manifest)?;
         let m = image::parse_manifest(&format!("manifest {manifest}"), &bytes)?;
@@ -492,7 +521,9 @@ impl Images {
             && !is_hidden(&reference)
         {
             let hit = records.iter().find(|r| match reference.digest() {
-                Some(d) => r.manifest == *d,
+                // A pulled `name@sha256:` may name an index: its ref points to the platform's
+                // manifest.
+                Some(d) => r.manifest == *d || r.refs.contains(&reference),
                 None => r.refs.contains(&reference),
             });
             if let Some(r) = hit {

@@ -1,0 +1,655 @@
+//! The HTTP side of the distribution API: one [`Client`] per registry host.
+//!
+//! - **Scheme**: https, except for `localhost`, loopback addresses and insecure registries,
+//!   where https is tried first and plain http used when the TLS connection fails (as docker).
+//! - **TLS**: the system bundle plus every `*.crt` in `/etc/containers/certs.d/<host>/` and
+//!   `/etc/docker/certs.d/<host>/`.
+//! - **Auth**: a request goes out anonymously (or with the token already held for its scope);
+//!   a 401 is answered from its `WWW-Authenticate` challenge: Basic with the registry's
+//!   credential, or a Bearer token fetched from the challenge's realm for the request's scope
+//!   (`repository:NAME:pull[,push]`), then the request is sent once more.
+//! - **Redirects** are followed by hand (at most 10), and an `Authorization` header only ever
+//!   goes to the registry's own host: never to a blob store a redirect points at.
+//! - **Retries**: transport errors, 429 and 5xx (but 501) are retried with exponential backoff
+//!   for idempotent requests.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::Duration;
+
+use reqwest::Url;
+use reqwest::blocking::{Body as HttpBody, Response};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, LOCATION};
+use reqwest::{Method, StatusCode};
+
+use super::challenge;
+use super::credentials::Credential;
+use crate::error::{Error, Result};
+
+/// Where per-registry CA certificates are looked up, `<dir>/<host[:port]>/*.crt`.
+pub const CERTS_DIRS: &[&str] = &["/etc/containers/certs.d", "/etc/docker/certs.d"];
+/// The system CA bundle (Debian's).
+const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// The most redirects followed for one request.
+const MAX_REDIRECTS: usize = 10;
+/// The largest token-server response read.
+const MAX_TOKEN_RESPONSE: u64 = 1 << 20;
+
+/// Settings shared by every registry client.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Registries (host or host:port) where plain http is allowed.
+    pub insecure: Vec<String>,
+    /// Directories searched for `<host>/*.crt`.
+    pub certs_dirs: Vec<PathBuf>,
+    /// Attempts after the first for transient failures.
+    pub retries: u32,
+    /// The first backoff delay (doubled each attempt).
+    pub backoff: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            insecure: Vec::new(),
+            certs_dirs: CERTS_DIRS.iter().map(PathBuf::from).collect(),
+            retries: 4,
+            backoff: Duration::from_millis(250),
+        }
+    }
+}
+
+/// A request body that can be sent again (retries, redirects, re-authentication).
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// No body.
+    Empty,
+    /// Bytes in memory.
+    Bytes(Arc<Vec<u8>>),
+    /// `len` bytes of a file from `offset`.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Where the body starts.
+        offset: u64,
+        /// How many bytes.
+        len: u64,
+    },
+}
+
+struct ArcBytes(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for ArcBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Body {
+    fn to_http(&self) -> std::io::Result<Option<HttpBody>> {
+        Ok(match self {
+            Body::Empty => None,
+            Body::Bytes(b) => Some(HttpBody::sized(
+                std::io::Cursor::new(ArcBytes(b.clone())),
+                b.len() as u64,
+            )),
+            Body::File { path, offset, len } => {
+                use std::io::{Seek, SeekFrom};
+                let mut f = fs::File::open(path)?;
+                f.seek(SeekFrom::Start(*offset))?;
+                Some(HttpBody::sized(f.take(*len), *len))
+            }
+        })
+    }
+}
+
+/// One request to a registry.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The method.
+    pub method: Method,
+    /// A path (`/v2/...`) on the registry, or an absolute URL (upload locations).
+    pub url: String,
+    /// The auth scope (`repository:x:pull`), empty for none.
+    pub scope: String,
+    /// Extra headers.
+    pub headers: Vec<(HeaderName, String)>,
+    /// The body.
+    pub body: Body,
+    /// Whether the request may be retried on transient errors.
+    pub idempotent: bool,
+}
+
+impl Request {
+    /// A GET of `url` in `scope`.
+    pub fn get(url: impl Into<String>, scope: &str) -> Request {
+        Request::new(Method::GET, url, scope)
+    }
+
+    /// A request with no body or extra headers.
+    pub fn new(method: Method, url: impl Into<String>, scope: &str) -> Request {
+        let idempotent = !matches!(method, Method::PATCH);
+        Request {
+            method,
+            url: url.into(),
+            scope: scope.to_string(),
+            headers: Vec::new(),
+            body: Body::Empty,
+            idempotent,
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: HeaderName, value: impl Into<String>) -> Request {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: Body) -> Request {
+        self.body = body;
+        self
+    }
+}
+
+/// The client of one registry.
+#[derive(Debug)]
+pub struct Client {
+    domain: String,
+    api_host: String,
+    allow_http: bool,
+    base: OnceLock<String>,
+    http: reqwest::blocking::Client,
+    cred: Option<Credential>,
+    tokens: Mutex<HashMap<String, String>>,
+    basic: AtomicBool,
+    config: ClientConfig,
+}
+
+/// Whether `host` (no port) is a loopback name or address.
+fn is_local(host_port: &str) -> bool {
+    let host = if let Some(rest) = host_port.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `host[:port]` of a URL, as registries are keyed.
+pub fn host_port(u: &Url) -> String {
+    let host = u.host_str().unwrap_or_default();
+    match u.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    }
+}
+
+fn ca_certs(dirs: &[PathBuf], host: &str) -> Result<Vec<reqwest::Certificate>> {
+    let mut out = Vec::new();
+    if let Ok(bundle) = fs::read(SYSTEM_BUNDLE)
+        && let Ok(certs) = reqwest::Certificate::from_pem_bundle(&bundle)
+    {
+        out.extend(certs);
+    }
+    for dir in dirs {
+        let d = dir.join(host);
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        files.sort();
+        for f in files {
+            if f.extension().is_some_and(|e| e == "crt") {
+                out.extend(read_certs(&f)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn read_certs(f: &Path) -> Result<Vec<reqwest::Certificate>> {
+    let bytes = fs::read(f).map_err(Error::io(format!("reading {}", f.display())))?;
+    reqwest::Certificate::from_pem_bundle(&bytes).map_err(|e| Error::Registry {
+        context: format!("CA certificate {}", f.display()),
+        message: e.to_string(),
+    })
+}
+
+/// The message a registry put in its error body (`{"errors":[{"code","message"}]}`), or the
+/// start of the body.
+pub fn error_text(status: StatusCode, body: &[u8]) -> String {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
+        && let Some(errs) = v.get("errors").and_then(|e| e.as_array())
+    {
+        let parts: Vec<String> = errs
+            .iter()
+            .map(|e| {
+                let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("");
+                let msg = e.get("message").and_then(|c| c.as_str()).unwrap_or("");
+                format!("{} {}", code.to_lowercase(), msg).trim().to_string()
+            })
+            .collect();
+        if !parts.is_empty() {
+            return format!("{status}: {}", parts.join("; "));
+        }
+    }
+    let text: String = String::from_utf8_lossy(body).chars().take(200).collect();
+    let text = text.trim();
+    if text.is_empty() {
+        status.to_string()
+    } else {
+        format!("{status}: {text}")
+    }
+}
+
+fn transient_status(s: StatusCode) -> bool {
+    s == StatusCode::TOO_MANY_REQUESTS
+        || (s.is_server_error() && s != StatusCode::NOT_IMPLEMENTED)
+}
+
+impl Client {
+    /// A client for the registry of a reference's domain (`docker.io` talks to
+    /// `registry-1.docker.io`).
+    ///
+    /// # Errors
+    ///
+    /// Unreadable CA certificates, an HTTP client that cannot be built.
+    pub fn new(domain: &str, cred: Option<Credential>, config: ClientConfig) -> Result<Client> {
+        let api_host = if domain == strata_cas::reference::DEFAULT_DOMAIN {
+            "registry-1.docker.io".to_string()
+        } else {
+            domain.to_string()
+        };
+        let allow_http = is_local(&api_host) || config.insecure.contains(&api_host);
+        let mut b = reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(30))
+            .timeout(None::<Duration>)
+            .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")));
+        for c in ca_certs(&config.certs_dirs, &api_host)? {
+            b = b.add_root_certificate(c);
+        }
+        let http = b.build().map_err(|e| Error::Registry {
+            context: format!("registry {domain}"),
+            message: format!("cannot set up the HTTP client: {e}"),
+        })?;
+        Ok(Client {
+            domain: domain.to_string(),
+            api_host,
+            allow_http,
+            base: OnceLock::new(),
+            http,
+            cred,
+            tokens: Mutex::new(HashMap::new()),
+            basic: AtomicBool::new(false),
+            config,
+        })
+    }
+
+    /// The registry domain this client talks to.
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// Whether a credential is configured.
+    pub fn has_credential(&self) -> bool {
+        self.cred.is_some()
+    }
+
+    fn ctx(&self) -> String {
+        format!("registry {}", self.domain)
+    }
+
+    /// `https://host`, or `http://host` for an insecure/local registry without TLS.
+    fn base(&self) -> Result<&str> {
+        if let Some(b) = self.base.get() {
+            return Ok(b);
+        }
+        let https = format!("https://{}", self.api_host);
+        let chosen = if self.allow_http {
+            match self.http.get(format!("{https}/v2/")).send() {
+                Ok(_) => https,
+                Err(_) => format!("http://{}", self.api_host),
+            }
+        } else {
+            https
+        };
+        Ok(self.base.get_or_init(|| chosen))
+    }
+
+    /// The absolute URL of a registry path (`/v2/...`); absolute URLs are returned as they are.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Registry`] for an unparsable URL.
+    pub fn absolute(&self, u: &str) -> Result<Url> {
+        let full = if u.starts_with("http://") || u.starts_with("https://") {
+            u.to_string()
+        } else {
+            format!("{}{u}", self.base()?)
+        };
+        Url::parse(&full).map_err(|e| Error::Registry {
+            context: self.ctx(),
+            message: format!("invalid URL {full:?}: {e}"),
+        })
+    }
+
+    fn auth_header(&self, scope: &str) -> Option<String> {
+        if let Ok(t) = self.tokens.lock()
+            && let Some(tok) = t.get(scope)
+        {
+            return Some(format!("Bearer {tok}"));
+        }
+        if self.basic.load(Ordering::Relaxed) {
+            return self.cred.as_ref().map(Credential::basic);
+        }
+        None
+    }
+
+    /// Answers a 401's challenges for `scope`: fetches a token or switches to Basic.
+    fn authenticate(&self, headers: &HeaderMap, scope: &str) -> Result<()> {
+        let mut challenges = Vec::new();
+        for v in headers.get_all(reqwest::header::WWW_AUTHENTICATE) {
+            if let Ok(s) = v.to_str() {
+                challenges.extend(challenge::parse(s));
+            }
+        }
+        let unauthorized = |m: &str| Error::Unauthorized {
+            context: self.ctx(),
+            message: m.to_string(),
+        };
+        if let Some(b) = challenges.iter().find(|c| c.scheme == "bearer") {
+            let token = self.fetch_token(b, scope)?;
+            if let Ok(mut t) = self.tokens.lock() {
+                t.insert(scope.to_string(), token);
+            }
+            return Ok(());
+        }
+        if challenges.iter().any(|c| c.scheme == "basic") {
+            if self.cred.is_none() {
+                return Err(unauthorized(
+                    "authentication required (401 Unauthorized); run `strata login` first",
+                ));
+            }
+            if self.basic.swap(true, Ordering::Relaxed) {
+                return Err(unauthorized(
+                    "401 Unauthorized: the registry refused the credentials (wrong user name or password?)",
+                ));
+            }
+            return Ok(());
+        }
+        Err(unauthorized(
+            "401 Unauthorized without a usable WWW-Authenticate challenge",
+        ))
+    }
+
+    fn fetch_token(&self, ch: &challenge::Challenge, scope: &str) -> Result<String> {
+        let fail = |m: String| Error::Unauthorized {
+            context: self.ctx(),
+            message: m,
+        };
+        let realm = ch
+            .param("realm")
+            .ok_or_else(|| fail("Bearer challenge without a realm".into()))?;
+        let mut url = Url::parse(realm).map_err(|e| fail(format!("bad realm {realm:?}: {e}")))?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(s) = ch.param("service") {
+                q.append_pair("service", s);
+            }
+            let mut scopes: Vec<&str> = Vec::new();
+            if !scope.is_empty() {
+                scopes.push(scope);
+            }
+            if let Some(s) = ch.param("scope")
+                && s != scope
+            {
+                scopes.push(s);
+            }
+            for s in scopes {
+                q.append_pair("scope", s);
+            }
+        }
+        let mut last = String::new();
+        for attempt in 0..=self.config.retries {
+            if attempt > 0 {
+                thread::sleep(self.config.backoff * 2u32.saturating_pow(attempt - 1));
+            }
+            let mut rb = self.http.get(url.clone());
+            if let Some(c) = &self.cred {
+                rb = rb.header(AUTHORIZATION, c.basic());
+            }
+            let resp = match rb.send() {
+                Ok(r) => r,
+                Err(e) => {
+                    last = format!("token server {realm}: {e}");
+                    continue;
+                }
+            };
+            let status = resp.status();
+            let mut body = Vec::new();
+            let read = resp.take(MAX_TOKEN_RESPONSE).read_to_end(&mut body);
+            if transient_status(status) || read.is_err() {
+                last = format!("token server {realm}: {}", error_text(status, &body));
+                continue;
+            }
+            if !status.is_success() {
+                return Err(fail(format!(
+                    "token server {realm}: {}",
+                    error_text(status, &body)
+                )));
+            }
+            let v: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|e| fail(format!("token server {realm}: invalid response: {e}")))?;
+            let tok = v
+                .get("token")
+                .or_else(|| v.get("access_token"))
+                .and_then(|t| t.as_str())
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| fail(format!("token server {realm}: no token in the response")))?;
+            return Ok(tok.to_string());
+        }
+        Err(fail(last))
+    }
+
+    /// Sends a request once (auth and redirects included); transport errors are returned.
+    fn once(&self, req: &Request) -> Result<std::result::Result<Response, reqwest::Error>> {
+        let mut url = self.absolute(&req.url)?;
+        let mut method = req.method.clone();
+        let mut body = req.body.clone();
+        let registry_host = host_port(&self.absolute("/v2/")?);
+        let mut reauthed = false;
+        let mut redirects = 0;
+        loop {
+            let own_host = host_port(&url) == registry_host;
+            let mut rb = self.http.request(method.clone(), url.clone());
+            for (k, v) in &req.headers {
+                let v = HeaderValue::from_str(v).map_err(|e| Error::Registry {
+                    context: self.ctx(),
+                    message: format!("invalid header value for {k}: {e}"),
+                })?;
+                rb = rb.header(k.clone(), v);
+            }
+            if own_host && let Some(a) = self.auth_header(&req.scope) {
+                rb = rb.header(AUTHORIZATION, a);
+            }
+            let b = body.to_http().map_err(Error::io(format!(
+                "reading the body of {} {url}",
+                req.method
+            )))?;
+            rb = match b {
+                Some(b) => rb.body(b),
+                None if method == Method::PUT || method == Method::POST => {
+                    rb.header(reqwest::header::CONTENT_LENGTH, "0")
+                }
+                None => rb,
+            };
+            let resp = match rb.send() {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(e)),
+            };
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED && own_host && !reauthed {
+                reauthed = true;
+                self.authenticate(resp.headers(), &req.scope)?;
+                continue;
+            }
+            if status.is_redirection()
+                && let Some(loc) = resp.headers().get(LOCATION)
+            {
+                redirects += 1;
+                if redirects > MAX_REDIRECTS {
+                    return Err(Error::Registry {
+                        context: self.ctx(),
+                        message: format!("more than {MAX_REDIRECTS} redirects for {}", req.url),
+                    });
+                }
+                let loc = loc.to_str().unwrap_or("");
+                url = url.join(loc).map_err(|e| Error::Registry {
+                    context: self.ctx(),
+                    message: format!("invalid redirect location {loc:?}: {e}"),
+                })?;
+                if status == StatusCode::SEE_OTHER {
+                    method = Method::GET;
+                    body = Body::Empty;
+                }
+                continue;
+            }
+            return Ok(Ok(resp));
+        }
+    }
+
+    /// Sends a request: auth, redirects, and retries of transient failures. Any final status
+    /// is returned (callers check it); only transport failures after the last retry are errors.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unauthorized`] when auth fails, [`Error::Registry`] for transport errors.
+    pub fn send(&self, req: &Request) -> Result<Response> {
+        let attempts = if req.idempotent {
+            self.config.retries + 1
+        } else {
+            1
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let last = attempt >= attempts;
+            match self.once(req)? {
+                Ok(resp) if transient_status(resp.status()) && !last => {}
+                Ok(resp) => return Ok(resp),
+                Err(e) if !last => {
+                    let _ = e;
+                }
+                Err(e) => {
+                    return Err(Error::Registry {
+                        context: self.ctx(),
+                        message: format!("{} {}: {}", req.method, req.url, full_error(&e)),
+                    });
+                }
+            }
+            self.sleep(attempt);
+        }
+    }
+
+    /// Sleeps the backoff before attempt `attempt + 1`.
+    pub fn sleep(&self, attempt: u32) {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(10));
+        thread::sleep(self.config.backoff * factor);
+    }
+
+    /// How many attempts a transient failure gets.
+    pub fn attempts(&self) -> u32 {
+        self.config.retries + 1
+    }
+
+    /// Sends a request and fails unless the status is a success; returns the response.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::send`], and [`Error::Registry`]/[`Error::Unauthorized`] for a failure
+    /// status, with the registry's message.
+    pub fn send_ok(&self, req: &Request, what: &str) -> Result<Response> {
+        let resp = self.send(req)?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        Err(self.status_error(resp, what))
+    }
+
+    /// The error for a failure response.
+    pub fn status_error(&self, resp: Response, what: &str) -> Error {
+        let status = resp.status();
+        let mut body = Vec::new();
+        let _ = resp.take(64 << 10).read_to_end(&mut body);
+        let text = error_text(status, &body);
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            Error::Unauthorized {
+                context: format!("{what} ({})", self.domain),
+                message: text,
+            }
+        } else {
+            Error::Registry {
+                context: format!("{what} ({})", self.domain),
+                message: text,
+            }
+        }
+    }
+
+    /// Checks that the registry answers the API (`GET /v2/`) with the credential, as `login`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unauthorized`] for refused credentials, transport errors.
+    pub fn ping(&self) -> Result<()> {
+        self.send_ok(&Request::get("/v2/", ""), "GET /v2/")?;
+        Ok(())
+    }
+}
+
+/// An error with its sources (reqwest's Display hides the cause).
+pub fn full_error(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_hosts() {
+        assert!(is_local("localhost:5000"));
+        assert!(is_local("127.0.0.1:5000"));
+        assert!(is_local("[::1]:5000"));
+        assert!(!is_local("ghcr.io"));
+        assert!(!is_local("10.0.0.1:5000"));
+    }
+
+    #[test]
+    fn registry_error_text() {
+        let t = error_text(
+            StatusCode::NOT_FOUND,
+            br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#,
+        );
+        assert_eq!(t, "404 Not Found: manifest_unknown manifest unknown");
+    }
+}

@@ -1,0 +1,489 @@
+//! `pull`: a reference's manifest (an index resolves to the platform's manifest), its config,
+//! then its layers, several at a time, and finally the name.
+//!
+//! Nothing is trusted before it is hashed: the manifest must hash to the reference's digest
+//! (when pinned) and to the index entry that named it, the config to the manifest's config
+//! descriptor, every layer blob to its descriptor (digest and size) and its uncompressed tar to
+//! the config's diff ID. A layer is downloaded into an ingest file (resuming with a `Range`
+//! request after a broken connection when the registry allows it), checked, unpacked into the
+//! store, and only then is its compressed blob committed (and cached as the layer's compressed
+//! form). Config and manifest blobs are stored after every layer, and the name is moved last, so
+//! a failed pull leaves no image behind (only lease-protected garbage that `prune` reclaims).
+
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+
+use oci_spec::image::{Descriptor, ImageManifest};
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, RANGE};
+use strata_cas::blob::BlobWriter;
+use strata_cas::lease::Lease;
+use strata_cas::{Compression, Digest, Reference, Store};
+
+use super::client::{Client, Request, full_error};
+use super::{Event, Events, Platform, Registries, Status, scope};
+use crate::compression::{self, Detected};
+use crate::error::{Error, Result};
+use crate::image::{self, Document};
+use crate::service::Images;
+
+/// The largest manifest or index accepted (as containerd).
+pub const MAX_MANIFEST: u64 = 4 << 20;
+/// The largest image config accepted.
+pub const MAX_CONFIG: u64 = 16 << 20;
+/// Every media type of a manifest strata reads, for `Accept`.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+/// Bytes between two progress events of one blob.
+const PROGRESS_STEP: u64 = 1 << 20;
+
+/// How to pull.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    /// The platform picked from an index.
+    pub platform: Platform,
+    /// Layers downloaded at once.
+    pub jobs: usize,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        PullOptions {
+            platform: Platform::host(),
+            jobs: 4,
+        }
+    }
+}
+
+/// What a pull did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pulled {
+    /// The reference pulled (normalised).
+    pub reference: Reference,
+    /// The digest the reference resolved to on the registry (an index's, for multi-platform
+    /// images): docker's `Digest:` line.
+    pub digest: Digest,
+    /// The platform manifest stored.
+    pub manifest: Digest,
+    /// The image ID (config digest).
+    pub id: Digest,
+    /// Whether the name now points to a different image than before.
+    pub updated: bool,
+}
+
+/// A failure while streaming a body: worth a retry or not.
+enum BodyError {
+    Transient(String),
+    Fatal(Error),
+}
+
+/// Reads a small document (manifest, config) of at most `max` bytes, retrying broken bodies.
+fn fetch_small(client: &Client, req: &Request, what: &str, max: u64) -> Result<Vec<u8>> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let resp = client.send_ok(req, what)?;
+        if let Some(len) = resp
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            && len > max
+        {
+            return Err(Error::Registry {
+                context: what.to_string(),
+                message: format!("{len} bytes is more than the limit of {max}"),
+            });
+        }
+        let mut buf = Vec::new();
+        match resp.take(max + 1).read_to_end(&mut buf) {
+            Ok(_) if buf.len() as u64 > max => {
+                return Err(Error::Registry {
+                    context: what.to_string(),
+                    message: format!("larger than the limit of {max} bytes"),
+                });
+            }
+            Ok(_) => return Ok(buf),
+            Err(e) if attempt < client.attempts() => {
+                let _ = e;
+                client.sleep(attempt);
+            }
+            Err(e) => {
+                return Err(Error::Registry {
+                    context: what.to_string(),
+                    message: format!("reading the response failed: {}", full_error(&e)),
+                });
+            }
+        }
+    }
+}
+
+/// Fetches a manifest or index by tag or digest.
+fn fetch_manifest(client: &Client, repo: &str, target: &str, scope: &str) -> Result<Vec<u8>> {
+    let req = Request::get(format!("/v2/{repo}/manifests/{target}"), scope)
+        .header(ACCEPT, MANIFEST_ACCEPT);
+    fetch_small(
+        client,
+        &req,
+        &format!("manifest {}/{repo}:{target}", client.domain()),
+        MAX_MANIFEST,
+    )
+}
+
+fn check_digest(what: &str, expected: &Digest, bytes: &[u8]) -> Result<()> {
+    let actual = Digest::of(bytes);
+    if actual != *expected {
+        return Err(Error::DigestMismatch {
+            what: what.to_string(),
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// The descriptor of the platform's manifest in an index.
+fn pick<'a>(
+    descs: &'a [Descriptor],
+    platform: &Platform,
+    what: &str,
+) -> Result<&'a Descriptor> {
+    descs
+        .iter()
+        .find(|d| {
+            d.platform().as_ref().is_some_and(|p| {
+                platform.matches(
+                    &p.os().to_string(),
+                    &p.architecture().to_string(),
+                    p.variant().as_deref(),
+                )
+            })
+        })
+        .ok_or_else(|| Error::Registry {
+            context: what.to_string(),
+            message: format!("no matching manifest for {platform} in the manifest list entries"),
+        })
+}
+
+/// Streams a blob body into `w` (which may already hold the first bytes), up to `size`.
+fn copy_body(
+    mut body: impl Read,
+    w: &mut BlobWriter,
+    size: u64,
+    d: &Digest,
+    events: Events<'_>,
+) -> std::result::Result<(), BodyError> {
+    let mut buf = vec![0u8; 256 << 10];
+    let mut last = w.size();
+    loop {
+        let n = match body.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(BodyError::Transient(full_error(&e))),
+        };
+        if n == 0 {
+            break;
+        }
+        if w.size() + n as u64 > size {
+            return Err(BodyError::Fatal(Error::Registry {
+                context: format!("blob {d}"),
+                message: format!("the registry sent more than the {size} bytes announced"),
+            }));
+        }
+        w.write_all(&buf[..n]).map_err(|e| {
+            BodyError::Fatal(Error::io(format!("writing {}", w.ingest_path().display()))(e))
+        })?;
+        if w.size() - last >= PROGRESS_STEP {
+            last = w.size();
+            events(Event {
+                blob: *d,
+                status: Status::Progress {
+                    done: last,
+                    total: size,
+                },
+            });
+        }
+    }
+    if w.size() < size {
+        return Err(BodyError::Transient(format!(
+            "truncated body: got {} of {size} bytes",
+            w.size()
+        )));
+    }
+    Ok(())
+}
+
+/// Downloads a blob into a fresh ingest file, resuming after broken bodies when the registry
+/// answers ranges; returns the writer, not committed, with its size and digest checked.
+fn download(
+    store: &Store,
+    lease: &Lease,
+    client: &Client,
+    repo: &str,
+    d: &Digest,
+    size: u64,
+    events: Events<'_>,
+) -> Result<BlobWriter> {
+    let scope = scope(repo, false);
+    let url = format!("/v2/{repo}/blobs/{d}");
+    let what = format!("blob {d}");
+    let mut w = store.blob_writer(lease)?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let offset = w.size();
+        let mut req = Request::get(&url, &scope);
+        if offset > 0 {
+            req = req.header(RANGE, format!("bytes={offset}-"));
+        }
+        let resp = client.send_ok(&req, &what)?;
+        if offset > 0 && resp.status() != StatusCode::PARTIAL_CONTENT {
+            // No range support: start over.
+            w = store.blob_writer(lease)?;
+        }
+        match copy_body(resp, &mut w, size, d, events) {
+            Ok(()) => break,
+            Err(BodyError::Fatal(e)) => return Err(e),
+            Err(BodyError::Transient(m)) if attempt < client.attempts() => {
+                events(Event {
+                    blob: *d,
+                    status: Status::Retrying(m),
+                });
+                client.sleep(attempt);
+            }
+            Err(BodyError::Transient(m)) => {
+                return Err(Error::Registry {
+                    context: format!("pulling {what}"),
+                    message: format!("{m} (after {attempt} attempts)"),
+                });
+            }
+        }
+    }
+    w.flush()
+        .map_err(Error::io(format!("writing {}", w.ingest_path().display())))?;
+    if w.digest() != *d {
+        return Err(Error::DigestMismatch {
+            what: format!("blob {d} from {}/{repo}", client.domain()),
+            expected: d.to_string(),
+            actual: w.digest().to_string(),
+        });
+    }
+    Ok(w)
+}
+
+/// Everything one layer download needs.
+struct LayerJob<'a> {
+    images: &'a Images,
+    lease: &'a Lease,
+    client: &'a Client,
+    repo: &'a str,
+    events: Events<'a>,
+}
+
+impl LayerJob<'_> {
+    /// Makes one layer present: skipped when committed, else downloaded, checked and unpacked.
+    fn run(&self, desc: &Descriptor, diff_id: &Digest) -> Result<()> {
+        let store = self.images.store();
+        let d = image::to_digest("layer descriptor", desc.digest())?;
+        image::layer_compression(desc.media_type().as_ref())?;
+        // Protect first, then look: a prune cannot sweep it in between.
+        self.lease.record_layer(diff_id)?;
+        if store.layer(diff_id)?.is_some() {
+            (self.events)(Event {
+                blob: d,
+                status: Status::Exists,
+            });
+            return Ok(());
+        }
+        let size = desc.size();
+        let w = download(
+            store,
+            self.lease,
+            self.client,
+            self.repo,
+            &d,
+            size,
+            self.events,
+        )?;
+        (self.events)(Event {
+            blob: d,
+            status: Status::Extracting,
+        });
+        let path = w.ingest_path().to_path_buf();
+        let f = File::open(&path).map_err(Error::io(format!("reading {}", path.display())))?;
+        let (kind, decoded) =
+            compression::decompress(BufReader::with_capacity(1 << 20, f), self.images.limit())?;
+        let info = store.ingest_layer(self.lease, decoded).map_err(|e| Error::BadEntry {
+            entry: format!("layer {d}"),
+            reason: e.to_string(),
+        })?;
+        if info.diff_id != *diff_id {
+            return Err(Error::DigestMismatch {
+                what: format!("layer {d} (diff ID from the image config)"),
+                expected: diff_id.to_string(),
+                actual: info.diff_id.to_string(),
+            });
+        }
+        if d != *diff_id {
+            w.commit(Some((&d, size)))?;
+            let c = match kind {
+                Detected::Gzip => Some(Compression::Gzip),
+                Detected::Zstd => Some(Compression::Zstd),
+                Detected::Plain | Detected::Xz => None,
+            };
+            if let Some(c) = c {
+                store.set_compressed_blob(self.lease, diff_id, c, &d)?;
+            }
+        }
+        (self.events)(Event {
+            blob: d,
+            status: Status::Done,
+        });
+        Ok(())
+    }
+}
+
+/// Downloads the layers, `jobs` at a time; the first error stops new downloads.
+fn pull_layers(job: &LayerJob<'_>, m: &ImageManifest, diff_ids: &[Digest], jobs: usize) -> Result<()> {
+    let work: Vec<(&Descriptor, &Digest)> = m.layers().iter().zip(diff_ids).collect();
+    for (desc, _) in &work {
+        (job.events)(Event {
+            blob: image::to_digest("layer descriptor", desc.digest())?,
+            status: Status::Waiting,
+        });
+    }
+    let next = Mutex::new(0usize);
+    let failed = AtomicBool::new(false);
+    let errors: Mutex<Vec<(usize, Error)>> = Mutex::new(Vec::new());
+    thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, 16).min(work.len().max(1)) {
+            s.spawn(|| {
+                loop {
+                    if failed.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let i = match next.lock() {
+                        Ok(mut n) => {
+                            let i = *n;
+                            *n += 1;
+                            i
+                        }
+                        Err(_) => return,
+                    };
+                    let Some((desc, diff_id)) = work.get(i) else {
+                        return;
+                    };
+                    if let Err(e) = job.run(desc, diff_id) {
+                        failed.store(true, Ordering::Relaxed);
+                        if let Ok(mut errs) = errors.lock() {
+                            errs.push((i, e));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let mut errs = errors.into_inner().unwrap_or_default();
+    errs.sort_by_key(|(i, _)| *i);
+    match errs.into_iter().next() {
+        Some((_, e)) => Err(e),
+        None if failed.load(Ordering::Relaxed) => Err(Error::Registry {
+            context: "pulling layers".into(),
+            message: "a download thread failed".into(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Pulls `reference` into the store and names it.
+///
+/// # Errors
+///
+/// [`Error::DigestMismatch`] for any content that does not match its digest, [`Error::Registry`]
+/// / [`Error::Unauthorized`] for registry failures, store errors. Nothing is named then.
+pub fn pull(
+    images: &Images,
+    registries: &Registries,
+    reference: &Reference,
+    opts: &PullOptions,
+    events: Events<'_>,
+) -> Result<Pulled> {
+    let client = registries.client(reference.domain())?;
+    let repo = reference.path();
+    let scope = scope(repo, false);
+    let target = match (reference.digest(), reference.tag()) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.to_string(),
+        (None, None) => strata_cas::reference::DEFAULT_TAG.to_string(),
+    };
+    let top_bytes = fetch_manifest(&client, repo, &target, &scope)?;
+    let top = Digest::of(&top_bytes);
+    if let Some(d) = reference.digest() {
+        check_digest(&format!("manifest of {reference}"), d, &top_bytes)?;
+    }
+    let what = format!("manifest {top} of {reference}");
+    let (manifest_bytes, manifest_digest) = match image::parse_document(&what, &top_bytes)? {
+        Document::Manifest(_) => (top_bytes, top),
+        Document::Index(idx) => {
+            let desc = pick(idx.manifests(), &opts.platform, &what)?;
+            let d = image::to_digest(&what, desc.digest())?;
+            let bytes = fetch_manifest(&client, repo, &d.to_string(), &scope)?;
+            check_digest(&format!("manifest {d} (from index {top})"), &d, &bytes)?;
+            (bytes, d)
+        }
+    };
+    let what = format!("manifest {manifest_digest} of {reference}");
+    let m = image::parse_manifest(&what, &manifest_bytes)?;
+    let config_digest = image::to_digest(&what, m.config().digest())?;
+    let store = images.store();
+    let lease = store.lease()?;
+    lease.record_blob(&config_digest)?;
+    let config_bytes = if store.has_blob(&config_digest) {
+        store.read_blob(&config_digest)?
+    } else {
+        if m.config().size() > MAX_CONFIG {
+            return Err(Error::Registry {
+                context: format!("config {config_digest}"),
+                message: format!("{} bytes is more than the limit of {MAX_CONFIG}", m.config().size()),
+            });
+        }
+        let req = Request::get(format!("/v2/{repo}/blobs/{config_digest}"), &scope);
+        let b = fetch_small(&client, &req, &format!("config {config_digest}"), MAX_CONFIG)?;
+        check_digest(&format!("config blob of {reference}"), &config_digest, &b)?;
+        b
+    };
+    let cfg_what = format!("image config {config_digest}");
+    let cfg = image::parse_config(&cfg_what, &config_bytes)?;
+    let diff_ids = image::diff_ids(&cfg_what, &cfg)?;
+    if diff_ids.len() != m.layers().len() {
+        return Err(Error::BadJson {
+            what,
+            reason: format!(
+                "{} layers, but the config lists {} diff IDs",
+                m.layers().len(),
+                diff_ids.len()
+            ),
+        });
+    }
+    let job = LayerJob {
+        images,
+        lease: &lease,
+        client: &client,
+        repo,
+        events,
+    };
+    pull_layers(&job, &m, &diff_ids, opts.jobs)?;
+    store.put_blob(&lease, &config_bytes)?;
+    store.put_blob(&lease, &manifest_bytes)?;
+    let updated = images.name_manifest(&manifest_digest, std::slice::from_ref(reference))?;
+    drop(lease);
+    Ok(Pulled {
+        reference: reference.clone(),
+        digest: top,
+        manifest: manifest_digest,
+        id: config_digest,
+        updated,
+    })
+}
