@@ -64,6 +64,16 @@ pub enum Command {
         #[arg(value_name = "BUNDLE")]
         bundle: PathBuf,
     },
+    /// Download an image from a registry (= `image pull`)
+    Pull(PullArgs),
+    /// Upload an image to a registry (= `image push`)
+    Push(PushArgs),
+    /// Log in to a registry
+    Login(LoginArgs),
+    /// Log out from a registry
+    Logout(LogoutArgs),
+    /// Search a registry for images
+    Search(SearchArgs),
 }
 
 /// `strata builder ...`.
@@ -138,6 +148,12 @@ pub struct BuildArgs {
     /// The target platform
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
+    /// Always look for a newer version of the FROM images
+    #[arg(long)]
+    pub pull: bool,
+    /// Allow plain http (and unverified https) for this registry (HOST[:PORT])
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
     /// The build context: a directory, or `-` for a tar on stdin
     #[arg(value_name = "CONTEXT")]
     pub context: String,
@@ -524,6 +540,95 @@ fn parse_escape(s: &str) -> Result<char, String> {
         "`" => Ok('`'),
         _ => Err(format!("invalid escape character {s:?}: use \\ or `")),
     }
+}
+
+/// Registry options shared by pull, push, login and search.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Allow plain http for this registry (HOST[:PORT]); localhost always may
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+}
+
+/// `strata pull`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The platform to pull from a multi-platform image
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Print only the image name
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Layers downloaded at once
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub jobs: usize,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// NAME[:TAG|@DIGEST]
+    #[arg(value_name = "NAME[:TAG|@DIGEST]")]
+    pub reference: String,
+}
+
+/// `strata push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Print only the digest
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Upload blobs larger than this many bytes in chunks of that size (0: one request each)
+    #[arg(long, default_value_t = 0, value_name = "BYTES")]
+    pub chunk_size: u64,
+    /// Blobs uploaded at once
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub jobs: usize,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// NAME[:TAG]
+    #[arg(value_name = "NAME[:TAG]")]
+    pub reference: String,
+}
+
+/// `strata login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// User name
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// Password (prefer --password-stdin)
+    #[arg(short, long)]
+    pub password: Option<String>,
+    /// Read the password from stdin
+    #[arg(long)]
+    pub password_stdin: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// The registry [default: Docker Hub]
+    #[arg(value_name = "SERVER")]
+    pub server: Option<String>,
+}
+
+/// `strata logout`.
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The registry [default: Docker Hub]
+    #[arg(value_name = "SERVER")]
+    pub server: Option<String>,
+}
+
+/// `strata search`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Most results shown
+    #[arg(long, default_value_t = 25)]
+    pub limit: usize,
+    /// Do not truncate descriptions
+    #[arg(long)]
+    pub no_trunc: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// `WORD` (Docker Hub) or `HOST[:PORT]/WORD` (that registry's catalog)
+    #[arg(value_name = "TERM")]
+    pub term: String,
 }
 
 #[cfg(test)]

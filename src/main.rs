@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{BuilderCommand, Cli, Command, DebugCommand, ImageCommand, SystemCommand};
-use crate::commands::{build, image, images, system, transfer};
+use crate::commands::{build, image, images, registry, system, transfer};
 
 /// Exit code for a failed command (parse error, expansion error, I/O error).
 const EXIT_FAILURE: u8 = 1;
@@ -86,6 +86,11 @@ fn main() -> ExitCode {
             SystemCommand::Verify => system::verify(root),
         },
         Command::Build(args) => build::run(root, &args),
+        Command::Pull(args) => registry::pull(root, &args),
+        Command::Push(args) => registry::push(root, &args),
+        Command::Login(args) => registry::login(&args),
+        Command::Logout(args) => registry::logout(&args),
+        Command::Search(args) => registry::search(&args),
         Command::Builder {
             command: BuilderCommand::Prune(args),
         } => build::prune(root, &args),

@@ -182,10 +182,11 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<(), Failure> {
             }
         }
     }
-    let platform = match &args.platform {
+    let platform: strata_planner::args::Platform = match &args.platform {
         Some(p) => p.parse().map_err(|e| usage(anyhow!("{e}")))?,
         None => Default::default(),
     };
+    let platform_text = platform.to_string();
     if args.context == "-" && args.file.as_deref() == Some("-") {
         return Err(usage(anyhow!(
             "the context and the Dockerfile cannot both come from stdin"
@@ -281,6 +282,12 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<(), Failure> {
             .map(|n| n.get())
             .unwrap_or(2)
             .max(2),
+        puller: Some(std::sync::Arc::new(super::registry::BuildPuller::new(
+            root,
+            &args.insecure_registries,
+            &platform_text,
+        )?)),
+        pull_always: args.pull,
     };
     let images = open_images(root)?;
     let progress = Progress::new(mode);

@@ -1,11 +1,13 @@
 //! The image and store commands, one module per family: [`images`] (listing and filters),
-//! [`image`] (tag, rmi, inspect, history), [`transfer`] (import, load, save) and [`system`]
-//! (df, prune, verify). Each takes its clap arguments and the store root, calls the `cas` and
-//! `oci` crates and prints docker-compatible output.
+//! [`image`] (tag, rmi, inspect, history), [`transfer`] (import, load, save), [`registry`]
+//! (pull, push, login, logout, search) and [`system`] (df, prune, verify). Each takes its clap
+//! arguments and the store root, calls the `cas` and `oci` crates and prints docker-compatible
+//! output.
 
 pub mod build;
 pub mod image;
 pub mod images;
+pub mod registry;
 pub mod system;
 pub mod transfer;
 

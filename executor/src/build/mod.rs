@@ -23,7 +23,7 @@ mod run;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use strata_cas::lease::Lease;
@@ -81,6 +81,22 @@ pub struct BuildRequest {
     pub helper_exe: PathBuf,
     /// How many stages may run at once.
     pub jobs: usize,
+    /// Fetches FROM / `--from` images the store lacks (and, with `pull_always`, every named
+    /// one); `None`: a missing image fails the build.
+    pub puller: Option<Arc<dyn ImagePuller>>,
+    /// `--pull`: ask the registry for a newer image even when the store has one.
+    pub pull_always: bool,
+}
+
+/// Where a build gets the base images the store lacks: the CLI hands in `strata pull`'s
+/// machinery, so the executor itself never talks to registries.
+pub trait ImagePuller: Send + Sync + std::fmt::Debug {
+    /// Pulls `name` (an image reference) into the store.
+    ///
+    /// # Errors
+    ///
+    /// A message saying why the image could not be pulled.
+    fn pull(&self, name: &str) -> std::result::Result<(), String>;
 }
 
 /// What a build produced.
@@ -518,11 +534,41 @@ fn stage_base(shared: &Shared<'_>, ps: &PlannedStage) -> Result<(String, StageRe
 
 /// An image of the store as a starting point (FROM, or `--from` sources).
 fn image_base(shared: &Shared<'_>, name: &str, loc: Location) -> Result<(String, StageResult)> {
-    let resolved = shared.images.resolve(name).map_err(|e| Error::Step {
+    let step_err = |message: String| Error::Step {
         loc,
-        message: format!("{name}: {e} (pulling from registries is not available yet)"),
+        message,
         output: Vec::new(),
-    })?;
+    };
+    let pull = |p: &Arc<dyn ImagePuller>| p.pull(name).map_err(|m| step_err(format!("{name}: {m}")));
+    let puller = shared.req.puller.as_ref();
+    // `--pull` re-checks names, not image IDs.
+    let is_name = name.parse::<Reference>().is_ok() && !name.starts_with("sha256:");
+    if shared.req.pull_always
+        && is_name
+        && let Some(p) = puller
+    {
+        pull(p)?;
+    }
+    let resolved = match shared.images.resolve(name) {
+        Ok(r) => r,
+        Err(strata_oci::Error::NoSuchImage(_)) if is_name && puller.is_some() => {
+            if let Some(p) = puller {
+                pull(p)?;
+            }
+            shared
+                .images
+                .resolve(name)
+                .map_err(|e| step_err(format!("{name}: {e}")))?
+        }
+        Err(e) => {
+            let hint = if puller.is_none() {
+                " (pulling is disabled)"
+            } else {
+                ""
+            };
+            return Err(step_err(format!("{name}: {e}{hint}")));
+        }
+    };
     let (bytes, _) = shared.images.config(&resolved.id)?;
     let config: ImageConfig = serde_json::from_slice(&bytes)
         .map_err(|e| Error::Sandbox(format!("config of {name}: {e}")))?;
