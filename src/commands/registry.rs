@@ -160,10 +160,7 @@ impl Render {
                     bar.set_position(done);
                 }
                 bar.set_message(text);
-                if matches!(
-                    e.status,
-                    Status::Done | Status::Exists | Status::Mounted(_)
-                ) {
+                if matches!(e.status, Status::Done | Status::Exists | Status::Mounted(_)) {
                     bar.finish();
                 }
             }
@@ -253,10 +250,9 @@ pub fn push(root: &Path, args: &PushArgs) -> Result<(), Failure> {
         chunk_size: args.chunk_size,
         jobs: args.jobs.max(1),
     };
-    let pushed = strata_oci::registry::push(&images, &regs, &reference, &opts, &|e| {
-        render.event(e)
-    })
-    .with_context(|| format!("cannot push {}", shown(&reference)))?;
+    let pushed =
+        strata_oci::registry::push(&images, &regs, &reference, &opts, &|e| render.event(e))
+            .with_context(|| format!("cannot push {}", shown(&reference)))?;
     if args.quiet {
         println!("{}", pushed.digest);
     } else {
@@ -348,13 +344,17 @@ pub fn login(args: &LoginArgs) -> Result<(), Failure> {
         prompt("Password: ", true)?
     };
     if username.is_empty() || password.is_empty() {
-        return Err(Failure::Usage(anyhow!("user name and password are required")));
+        return Err(Failure::Usage(anyhow!(
+            "user name and password are required"
+        )));
     }
     let cred = Credential {
         username,
         secret: password,
     };
-    let client = regs.client_with(&domain, cred.clone()).map_err(anyhow::Error::from)?;
+    let client = regs
+        .client_with(&domain, cred.clone())
+        .map_err(anyhow::Error::from)?;
     client
         .ping()
         .with_context(|| format!("login to {domain} failed"))?;
@@ -376,7 +376,10 @@ pub fn login(args: &LoginArgs) -> Result<(), Failure> {
 pub fn logout(args: &LogoutArgs) -> Result<(), Failure> {
     let domain = server_domain(args.server.as_deref());
     let auth = AuthFiles::from_env();
-    if auth.remove(&domain).context("cannot update the credentials")? {
+    if auth
+        .remove(&domain)
+        .context("cannot update the credentials")?
+    {
         println!("Removing login credentials for {domain}");
     } else {
         eprintln!("Not logged in to {domain}");
@@ -446,7 +449,10 @@ impl BuildPuller {
 impl ImagePuller for BuildPuller {
     fn pull(&self, name: &str) -> Result<(), String> {
         // One pull at a time, each name once: stages that share a base wait for the first.
-        let mut done = self.done.lock().map_err(|_| "puller lock poisoned".to_string())?;
+        let mut done = self
+            .done
+            .lock()
+            .map_err(|_| "puller lock poisoned".to_string())?;
         let reference: Reference = name.parse().map_err(|e| format!("{e}"))?;
         if done.contains(reference.as_str()) {
             return Ok(());

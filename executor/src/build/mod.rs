@@ -539,7 +539,8 @@ fn image_base(shared: &Shared<'_>, name: &str, loc: Location) -> Result<(String,
         message,
         output: Vec::new(),
     };
-    let pull = |p: &Arc<dyn ImagePuller>| p.pull(name).map_err(|m| step_err(format!("{name}: {m}")));
+    let pull =
+        |p: &Arc<dyn ImagePuller>| p.pull(name).map_err(|m| step_err(format!("{name}: {m}")));
     let puller = shared.req.puller.as_ref();
     // `--pull` re-checks names, not image IDs.
     let is_name = name.parse::<Reference>().is_ok() && !name.starts_with("sha256:");

@@ -144,10 +144,7 @@ mod tests {
         assert_eq!(c[0].scheme, "bearer");
         assert_eq!(c[0].param("realm"), Some("https://auth.docker.io/token"));
         assert_eq!(c[0].param("service"), Some("registry.docker.io"));
-        assert_eq!(
-            c[0].param("scope"),
-            Some("repository:library/busybox:pull")
-        );
+        assert_eq!(c[0].param("scope"), Some("repository:library/busybox:pull"));
     }
 
     #[test]
@@ -160,7 +157,15 @@ mod tests {
 
     #[test]
     fn garbage_does_not_panic() {
-        for s in ["", "=", "\"", "Bearer realm=\"unterminated", ",,,", "Bearer ,=,", "é=é"] {
+        for s in [
+            "",
+            "=",
+            "\"",
+            "Bearer realm=\"unterminated",
+            ",,,",
+            "Bearer ,=,",
+            "é=é",
+        ] {
             let _ = parse(s);
         }
     }

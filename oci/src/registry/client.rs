@@ -235,7 +235,9 @@ pub fn error_text(status: StatusCode, body: &[u8]) -> String {
             .map(|e| {
                 let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("");
                 let msg = e.get("message").and_then(|c| c.as_str()).unwrap_or("");
-                format!("{} {}", code.to_lowercase(), msg).trim().to_string()
+                format!("{} {}", code.to_lowercase(), msg)
+                    .trim()
+                    .to_string()
             })
             .collect();
         if !parts.is_empty() {
@@ -252,8 +254,7 @@ pub fn error_text(status: StatusCode, body: &[u8]) -> String {
 }
 
 fn transient_status(s: StatusCode) -> bool {
-    s == StatusCode::TOO_MANY_REQUESTS
-        || (s.is_server_error() && s != StatusCode::NOT_IMPLEMENTED)
+    s == StatusCode::TOO_MANY_REQUESTS || (s.is_server_error() && s != StatusCode::NOT_IMPLEMENTED)
 }
 
 impl Client {

@@ -293,7 +293,12 @@ impl AuthFiles {
         res.map_err(Error::io(ctx("writing")))
     }
 
-    fn load_own(&self) -> Result<(serde_json::Value, serde_json::Map<String, serde_json::Value>)> {
+    fn load_own(
+        &self,
+    ) -> Result<(
+        serde_json::Value,
+        serde_json::Map<String, serde_json::Value>,
+    )> {
         let doc = read_json(&self.strata)?.unwrap_or_else(|| serde_json::json!({}));
         let auths = doc
             .get("auths")

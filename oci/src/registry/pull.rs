@@ -145,11 +145,7 @@ fn check_digest(what: &str, expected: &Digest, bytes: &[u8]) -> Result<()> {
 }
 
 /// The descriptor of the platform's manifest in an index.
-fn pick<'a>(
-    descs: &'a [Descriptor],
-    platform: &Platform,
-    what: &str,
-) -> Result<&'a Descriptor> {
+fn pick<'a>(descs: &'a [Descriptor], platform: &Platform, what: &str) -> Result<&'a Descriptor> {
     descs
         .iter()
         .find(|d| {
@@ -181,7 +177,13 @@ fn copy_body(
         let n = match body.read(&mut buf) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(BodyError::Transient(full_error(&e))),
+            Err(e) => {
+                return Err(BodyError::Transient(format!(
+                    "truncated body: got {} of {size} bytes ({})",
+                    w.size(),
+                    full_error(&e)
+                )));
+            }
         };
         if n == 0 {
             break;
@@ -193,7 +195,9 @@ fn copy_body(
             }));
         }
         w.write_all(&buf[..n]).map_err(|e| {
-            BodyError::Fatal(Error::io(format!("writing {}", w.ingest_path().display()))(e))
+            BodyError::Fatal(Error::io(format!("writing {}", w.ingest_path().display()))(
+                e,
+            ))
         })?;
         if w.size() - last >= PROGRESS_STEP {
             last = w.size();
@@ -315,10 +319,12 @@ impl LayerJob<'_> {
         let f = File::open(&path).map_err(Error::io(format!("reading {}", path.display())))?;
         let (kind, decoded) =
             compression::decompress(BufReader::with_capacity(1 << 20, f), self.images.limit())?;
-        let info = store.ingest_layer(self.lease, decoded).map_err(|e| Error::BadEntry {
-            entry: format!("layer {d}"),
-            reason: e.to_string(),
-        })?;
+        let info = store
+            .ingest_layer(self.lease, decoded)
+            .map_err(|e| Error::BadEntry {
+                entry: format!("layer {d}"),
+                reason: e.to_string(),
+            })?;
         if info.diff_id != *diff_id {
             return Err(Error::DigestMismatch {
                 what: format!("layer {d} (diff ID from the image config)"),
@@ -346,7 +352,12 @@ impl LayerJob<'_> {
 }
 
 /// Downloads the layers, `jobs` at a time; the first error stops new downloads.
-fn pull_layers(job: &LayerJob<'_>, m: &ImageManifest, diff_ids: &[Digest], jobs: usize) -> Result<()> {
+fn pull_layers(
+    job: &LayerJob<'_>,
+    m: &ImageManifest,
+    diff_ids: &[Digest],
+    jobs: usize,
+) -> Result<()> {
     let work: Vec<(&Descriptor, &Digest)> = m.layers().iter().zip(diff_ids).collect();
     for (desc, _) in &work {
         (job.events)(Event {
@@ -446,11 +457,19 @@ pub fn pull(
         if m.config().size() > MAX_CONFIG {
             return Err(Error::Registry {
                 context: format!("config {config_digest}"),
-                message: format!("{} bytes is more than the limit of {MAX_CONFIG}", m.config().size()),
+                message: format!(
+                    "{} bytes is more than the limit of {MAX_CONFIG}",
+                    m.config().size()
+                ),
             });
         }
         let req = Request::get(format!("/v2/{repo}/blobs/{config_digest}"), &scope);
-        let b = fetch_small(&client, &req, &format!("config {config_digest}"), MAX_CONFIG)?;
+        let b = fetch_small(
+            &client,
+            &req,
+            &format!("config {config_digest}"),
+            MAX_CONFIG,
+        )?;
         check_digest(&format!("config blob of {reference}"), &config_digest, &b)?;
         b
     };

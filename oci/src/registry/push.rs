@@ -181,10 +181,7 @@ fn upload(
 }
 
 /// Repositories of the same registry whose stored manifests list each blob: mount sources.
-fn mount_sources(
-    images: &Images,
-    reference: &Reference,
-) -> Result<BTreeMap<Digest, Vec<String>>> {
+fn mount_sources(images: &Images, reference: &Reference) -> Result<BTreeMap<Digest, Vec<String>>> {
     let store = images.store();
     let mut out: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
     let mut seen = BTreeSet::new();
@@ -306,7 +303,11 @@ pub fn push(
     let (manifest_bytes, media_type) = if keep {
         let mt = serde_json::from_slice::<serde_json::Value>(&stored)
             .ok()
-            .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()).map(String::from))
+            .and_then(|v| {
+                v.get("mediaType")
+                    .and_then(|m| m.as_str())
+                    .map(String::from)
+            })
             .unwrap_or_else(|| image::OCI_MANIFEST.to_string());
         (stored, mt)
     } else {
@@ -352,9 +353,13 @@ pub fn push(
     upload(&client, store, repo, &config_upload, opts, events)?;
     let digest = Digest::of(&manifest_bytes);
     let size = manifest_bytes.len() as u64;
-    let req = Request::new(Method::PUT, format!("/v2/{repo}/manifests/{tag}"), &scope(repo, true))
-        .header(CONTENT_TYPE, media_type)
-        .body(Body::Bytes(std::sync::Arc::new(manifest_bytes)));
+    let req = Request::new(
+        Method::PUT,
+        format!("/v2/{repo}/manifests/{tag}"),
+        &scope(repo, true),
+    )
+    .header(CONTENT_TYPE, media_type)
+    .body(Body::Bytes(std::sync::Arc::new(manifest_bytes)));
     client.send_ok(&req, &format!("pushing manifest {reference}"))?;
     drop(lease);
     Ok(Pushed {

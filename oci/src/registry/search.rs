@@ -55,7 +55,13 @@ fn next_link(resp: &reqwest::blocking::Response) -> Option<String> {
     if !params.contains("rel=\"next\"") && !params.contains("rel=next") {
         return None;
     }
-    Some(target.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+    Some(
+        target
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_string(),
+    )
 }
 
 /// Searches (see the module docs), at most `limit` results.
@@ -129,7 +135,10 @@ mod tests {
     #[test]
     fn terms() {
         assert_eq!(split_term("busybox"), (None, "busybox"));
-        assert_eq!(split_term("localhost:5000/app"), (Some("localhost:5000"), "app"));
+        assert_eq!(
+            split_term("localhost:5000/app"),
+            (Some("localhost:5000"), "app")
+        );
         assert_eq!(split_term("myorg/app"), (None, "myorg/app"));
     }
 }
