@@ -545,7 +545,8 @@ fn parse_escape(s: &str) -> Result<char, String> {
 /// Registry options shared by pull, push, login and search.
 #[derive(Debug, Args)]
 pub struct RegistryArgs {
-    /// Allow plain http for this registry (HOST[:PORT]); localhost always may
+    /// Allow plain http and unverified https for this registry (HOST[:PORT]); localhost
+    /// always may use http
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure_registries: Vec<String>,
 }
@@ -575,7 +576,7 @@ pub struct PushArgs {
     /// Print only the digest
     #[arg(short, long)]
     pub quiet: bool,
-    /// Upload blobs larger than this many bytes in chunks of that size (0: one request each)
+    /// Upload blobs larger than this many bytes in chunks of that size (0: automatic, 32 MiB)
     #[arg(long, default_value_t = 0, value_name = "BYTES")]
     pub chunk_size: u64,
     /// Blobs uploaded at once

@@ -198,7 +198,12 @@ fn build_push_rmi_pull_save_roundtrip_and_skopeo_reads_it() {
     let env = Env::new();
     // The base lives only in the registry: the build must pull it.
     env.busybox("seed", &format!("{host}/base:1"));
-    env.ok(env.cmd("seed").args(["push", &format!("{host}/base:1")]));
+    // In 64 KiB chunks (PATCH ... PUT).
+    let (so, _) =
+        env.ok(env
+            .cmd("seed")
+            .args(["push", "--chunk-size", "65536", &format!("{host}/base:1")]));
+    assert!(so.contains("Pushed"), "{so}");
 
     let ctx = env.path().join("ctx");
     fs::create_dir_all(&ctx).expect("mkdir ctx");
@@ -789,6 +794,54 @@ fn fake_registry_truncated_body_fails_after_retries() {
         "the download is retried"
     );
     env.assert_clean_and_empty("r");
+}
+
+#[test]
+fn fake_registry_broken_download_resumes_with_a_range_request() {
+    let img = Arc::new(FakeImage::new());
+    let i = img.clone();
+    let fake = Fake::start(Arc::new(move |req: &Seen, n| {
+        let mut r = i.serve(req);
+        if req.path == i.layer_path() {
+            if n == 0 {
+                r.short = Some(r.body.len() / 2);
+            } else if let Some(from) = req
+                .headers
+                .get("range")
+                .and_then(|v| v.strip_prefix("bytes="))
+                .and_then(|v| v.strip_suffix('-'))
+                .and_then(|v| v.parse::<usize>().ok())
+            {
+                let total = r.body.len();
+                r.status = 206;
+                r.body = r.body[from..].to_vec();
+                r.headers.push((
+                    "Content-Range".into(),
+                    format!("bytes {from}-{}/{total}", total - 1),
+                ));
+            }
+        }
+        r
+    }));
+    let env = Env::new();
+    let name = format!("{}/img:1", fake.host());
+    env.ok(env.cmd("r").args(["pull", &name]));
+    let layer: Vec<Seen> = fake
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == img.layer_path())
+        .collect();
+    assert_eq!(
+        layer.len(),
+        2,
+        "one broken download, one resumed: {layer:?}"
+    );
+    let half = img.layer.len() / 2;
+    assert_eq!(
+        layer[1].headers.get("range").map(String::as_str),
+        Some(format!("bytes={half}-").as_str())
+    );
+    assert_eq!(env.id("r", &name), Digest::of(&img.config).to_string());
 }
 
 #[test]
