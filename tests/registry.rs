@@ -268,6 +268,31 @@ fn build_push_rmi_pull_save_roundtrip_and_skopeo_reads_it() {
     let (so, _) = env.ok(env.cmd("fresh").args(["system", "verify"]));
     assert!(so.contains("store is consistent"), "{so}");
 
+    // `COPY --from=IMAGE` pulls a missing image too; `--pull` asks the registry again.
+    let copy = env.path().join("copy");
+    fs::create_dir_all(&copy).expect("mkdir copy ctx");
+    fs::write(
+        copy.join("Dockerfile"),
+        format!("FROM scratch\nCOPY --from={host}/base:1 /bin/busybox /bb\n"),
+    )
+    .expect("write Dockerfile");
+    let (_, se) = env.ok(env
+        .cmd("copier")
+        .args(["build", "--progress", "plain", "-t", "c:1"])
+        .arg(&copy));
+    assert!(
+        se.contains(&format!("Status: Downloaded newer image for {host}/base:1")),
+        "{se}"
+    );
+    let (_, se) = env.ok(env
+        .cmd("copier")
+        .args(["build", "--pull", "--progress", "plain", "-t", "c:1"])
+        .arg(&copy));
+    assert!(
+        se.contains(&format!("Status: Image is up to date for {host}/base:1")),
+        "{se}"
+    );
+
     // skopeo reads what strata pushed, byte for byte.
     let layout = env.path().join("layout");
     let out = Command::new("skopeo")

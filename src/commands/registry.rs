@@ -47,7 +47,7 @@ fn registries(insecure: &[String]) -> anyhow::Result<Registries> {
 
 fn parse_ref(s: &str) -> Result<Reference, Failure> {
     s.parse::<Reference>()
-        .map_err(|e| Failure::Usage(anyhow!("invalid reference format: {e}")))
+        .map_err(|e| Failure::Usage(anyhow!("{e}")))
 }
 
 /// Where progress goes.
