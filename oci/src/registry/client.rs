@@ -322,7 +322,13 @@ impl Client {
         }
         let https = format!("https://{}", self.api_host);
         let chosen = if self.allow_http {
-            match self.http.get(format!("{https}/v2/")).send() {
+            // Bounded: a server that never answers the TLS handshake must not hang the probe.
+            let probe = self
+                .http
+                .get(format!("{https}/v2/"))
+                .timeout(Duration::from_secs(15))
+                .send();
+            match probe {
                 Ok(_) => https,
                 Err(_) => format!("http://{}", self.api_host),
             }
