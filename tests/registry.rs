@@ -126,6 +126,11 @@ struct RealRegistry {
 
 impl RealRegistry {
     fn start(htpasswd: Option<(&str, &str)>) -> RealRegistry {
+        RealRegistry::start_with(htpasswd, None)
+    }
+
+    /// With htpasswd users and/or TLS (certificate and key files).
+    fn start_with(htpasswd: Option<(&str, &str)>, tls: Option<(&Path, &Path)>) -> RealRegistry {
         let dir = fresh_dir();
         let port = free_port();
         let mut auth = String::new();
@@ -142,8 +147,17 @@ impl RealRegistry {
                 path.display()
             );
         }
+        let tls = tls
+            .map(|(cert, key)| {
+                format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    cert.display(),
+                    key.display()
+                )
+            })
+            .unwrap_or_default();
         let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{tls}{auth}",
             dir.path().join("storage").display()
         );
         let cfg = dir.path().join("config.yml");
@@ -550,6 +564,106 @@ fn basic_auth_wrong_password_fails_with_401_then_login_pull_logout() {
         std::env::var("PATH").unwrap_or_default()
     );
     env.ok(env.cmd("helper").env("PATH", path).args(["pull", &image]));
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn tls_registry_trusted_through_a_cert_dir() {
+    let env = Env::new();
+    let pki = env.path().join("pki");
+    let trust = env.path().join("trust");
+    fs::create_dir_all(&pki).expect("mkdir pki");
+    fs::create_dir_all(&trust).expect("mkdir trust");
+    openssl(
+        &pki,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=strata-test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ],
+    );
+    openssl(
+        &pki,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+        ],
+    );
+    fs::write(
+        pki.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write ext.cnf");
+    openssl(
+        &pki,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "srv.crt",
+        ],
+    );
+    fs::copy(pki.join("ca.crt"), trust.join("ca.crt")).expect("copy CA");
+    let reg = RealRegistry::start_with(None, Some((&pki.join("srv.crt"), &pki.join("srv.key"))));
+    let image = format!("{}/tls:1", reg.host());
+    env.busybox("seed", &image);
+    env.ok(env
+        .cmd("seed")
+        .arg("push")
+        .arg("--cert-dir")
+        .arg(&trust)
+        .arg(&image));
+    let se = env.fails(env.cmd("untrusted").args(["pull", &image]));
+    assert!(se.contains("certificate"), "{se}");
+    env.assert_clean_and_empty("untrusted");
+    env.ok(env
+        .cmd("trusted")
+        .arg("pull")
+        .arg("--cert-dir")
+        .arg(&trust)
+        .arg(&image));
+    assert_eq!(env.id("trusted", &image), env.id("seed", &image));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ const DEFAULT_SERVER: &str = "docker.io";
 
 /// The registry clients: credentials from the environment's files, insecure registries from
 /// the flags and `registries.json`.
-fn registries(insecure: &[String]) -> anyhow::Result<Registries> {
+fn registries(insecure: &[String], cert_dir: Option<&Path>) -> anyhow::Result<Registries> {
     let auth = AuthFiles::from_env();
     let mut config = ClientConfig::default();
     if let Some(dir) = auth.strata.parent() {
@@ -42,6 +42,7 @@ fn registries(insecure: &[String]) -> anyhow::Result<Registries> {
         config.insecure = credentials::insecure_from_file(&file)?;
     }
     config.insecure.extend(insecure.iter().cloned());
+    config.cert_dir = cert_dir.map(Path::to_path_buf);
     Ok(Registries::new(config, auth))
 }
 
@@ -212,7 +213,10 @@ pub fn pull(root: &Path, args: &PullArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::Usage(anyhow!("{e}")))?,
         None => Platform::host(),
     };
-    let regs = registries(&args.registry.insecure_registries)?;
+    let regs = registries(
+        &args.registry.insecure_registries,
+        args.registry.cert_dir.as_deref(),
+    )?;
     let render = Render::new(args.quiet, false, false);
     let last = args.reference.rsplit('/').next().unwrap_or("");
     if !last.contains(':') && !last.contains('@') {
@@ -239,7 +243,10 @@ pub fn push(root: &Path, args: &PushArgs) -> Result<(), Failure> {
             args.reference
         )));
     }
-    let regs = registries(&args.registry.insecure_registries)?;
+    let regs = registries(
+        &args.registry.insecure_registries,
+        args.registry.cert_dir.as_deref(),
+    )?;
     let images = open_images(root)?;
     let render = Render::new(args.quiet, true, false);
     render.line(&format!(
@@ -326,7 +333,10 @@ pub fn login(args: &LoginArgs) -> Result<(), Failure> {
         )));
     }
     let domain = server_domain(args.server.as_deref());
-    let regs = registries(&args.registry.insecure_registries)?;
+    let regs = registries(
+        &args.registry.insecure_registries,
+        args.registry.cert_dir.as_deref(),
+    )?;
     let username = match &args.username {
         Some(u) => u.clone(),
         None => prompt("Username: ", false)?,
@@ -392,7 +402,10 @@ pub fn logout(args: &LogoutArgs) -> Result<(), Failure> {
 /// # Errors
 /// Registry failures (a registry without a catalog).
 pub fn search(args: &SearchArgs) -> Result<(), Failure> {
-    let regs = registries(&args.registry.insecure_registries)?;
+    let regs = registries(
+        &args.registry.insecure_registries,
+        args.registry.cert_dir.as_deref(),
+    )?;
     let results = run_search(&regs, &args.term, args.limit)
         .with_context(|| format!("cannot search for {:?}", args.term))?;
     let name_w = results
@@ -457,7 +470,7 @@ impl ImagePuller for BuildPuller {
         if done.contains(reference.as_str()) {
             return Ok(());
         }
-        let regs = registries(&self.insecure).map_err(|e| format!("{e:#}"))?;
+        let regs = registries(&self.insecure, None).map_err(|e| format!("{e:#}"))?;
         let mut render = Render::new(false, false, true);
         // Lines, not bars: the build's own progress view owns the terminal.
         render.mode = Mode::Plain;

@@ -48,6 +48,9 @@ pub struct ClientConfig {
     pub insecure: Vec<String>,
     /// Directories searched for `<host>/*.crt`.
     pub certs_dirs: Vec<PathBuf>,
+    /// A directory whose `*.crt` are used instead of the `certs_dirs` lookup (`--cert-dir`,
+    /// as podman's).
+    pub cert_dir: Option<PathBuf>,
     /// Attempts after the first for transient failures.
     pub retries: u32,
     /// The first backoff delay (doubled each attempt).
@@ -59,6 +62,7 @@ impl Default for ClientConfig {
         ClientConfig {
             insecure: Vec::new(),
             certs_dirs: CERTS_DIRS.iter().map(PathBuf::from).collect(),
+            cert_dir: None,
             retries: 4,
             backoff: Duration::from_millis(250),
         }
@@ -193,15 +197,19 @@ pub fn host_port(u: &Url) -> String {
     }
 }
 
-fn ca_certs(dirs: &[PathBuf], host: &str) -> Result<Vec<reqwest::Certificate>> {
+/// The extra CA certificates of `host`: `*.crt` in `cert_dir` when given, else in each
+/// `<dir>/<host>/` of `dirs`.
+fn ca_certs(
+    dirs: &[PathBuf],
+    cert_dir: Option<&Path>,
+    host: &str,
+) -> Result<Vec<reqwest::Certificate>> {
     let mut out = Vec::new();
-    if let Ok(bundle) = fs::read(SYSTEM_BUNDLE)
-        && let Ok(certs) = reqwest::Certificate::from_pem_bundle(&bundle)
-    {
-        out.extend(certs);
-    }
-    for dir in dirs {
-        let d = dir.join(host);
+    let dirs: Vec<PathBuf> = match cert_dir {
+        Some(d) => vec![d.to_path_buf()],
+        None => dirs.iter().map(|d| d.join(host)).collect(),
+    };
+    for d in dirs {
         let Ok(entries) = fs::read_dir(&d) else {
             continue;
         };
@@ -214,6 +222,14 @@ fn ca_certs(dirs: &[PathBuf], host: &str) -> Result<Vec<reqwest::Certificate>> {
         }
     }
     Ok(out)
+}
+
+/// The system bundle's certificates (added next to the built-in roots).
+fn system_certs() -> Vec<reqwest::Certificate> {
+    fs::read(SYSTEM_BUNDLE)
+        .ok()
+        .and_then(|b| reqwest::Certificate::from_pem_bundle(&b).ok())
+        .unwrap_or_default()
 }
 
 fn read_certs(f: &Path) -> Result<Vec<reqwest::Certificate>> {
@@ -281,7 +297,8 @@ impl Client {
             // As docker's insecure registries: their certificates are not verified either.
             b = b.danger_accept_invalid_certs(true);
         }
-        for c in ca_certs(&config.certs_dirs, &api_host)? {
+        let extra = ca_certs(&config.certs_dirs, config.cert_dir.as_deref(), &api_host)?;
+        for c in system_certs().into_iter().chain(extra) {
             b = b.add_root_certificate(c);
         }
         let http = b.build().map_err(|e| Error::Registry {
@@ -330,6 +347,8 @@ impl Client {
                 .send();
             match probe {
                 Ok(_) => https,
+                // A TLS server whose certificate is refused stays https, so the error says so.
+                Err(e) if full_error(&e).contains("certificate") => https,
                 Err(_) => format!("http://{}", self.api_host),
             }
         } else {
@@ -646,6 +665,36 @@ pub fn full_error(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certs_d_lookup_by_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("ca.pem");
+        let key = dir.path().join("ca.key");
+        let ok = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=strata-test-ca", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&pem)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "openssl");
+        let host_dir = dir.path().join("certs.d/reg.example:5000");
+        fs::create_dir_all(&host_dir).unwrap();
+        fs::copy(&pem, host_dir.join("ca.crt")).unwrap();
+        fs::write(host_dir.join("client.key"), "not a certificate").unwrap();
+        let dirs = [dir.path().join("certs.d")];
+        assert_eq!(ca_certs(&dirs, None, "reg.example:5000").unwrap().len(), 1);
+        assert_eq!(ca_certs(&dirs, None, "other:5000").unwrap().len(), 0);
+        assert_eq!(ca_certs(&dirs, Some(&host_dir), "any").unwrap().len(), 1);
+        fs::write(host_dir.join("bad.crt"), "garbage").unwrap();
+        let e = ca_certs(&dirs, None, "reg.example:5000").unwrap_err();
+        assert!(e.to_string().contains("bad.crt"), "{e}");
+    }
 
     #[test]
     fn local_hosts() {
