@@ -234,10 +234,15 @@ fn system_certs() -> Vec<reqwest::Certificate> {
 
 fn read_certs(f: &Path) -> Result<Vec<reqwest::Certificate>> {
     let bytes = fs::read(f).map_err(Error::io(format!("reading {}", f.display())))?;
-    reqwest::Certificate::from_pem_bundle(&bytes).map_err(|e| Error::Registry {
+    let bad = |m: String| Error::Registry {
         context: format!("CA certificate {}", f.display()),
-        message: e.to_string(),
-    })
+        message: m,
+    };
+    let certs = reqwest::Certificate::from_pem_bundle(&bytes).map_err(|e| bad(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad("no PEM certificate in it".into()));
+    }
+    Ok(certs)
 }
 
 /// The message a registry put in its error body (`{"errors":[{"code","message"}]}`), or the
