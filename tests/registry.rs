@@ -195,6 +195,21 @@ impl Drop for RealRegistry {
     }
 }
 
+/// Runs `skopeo copy FLAG SRC DST`, asserting success.
+fn skopeo_copy(flags: &[&str], src: &str, dst: &str) {
+    let out = Command::new("skopeo")
+        .arg("copy")
+        .args(flags)
+        .args([src, dst])
+        .output()
+        .expect("run skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo copy {src} {dst}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The `Digest: sha256:...` of a pull, or the digest of a push's last line.
 fn digest_in(out: &str, prefix: &str) -> String {
     out.lines()
@@ -309,16 +324,10 @@ fn build_push_rmi_pull_save_roundtrip_and_skopeo_reads_it() {
 
     // skopeo reads what strata pushed, byte for byte.
     let layout = env.path().join("layout");
-    let out = Command::new("skopeo")
-        .args(["copy", "--src-tls-verify=false"])
-        .arg(format!("docker://{app}"))
-        .arg(format!("oci:{}:app", layout.display()))
-        .output()
-        .expect("run skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo copy: {}",
-        String::from_utf8_lossy(&out.stderr)
+    skopeo_copy(
+        &["--src-tls-verify=false"],
+        &format!("docker://{app}"),
+        &format!("oci:{}:app", layout.display()),
     );
     let index: Value =
         serde_json::from_slice(&fs::read(layout.join("index.json")).expect("index.json"))
@@ -348,16 +357,10 @@ fn a_multi_arch_index_pushed_by_skopeo_is_pulled_for_the_platform_and_runs() {
     env.busybox("seed", &format!("{host}/src:1"));
     env.ok(env.cmd("seed").args(["push", &format!("{host}/src:1")]));
     let layout = env.path().join("layout");
-    let out = Command::new("skopeo")
-        .args(["copy", "--src-tls-verify=false"])
-        .arg(format!("docker://{host}/src:1"))
-        .arg(format!("oci:{}:src", layout.display()))
-        .output()
-        .expect("run skopeo");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    skopeo_copy(
+        &["--src-tls-verify=false"],
+        &format!("docker://{host}/src:1"),
+        &format!("oci:{}:src", layout.display()),
     );
 
     // By hand: an arm64 twin (another config) and an index of both.
@@ -421,16 +424,10 @@ fn a_multi_arch_index_pushed_by_skopeo_is_pulled_for_the_platform_and_runs() {
     )
     .expect("write");
     let multi = format!("{host}/multi:1");
-    let out = Command::new("skopeo")
-        .args(["copy", "--all", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:multi", layout.display()))
-        .arg(format!("docker://{multi}"))
-        .output()
-        .expect("run skopeo");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    skopeo_copy(
+        &["--all", "--dest-tls-verify=false"],
+        &format!("oci:{}:multi", layout.display()),
+        &format!("docker://{multi}"),
     );
 
     let (so, _) = env.ok(env

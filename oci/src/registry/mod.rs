@@ -197,6 +197,52 @@ impl Registries {
     }
 }
 
+/// Runs `f` on every item, `jobs` threads at a time; after a failure no new item starts, and
+/// the failure of the earliest item is returned.
+pub(crate) fn for_each_parallel<T: Sync>(
+    items: &[T],
+    jobs: usize,
+    f: impl Fn(&T) -> Result<()> + Sync,
+) -> Result<()> {
+    let next = Mutex::new(0usize);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let first: Mutex<Option<(usize, Error)>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, 16).min(items.len().max(1)) {
+            s.spawn(|| {
+                while !failed.load(std::sync::atomic::Ordering::Relaxed) {
+                    let i = match next.lock() {
+                        Ok(mut n) => {
+                            *n += 1;
+                            *n - 1
+                        }
+                        Err(_) => return,
+                    };
+                    let Some(item) = items.get(i) else {
+                        return;
+                    };
+                    if let Err(e) = f(item) {
+                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                        if let Ok(mut slot) = first.lock()
+                            && slot.as_ref().is_none_or(|(j, _)| i < *j)
+                        {
+                            *slot = Some((i, e));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    match first.into_inner().ok().flatten() {
+        Some((_, e)) => Err(e),
+        None if failed.load(std::sync::atomic::Ordering::Relaxed) => Err(Error::Registry {
+            context: "parallel transfer".into(),
+            message: "a worker thread failed".into(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// The auth scope of a repository.
 pub fn scope(repo: &str, push: bool) -> String {
     if push {

@@ -12,9 +12,6 @@
 
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
 
 use oci_spec::image::{Descriptor, ImageManifest};
 use reqwest::StatusCode;
@@ -24,7 +21,7 @@ use strata_cas::lease::Lease;
 use strata_cas::{Compression, Digest, Reference, Store};
 
 use super::client::{Client, Request, full_error};
-use super::{Event, Events, Platform, Registries, Status, scope};
+use super::{Event, Events, Platform, Registries, Status, for_each_parallel, scope};
 use crate::compression::{self, Detected};
 use crate::error::{Error, Result};
 use crate::image::{self, Document};
@@ -365,47 +362,7 @@ fn pull_layers(
             status: Status::Waiting,
         });
     }
-    let next = Mutex::new(0usize);
-    let failed = AtomicBool::new(false);
-    let errors: Mutex<Vec<(usize, Error)>> = Mutex::new(Vec::new());
-    thread::scope(|s| {
-        for _ in 0..jobs.clamp(1, 16).min(work.len().max(1)) {
-            s.spawn(|| {
-                loop {
-                    if failed.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    let i = match next.lock() {
-                        Ok(mut n) => {
-                            let i = *n;
-                            *n += 1;
-                            i
-                        }
-                        Err(_) => return,
-                    };
-                    let Some((desc, diff_id)) = work.get(i) else {
-                        return;
-                    };
-                    if let Err(e) = job.run(desc, diff_id) {
-                        failed.store(true, Ordering::Relaxed);
-                        if let Ok(mut errs) = errors.lock() {
-                            errs.push((i, e));
-                        }
-                    }
-                }
-            });
-        }
-    });
-    let mut errs = errors.into_inner().unwrap_or_default();
-    errs.sort_by_key(|(i, _)| *i);
-    match errs.into_iter().next() {
-        Some((_, e)) => Err(e),
-        None if failed.load(Ordering::Relaxed) => Err(Error::Registry {
-            context: "pulling layers".into(),
-            message: "a download thread failed".into(),
-        }),
-        None => Ok(()),
-    }
+    for_each_parallel(&work, jobs, |(desc, diff_id)| job.run(desc, diff_id))
 }
 
 /// Pulls `reference` into the store and names it.

@@ -12,16 +12,13 @@
 //! blobs over the chunk size ([`AUTO_CHUNK`] unless given).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
 
 use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode};
 use strata_cas::{Compression, Digest, Reference, Store};
 
 use super::client::{Body, Client, Request};
-use super::{Event, Events, Registries, Status, scope};
+use super::{Event, Events, Registries, Status, for_each_parallel, scope};
 use crate::error::{Error, Result};
 use crate::image;
 use crate::oci_layout::compress_layers;
@@ -243,42 +240,9 @@ fn upload_all(
             status: Status::Waiting,
         });
     }
-    let next = Mutex::new(0usize);
-    let failed = AtomicBool::new(false);
-    let first: Mutex<Option<(usize, Error)>> = Mutex::new(None);
-    thread::scope(|s| {
-        for _ in 0..opts.jobs.clamp(1, 16).min(blobs.len().max(1)) {
-            s.spawn(|| {
-                while !failed.load(Ordering::Relaxed) {
-                    let i = match next.lock() {
-                        Ok(mut n) => {
-                            *n += 1;
-                            *n - 1
-                        }
-                        Err(_) => return,
-                    };
-                    let Some(b) = blobs.get(i) else {
-                        return;
-                    };
-                    if let Err(e) = upload(client, store, repo, b, opts, events) {
-                        failed.store(true, Ordering::Relaxed);
-                        if let Ok(mut f) = first.lock()
-                            && f.as_ref().is_none_or(|(j, _)| i < *j)
-                        {
-                            *f = Some((i, e));
-                        }
-                    }
-                }
-            });
-        }
-    });
-    match first.into_inner().ok().flatten() {
-        Some((_, e)) => Err(e),
-        None if failed.load(Ordering::Relaxed) => {
-            Err(registry_err("pushing blobs", "an upload thread failed"))
-        }
-        None => Ok(()),
-    }
+    for_each_parallel(blobs, opts.jobs, |b| {
+        upload(client, store, repo, b, opts, events)
+    })
 }
 
 /// Pushes the local image `reference` names to its registry under its tag.
