@@ -805,6 +805,11 @@ struct FakeImage {
 
 impl FakeImage {
     fn new() -> FakeImage {
+        FakeImage::with_diff_id(None)
+    }
+
+    /// With the config naming `diff_id` instead of the layer's real one.
+    fn with_diff_id(diff_id: Option<Digest>) -> FakeImage {
         let mut tar = tar::Builder::new(Vec::new());
         let data = b"hello from the fake registry\n";
         let mut h = tar::Header::new_ustar();
@@ -815,7 +820,7 @@ impl FakeImage {
         tar.append_data(&mut h, "hello", &data[..])
             .expect("tar entry");
         let tar = tar.into_inner().expect("tar");
-        let diff_id = Digest::of(&tar);
+        let diff_id = diff_id.unwrap_or_else(|| Digest::of(&tar));
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&tar).expect("gzip");
         let layer = gz.finish().expect("gzip");
@@ -901,6 +906,50 @@ fn fake_registry_manifest_not_matching_the_pinned_digest_fails() {
     );
     assert!(se.contains("digest mismatch"), "{se}");
     assert!(se.contains(&other.to_string()), "{se}");
+    env.assert_clean_and_empty("r");
+}
+
+#[test]
+fn fake_registry_layer_not_matching_the_config_diff_id_fails() {
+    let bogus = Digest::of(b"not the layer");
+    let img = Arc::new(FakeImage::with_diff_id(Some(bogus)));
+    let i = img.clone();
+    let fake = Fake::start(Arc::new(move |req: &Seen, _| i.serve(req)));
+    let env = Env::new();
+    let se = env.fails(
+        env.cmd("r")
+            .args(["pull", &format!("{}/img:1", fake.host())]),
+    );
+    assert!(
+        se.contains("diff ID") && se.contains(&bogus.to_string()),
+        "{se}"
+    );
+    env.assert_clean_and_empty("r");
+}
+
+#[test]
+fn fake_registry_over_long_manifest_is_refused() {
+    let img = Arc::new(FakeImage::new());
+    let i = img.clone();
+    let fake = Fake::start(Arc::new(move |req: &Seen, _| {
+        let mut r = i.serve(req);
+        if req.path.contains("/manifests/") {
+            // Valid JSON padded past the 4 MiB limit.
+            let mut body = i.manifest.clone();
+            body.pop();
+            body.extend_from_slice(b",\"x\":\"");
+            body.extend(std::iter::repeat_n(b'a', 4 << 20));
+            body.extend_from_slice(b"\"}");
+            r.body = body;
+        }
+        r
+    }));
+    let env = Env::new();
+    let se = env.fails(
+        env.cmd("r")
+            .args(["pull", &format!("{}/img:1", fake.host())]),
+    );
+    assert!(se.contains("more than the limit of 4194304"), "{se}");
     env.assert_clean_and_empty("r");
 }
 
