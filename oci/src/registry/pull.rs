@@ -213,6 +213,13 @@ fn copy_body(
             w.size()
         )));
     }
+    events(Event {
+        blob: *d,
+        status: Status::Progress {
+            done: size,
+            total: size,
+        },
+    });
     Ok(())
 }
 

@@ -157,6 +157,13 @@ fn upload(
                 len: blob.size,
             });
         client.send_ok(&req, &what)?;
+        events(Event {
+            blob: *d,
+            status: Status::Progress {
+                done: blob.size,
+                total: blob.size,
+            },
+        });
     } else {
         let mut offset = 0;
         while offset < blob.size {
