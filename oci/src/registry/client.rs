@@ -119,7 +119,7 @@ pub struct Request {
     pub method: Method,
     /// A path (`/v2/...`) on the registry, or an absolute URL (upload locations).
     pub url: String,
-    /// The auth scope (`repository:x:pull`), empty for none.
+    /// The auth scope (`repository:x:pull`; several space-separated), empty for none.
     pub scope: String,
     /// Extra headers.
     pub headers: Vec<(HeaderName, String)>,
@@ -442,12 +442,10 @@ impl Client {
             if let Some(s) = ch.param("service") {
                 q.append_pair("service", s);
             }
-            let mut scopes: Vec<&str> = Vec::new();
-            if !scope.is_empty() {
-                scopes.push(scope);
-            }
+            // A request's scope may name several (space-separated): one parameter each.
+            let mut scopes: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
             if let Some(s) = ch.param("scope")
-                && s != scope
+                && !scopes.contains(&s)
             {
                 scopes.push(s);
             }

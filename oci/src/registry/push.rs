@@ -121,7 +121,12 @@ fn upload(
         u.query_pairs_mut()
             .append_pair("mount", &d.to_string())
             .append_pair("from", from);
-        let resp = client.send_ok(&Request::new(Method::POST, u.to_string(), &scope), &what)?;
+        // The token must also allow reading the source repository.
+        let mount_scope = format!("{scope} repository:{from}:pull");
+        let resp = client.send_ok(
+            &Request::new(Method::POST, u.to_string(), &mount_scope),
+            &what,
+        )?;
         if resp.status() == StatusCode::CREATED {
             events(Event {
                 blob: *d,
