@@ -408,6 +408,17 @@ mod tests {
     }
 
     #[test]
+    fn insecure_registries_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("registries.json");
+        assert!(insecure_from_file(&f).unwrap().is_empty());
+        fs::write(&f, r#"{"insecure-registries":["reg.lan:5000", 7, "10.0.0.2"]}"#).unwrap();
+        assert_eq!(insecure_from_file(&f).unwrap(), ["reg.lan:5000", "10.0.0.2"]);
+        fs::write(&f, "{").unwrap();
+        assert!(insecure_from_file(&f).is_err());
+    }
+
+    #[test]
     fn docker_config_auths() {
         let dir = tempfile::tempdir().unwrap();
         let docker = dir.path().join("config.json");
