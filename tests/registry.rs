@@ -456,6 +456,34 @@ fn a_multi_arch_index_pushed_by_skopeo_is_pulled_for_the_platform_and_runs() {
     assert!(se.contains("no matching manifest for linux/s390x"), "{se}");
     env.assert_clean_and_empty("none");
 
+    // Docker schema 2 media types (skopeo converts).
+    let v2s2 = format!("{host}/v2s2:1");
+    skopeo_copy(
+        &[
+            "--format",
+            "v2s2",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ],
+        &format!("docker://{host}/src:1"),
+        &format!("docker://{v2s2}"),
+    );
+    let (so, _) = env.ok(env.cmd("amd").args(["pull", &v2s2]));
+    let docker_manifest = digest_in(&so, "Digest: ");
+    let stored = env
+        .root("amd")
+        .join("blobs/sha256")
+        .join(docker_manifest.trim_start_matches("sha256:"));
+    let m: Value = serde_json::from_slice(&fs::read(stored).expect("manifest")).expect("JSON");
+    assert_eq!(
+        m["mediaType"].as_str(),
+        Some("application/vnd.docker.distribution.manifest.v2+json")
+    );
+    assert_eq!(
+        env.id("amd", &v2s2),
+        env.id("seed", &format!("{host}/src:1"))
+    );
+
     // The pulled image runs (a RUN step on it).
     let ctx = env.path().join("ctx");
     fs::create_dir_all(&ctx).expect("mkdir");
