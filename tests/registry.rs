@@ -1058,6 +1058,26 @@ fn fake_registry_broken_download_resumes_with_a_range_request() {
 }
 
 #[test]
+fn fake_registry_broken_download_without_range_support_starts_over() {
+    let img = Arc::new(FakeImage::new());
+    let i = img.clone();
+    let fake = Fake::start(Arc::new(move |req: &Seen, n| {
+        let mut r = i.serve(req);
+        if req.path == i.layer_path() && n == 0 {
+            r.short = Some(r.body.len() / 2);
+        }
+        // Range headers are ignored: the whole blob again, 200.
+        r
+    }));
+    let env = Env::new();
+    let name = format!("{}/img:1", fake.host());
+    env.ok(env.cmd("r").args(["pull", &name]));
+    assert_eq!(env.id("r", &name), Digest::of(&img.config).to_string());
+    let (so, _) = env.ok(env.cmd("r").args(["system", "verify"]));
+    assert!(so.contains("store is consistent"), "{so}");
+}
+
+#[test]
 fn fake_registry_500_then_success_is_retried() {
     let img = Arc::new(FakeImage::new());
     let i = img.clone();

@@ -412,8 +412,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("registries.json");
         assert!(insecure_from_file(&f).unwrap().is_empty());
-        fs::write(&f, r#"{"insecure-registries":["reg.lan:5000", 7, "10.0.0.2"]}"#).unwrap();
-        assert_eq!(insecure_from_file(&f).unwrap(), ["reg.lan:5000", "10.0.0.2"]);
+        fs::write(
+            &f,
+            r#"{"insecure-registries":["reg.lan:5000", 7, "10.0.0.2"]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            insecure_from_file(&f).unwrap(),
+            ["reg.lan:5000", "10.0.0.2"]
+        );
         fs::write(&f, "{").unwrap();
         assert!(insecure_from_file(&f).is_err());
     }

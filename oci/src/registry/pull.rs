@@ -5,20 +5,25 @@
 //! (when pinned) and to the index entry that named it, the config to the manifest's config
 //! descriptor, every layer blob to its descriptor (digest and size) and its uncompressed tar to
 //! the config's diff ID. A layer is downloaded into an ingest file (resuming with a `Range`
-//! request after a broken connection when the registry allows it), checked, unpacked into the
-//! store, and only then is its compressed blob committed (and cached as the layer's compressed
-//! form). Config and manifest blobs are stored after every layer, and the name is moved last, so
+//! request after a broken connection when the registry allows it) while a second thread unpacks
+//! the same bytes into the store; the last 256 KiB reach that thread only once the whole blob's
+//! digest is verified, so a bad blob never completes a layer (a download restarted from zero
+//! is unpacked from the verified file instead). Only then is its compressed blob committed (and
+//! cached as the layer's compressed form). Config and manifest blobs are stored after every layer, and the name is moved last, so
 //! a failed pull leaves no image behind (only lease-protected garbage that `prune` reclaims).
 
 use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread;
 
 use oci_spec::image::{Descriptor, ImageManifest};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, RANGE};
 use strata_cas::blob::BlobWriter;
+use strata_cas::layer::LayerInfo;
 use strata_cas::lease::Lease;
-use strata_cas::{Compression, Digest, Reference, Store};
+use strata_cas::{Compression, Digest, Reference};
 
 use super::client::{Client, Request, full_error};
 use super::{Event, Events, Platform, Registries, Status, for_each_parallel, scope};
@@ -160,10 +165,89 @@ fn pick<'a>(descs: &'a [Descriptor], platform: &Platform, what: &str) -> Result<
         })
 }
 
-/// Streams a blob body into `w` (which may already hold the first bytes), up to `size`.
+/// Compressed bytes held back from the unpacking thread until the blob's digest is verified:
+/// the layer's tar cannot end (and be committed) before the last of them arrive.
+const HOLD_BACK: usize = 256 << 10;
+/// Chunks in flight between the download and the unpacking thread.
+const TAP_DEPTH: usize = 8;
+
+/// Feeds the bytes of a download to the thread unpacking it meanwhile, [`HOLD_BACK`] behind.
+struct Feeder {
+    tx: Option<SyncSender<io::Result<Vec<u8>>>>,
+    held: Vec<u8>,
+}
+
+impl Feeder {
+    fn push(&mut self, chunk: &[u8]) {
+        if self.tx.is_none() {
+            return;
+        }
+        self.held.extend_from_slice(chunk);
+        if self.held.len() >= 2 * HOLD_BACK {
+            let front: Vec<u8> = self.held.drain(..self.held.len() - HOLD_BACK).collect();
+            self.send(Ok(front));
+        }
+    }
+
+    fn send(&mut self, item: io::Result<Vec<u8>>) {
+        // A receiver that has gone (the unpacking failed) ends the streaming.
+        if let Some(tx) = &self.tx
+            && tx.send(item).is_err()
+        {
+            self.tx = None;
+        }
+    }
+
+    /// The stream is unusable (a restart from zero, a failed download): the unpacking fails.
+    fn abort(&mut self, why: &str) {
+        self.send(Err(io::Error::other(why.to_string())));
+        self.tx = None;
+        self.held = Vec::new();
+    }
+
+    /// Everything arrived and was verified: the rest goes out, then the end of the stream.
+    fn finish(&mut self) {
+        let rest = std::mem::take(&mut self.held);
+        if !rest.is_empty() {
+            self.send(Ok(rest));
+        }
+        self.tx = None;
+    }
+}
+
+/// The unpacking thread's side of a [`Feeder`].
+struct ChannelReader {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(Ok(v)) => {
+                    self.cur = v;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                // The feeder finished: the end of the blob.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Streams a blob body into `w` (which may already hold the first bytes), up to `size`, and
+/// into the feeder.
 fn copy_body(
     mut body: impl Read,
     w: &mut BlobWriter,
+    feeder: &mut Feeder,
     size: u64,
     d: &Digest,
     events: Events<'_>,
@@ -196,6 +280,7 @@ fn copy_body(
                 e,
             ))
         })?;
+        feeder.push(&buf[..n]);
         if w.size() - last >= PROGRESS_STEP {
             last = w.size();
             events(Event {
@@ -223,64 +308,6 @@ fn copy_body(
     Ok(())
 }
 
-/// Downloads a blob into a fresh ingest file, resuming after broken bodies when the registry
-/// answers ranges; returns the writer, not committed, with its size and digest checked.
-fn download(
-    store: &Store,
-    lease: &Lease,
-    client: &Client,
-    repo: &str,
-    d: &Digest,
-    size: u64,
-    events: Events<'_>,
-) -> Result<BlobWriter> {
-    let scope = scope(repo, false);
-    let url = format!("/v2/{repo}/blobs/{d}");
-    let what = format!("blob {d}");
-    let mut w = store.blob_writer(lease)?;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let offset = w.size();
-        let mut req = Request::get(&url, &scope);
-        if offset > 0 {
-            req = req.header(RANGE, format!("bytes={offset}-"));
-        }
-        let resp = client.send_ok(&req, &what)?;
-        if offset > 0 && resp.status() != StatusCode::PARTIAL_CONTENT {
-            // No range support: start over.
-            w = store.blob_writer(lease)?;
-        }
-        match copy_body(resp, &mut w, size, d, events) {
-            Ok(()) => break,
-            Err(BodyError::Fatal(e)) => return Err(e),
-            Err(BodyError::Transient(m)) if attempt < client.attempts() => {
-                events(Event {
-                    blob: *d,
-                    status: Status::Retrying(m),
-                });
-                client.sleep(attempt);
-            }
-            Err(BodyError::Transient(m)) => {
-                return Err(Error::Registry {
-                    context: format!("pulling {what}"),
-                    message: format!("{m} (after {attempt} attempts)"),
-                });
-            }
-        }
-    }
-    w.flush()
-        .map_err(Error::io(format!("writing {}", w.ingest_path().display())))?;
-    if w.digest() != *d {
-        return Err(Error::DigestMismatch {
-            what: format!("blob {d} from {}/{repo}", client.domain()),
-            expected: d.to_string(),
-            actual: w.digest().to_string(),
-        });
-    }
-    Ok(w)
-}
-
 /// Everything one layer download needs.
 struct LayerJob<'a> {
     images: &'a Images,
@@ -291,6 +318,64 @@ struct LayerJob<'a> {
 }
 
 impl LayerJob<'_> {
+    /// Downloads a blob into a fresh ingest file, resuming after broken bodies when the registry
+    /// answers ranges; returns the writer, not committed, with its size and digest checked.
+    fn download(&self, d: &Digest, size: u64, feeder: &mut Feeder) -> Result<BlobWriter> {
+        let (store, lease, client, repo, events) = (
+            self.images.store(),
+            self.lease,
+            self.client,
+            self.repo,
+            self.events,
+        );
+        let scope = scope(repo, false);
+        let url = format!("/v2/{repo}/blobs/{d}");
+        let what = format!("blob {d}");
+        let mut w = store.blob_writer(lease)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let offset = w.size();
+            let mut req = Request::get(&url, &scope);
+            if offset > 0 {
+                req = req.header(RANGE, format!("bytes={offset}-"));
+            }
+            let resp = client.send_ok(&req, &what)?;
+            if offset > 0 && resp.status() != StatusCode::PARTIAL_CONTENT {
+                // No range support: start over (the unpacking, fed the old bytes, is abandoned).
+                w = store.blob_writer(lease)?;
+                feeder.abort("the download restarted");
+            }
+            match copy_body(resp, &mut w, feeder, size, d, events) {
+                Ok(()) => break,
+                Err(BodyError::Fatal(e)) => return Err(e),
+                Err(BodyError::Transient(m)) if attempt < client.attempts() => {
+                    events(Event {
+                        blob: *d,
+                        status: Status::Retrying(m),
+                    });
+                    client.sleep(attempt);
+                }
+                Err(BodyError::Transient(m)) => {
+                    return Err(Error::Registry {
+                        context: format!("pulling {what}"),
+                        message: format!("{m} (after {attempt} attempts)"),
+                    });
+                }
+            }
+        }
+        w.flush()
+            .map_err(Error::io(format!("writing {}", w.ingest_path().display())))?;
+        if w.digest() != *d {
+            return Err(Error::DigestMismatch {
+                what: format!("blob {d} from {}/{repo}", client.domain()),
+                expected: d.to_string(),
+                actual: w.digest().to_string(),
+            });
+        }
+        Ok(w)
+    }
+
     /// Makes one layer present: skipped when committed, else downloaded, checked and unpacked.
     fn run(&self, desc: &Descriptor, diff_id: &Digest) -> Result<()> {
         let store = self.images.store();
@@ -306,29 +391,57 @@ impl LayerJob<'_> {
             return Ok(());
         }
         let size = desc.size();
-        let w = download(
-            store,
-            self.lease,
-            self.client,
-            self.repo,
-            &d,
-            size,
-            self.events,
-        )?;
+        let limit = self.images.limit();
+        let (tx, rx) = sync_channel(TAP_DEPTH);
+        let mut feeder = Feeder {
+            tx: Some(tx),
+            held: Vec::new(),
+        };
+        // The layer is unpacked while it downloads; the download's digest is checked before the
+        // last bytes are handed over, so a bad blob never completes a layer.
+        let (w, streamed) = thread::scope(|s| {
+            let unpack = s.spawn(move || -> Result<(Detected, LayerInfo)> {
+                let reader = ChannelReader {
+                    rx,
+                    cur: Vec::new(),
+                    pos: 0,
+                };
+                let (kind, decoded) =
+                    compression::decompress(BufReader::with_capacity(1 << 20, reader), limit)?;
+                Ok((kind, store.ingest_layer(self.lease, decoded)?))
+            });
+            let w = self.download(&d, size, &mut feeder);
+            match &w {
+                Ok(_) => feeder.finish(),
+                Err(_) => feeder.abort("the download failed"),
+            }
+            let streamed = unpack.join().ok().and_then(|r| r.ok());
+            (w, streamed)
+        });
+        let w = w?;
         (self.events)(Event {
             blob: d,
             status: Status::Extracting,
         });
-        let path = w.ingest_path().to_path_buf();
-        let f = File::open(&path).map_err(Error::io(format!("reading {}", path.display())))?;
-        let (kind, decoded) =
-            compression::decompress(BufReader::with_capacity(1 << 20, f), self.images.limit())?;
-        let info = store
-            .ingest_layer(self.lease, decoded)
-            .map_err(|e| Error::BadEntry {
-                entry: format!("layer {d}"),
-                reason: e.to_string(),
-            })?;
+        let (kind, info) = match streamed {
+            Some(done) => done,
+            // Not streamed to the end (a restarted download, a failure): from the verified file.
+            None => {
+                let path = w.ingest_path().to_path_buf();
+                let f =
+                    File::open(&path).map_err(Error::io(format!("reading {}", path.display())))?;
+                let (kind, decoded) =
+                    compression::decompress(BufReader::with_capacity(1 << 20, f), limit)?;
+                let info =
+                    store
+                        .ingest_layer(self.lease, decoded)
+                        .map_err(|e| Error::BadEntry {
+                            entry: format!("layer {d}"),
+                            reason: e.to_string(),
+                        })?;
+                (kind, info)
+            }
+        };
         if info.diff_id != *diff_id {
             return Err(Error::DigestMismatch {
                 what: format!("layer {d} (diff ID from the image config)"),
