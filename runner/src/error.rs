@@ -36,6 +36,12 @@ pub enum Error {
     /// A flag or value the user gave is invalid (docker's exit 125).
     #[error("{0}")]
     Invalid(String),
+    /// A container could not be started (the supervisor's report).
+    #[error("{0}")]
+    StartFailed(String),
+    /// A container is not running (for kill, exec, attach).
+    #[error("container {0} is not running")]
+    NotRunning(String),
 }
 
 impl Error {

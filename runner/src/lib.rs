@@ -5,5 +5,9 @@
 pub mod container;
 pub mod create;
 pub mod error;
+pub mod lifecycle;
+pub mod logs;
+pub mod supervisor;
+pub mod tty;
 
 pub use error::{Error, Result};

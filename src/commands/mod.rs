@@ -6,6 +6,7 @@
 pub mod build;
 pub mod image;
 pub mod images;
+pub mod run;
 pub mod system;
 pub mod transfer;
 
