@@ -64,6 +64,13 @@ pub enum Command {
         #[arg(value_name = "BUNDLE")]
         bundle: PathBuf,
     },
+    /// Internal: starts a process in a running container's namespaces (started by strata)
+    #[command(name = "__sandbox-exec", hide = true)]
+    SandboxExec {
+        /// The host pid of the container's pid 1
+        #[arg(value_name = "PID")]
+        pid: i32,
+    },
 }
 
 /// `strata builder ...`.
