@@ -19,6 +19,62 @@ const MOUNTINFO: &str = "/proc/self/mountinfo";
 /// The v1 controllers a container's cgroup is made in.
 const V1_CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
 
+/// Docker's resource flags, in the units the CLI takes them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// `-m`: the memory limit in bytes (swap is limited to the same total, so exceeding it
+    /// gets the process killed instead of swapped).
+    pub memory: Option<i64>,
+    /// `--cpus` times 10^9.
+    pub nano_cpus: Option<i64>,
+    /// `--pids-limit` (0 or less: unlimited).
+    pub pids_limit: Option<i64>,
+}
+
+/// Writes `r` into the spec's `linux.resources` (memory limit and swap, cpu quota over a
+/// 100 ms period, pids limit), which [`Cgroup::create`] then applies.
+///
+/// # Errors
+/// A memory limit or cpu count that is not positive.
+pub fn set_resources(spec: &mut Spec, r: &Resources) -> Result<()> {
+    use oci_spec::runtime::LinuxPids;
+    if *r == Resources::default() {
+        return Ok(());
+    }
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    let mut res = linux.resources().clone().unwrap_or_default();
+    if let Some(m) = r.memory {
+        if m <= 0 {
+            return Err(Error::Sandbox(format!("memory limit {m} must be positive")));
+        }
+        let mut mem = (*res.memory()).unwrap_or_default();
+        mem.set_limit(Some(m));
+        mem.set_swap(Some(m));
+        res.set_memory(Some(mem));
+    }
+    if let Some(n) = r.nano_cpus {
+        if n <= 0 {
+            return Err(Error::Sandbox(format!("--cpus {n}e-9 must be positive")));
+        }
+        const PERIOD: u64 = 100_000;
+        let quota = i64::try_from(i128::from(n) * i128::from(PERIOD) / 1_000_000_000)
+            .unwrap_or(i64::MAX)
+            .max(1000);
+        let mut cpu = res.cpu().clone().unwrap_or_default();
+        cpu.set_quota(Some(quota));
+        cpu.set_period(Some(PERIOD));
+        res.set_cpu(Some(cpu));
+    }
+    if let Some(p) = r.pids_limit {
+        let mut pids = LinuxPids::default();
+        pids.set_limit(p);
+        res.set_pids(Some(pids));
+    }
+    linux.set_resources(Some(res));
+    spec.set_linux(Some(linux));
+    Ok(())
+}
+
 /// One mounted cgroup hierarchy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hierarchy {

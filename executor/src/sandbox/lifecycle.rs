@@ -48,9 +48,10 @@ fn next_msg(r: &mut BufReader<File>) -> Result<Msg> {
             let mut rest = Vec::new();
             let _ = r.read_to_end(&mut rest);
             line.extend(rest);
-            Ok(Msg::Failed(
-                String::from_utf8_lossy(&line[1..]).trim_end().to_string(),
-            ))
+            let text = String::from_utf8_lossy(&line[1..]);
+            // The helper's message is an Error's text; ours adds the "sandbox: " again.
+            let text = text.strip_prefix("sandbox: ").unwrap_or(&text);
+            Ok(Msg::Failed(text.trim_end().to_string()))
         }
         Some(b'R') if line == b"R\n" => Ok(Msg::Ready),
         Some(b'P') => std::str::from_utf8(&line[1..])

@@ -18,6 +18,7 @@
 //! [`stub_lower`] provides the mount point stubs (`/dev`, `/proc`, `/sys`, `/etc/hosts`, ...)
 //! as the lowest overlay layer, so they never land in the upper dir (the new layer).
 
+mod capabilities;
 pub mod cgroup;
 mod exec;
 mod init;
@@ -33,6 +34,8 @@ use oci_spec::runtime::{
     Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
+pub use capabilities::{adjust_capabilities, make_privileged};
+pub use cgroup::{Resources, set_resources};
 pub use exec::exec_main;
 pub use init::init_main;
 pub use lifecycle::{Created, Outcome, Running, create, exec, process_start_time};
