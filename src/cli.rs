@@ -96,6 +96,13 @@ pub enum Command {
         #[arg(value_name = "BUNDLE")]
         bundle: PathBuf,
     },
+    /// Internal: starts a process in a running container's namespaces (started by strata)
+    #[command(name = "__sandbox-exec", hide = true)]
+    SandboxExec {
+        /// The host pid of the container's pid 1
+        #[arg(value_name = "PID")]
+        pid: i32,
+    },
 }
 
 /// `strata builder ...`.
@@ -436,7 +443,7 @@ pub enum DebugCommand {
     /// Print the store root in effect (after --root, STRATA_ROOT and the default)
     Root,
     /// Run a command in the RUN sandbox on an overlay of the given directories
-    Sandbox(SandboxArgs),
+    Sandbox(Box<SandboxArgs>),
 }
 
 /// `strata debug sandbox ... -- CMD ARG...`.
@@ -477,6 +484,43 @@ pub struct SandboxArgs {
     /// Mount a tmpfs (repeatable)
     #[arg(long, value_name = "DST")]
     pub tmpfs: Vec<String>,
+
+    /// Add a Linux capability, docker style (`NET_ADMIN`, `cap_sys_admin`, `ALL`)
+    #[arg(long, value_name = "CAP")]
+    pub cap_add: Vec<String>,
+
+    /// Drop a Linux capability, docker style
+    #[arg(long, value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+
+    /// Every capability, no seccomp, no masked paths (docker's --privileged)
+    #[arg(long)]
+    pub privileged: bool,
+
+    /// Memory limit (`64m`, `1g`, bytes), swap included
+    #[arg(long, short = 'm', value_name = "SIZE")]
+    pub memory: Option<String>,
+
+    /// CPU quota in cpus (`0.5`)
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+
+    /// Maximum number of processes (0 or less: unlimited)
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub pids_limit: Option<i64>,
+
+    /// Mount the root filesystem read-only
+    #[arg(long)]
+    pub read_only: bool,
+
+    /// Run the command on a new pty (its output is copied to stdout)
+    #[arg(long, short = 't')]
+    pub tty: bool,
+
+    /// After the start, run `sh -c SCRIPT` in the container's namespaces (exec), then kill the
+    /// container; exits with the exec'd script's code
+    #[arg(long, value_name = "SCRIPT")]
+    pub exec_sh: Option<String>,
 
     /// The command and its arguments
     #[arg(value_name = "CMD", required = true, last = true)]

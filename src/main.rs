@@ -80,6 +80,7 @@ fn main() -> ExitCode {
             command: ImageCommand::History(args),
         } => image::history(root, &args),
         Command::SandboxInit { bundle } => strata_executor::sandbox::init_main(&bundle),
+        Command::SandboxExec { pid } => strata_executor::sandbox::exec_main(pid),
         Command::System { command } => match command {
             SystemCommand::Df(args) => system::df(root, &args),
             SystemCommand::Prune(args) => system::prune(root, &args),
