@@ -79,6 +79,8 @@ pub enum Command {
     Logs(LogsArgs),
     /// Attach to a running container's output
     Attach(AttachArgs),
+    /// Run a command in a running container
+    Exec(ExecArgs),
     /// Internal: the per-container supervisor (started by strata itself)
     #[command(name = "__supervise", hide = true)]
     Supervise {
@@ -801,6 +803,37 @@ pub struct LogsArgs {
     /// Container name or ID
     #[arg(value_name = "CONTAINER")]
     pub container: String,
+}
+
+/// `strata exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Keep stdin open
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Set an environment variable
+    #[arg(short, long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// The user (`USER[:GROUP]`)
+    #[arg(short, long, value_name = "USER")]
+    pub user: Option<String>,
+    /// The working directory
+    #[arg(short, long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Container name or ID
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+    /// The command and its arguments
+    #[arg(
+        value_name = "COMMAND",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
 }
 
 /// `strata attach`.

@@ -102,6 +102,7 @@ fn main() -> ExitCode {
             Ok(code) => return code,
             Err(e) => Err(e),
         },
+        Command::Exec(args) => return run::exec(root, &args),
         Command::Stop(args) => run::stop(root, &args),
         Command::Restart(args) => run::restart(root, &args),
         Command::Kill(args) => run::kill(root, &args),

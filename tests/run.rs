@@ -293,3 +293,51 @@ fn rmi_refuses_an_image_in_use() {
     env.ok_args(&["rm", id.trim()]);
     env.ok_args(&["rmi", IMAGE]);
 }
+
+#[test]
+fn exec_enters_every_namespace_of_the_container() {
+    let env = Env::new();
+    let id = env.ok_args(&["run", "-d", IMAGE, "sleep", "1000"]);
+    let id = id.trim();
+    env.wait_status(id, "running");
+    // Inside the container, readlink of the exec'd process's and pid 1's namespaces.
+    let script = "for n in mnt pid uts ipc net cgroup; do \
+                  echo $n $(readlink /proc/self/ns/$n) $(readlink /proc/1/ns/$n); done";
+    let out = env.ok_args(&["exec", id, "sh", "-c", script]);
+    assert_eq!(out.lines().count(), 6, "{out}");
+    for line in out.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        assert_eq!(f.len(), 3, "{line}");
+        assert_eq!(f[1], f[2], "{line}");
+    }
+    // And pid 1 as the host sees it is the recorded pid: same namespaces from outside.
+    let pid = env.ok_args(&["inspect", "-f", "{{.State.Pid}}", id]);
+    let host_mnt = std::fs::read_link(format!("/proc/{}/ns/mnt", pid.trim())).expect("ns");
+    let inside = out.lines().next().expect("mnt line");
+    assert!(
+        inside.ends_with(host_mnt.to_str().expect("utf-8")),
+        "{inside} {host_mnt:?}"
+    );
+    // -e, -w, -u; exit codes.
+    let out = env.ok_args(&[
+        "exec",
+        "-e",
+        "X=1",
+        "-w",
+        "/tmp",
+        "-u",
+        "user",
+        id,
+        "sh",
+        "-c",
+        "echo $X $(pwd) $(id -u)",
+    ]);
+    assert_eq!(out, "1 /tmp 1000\n");
+    let (code, _, _) = env.cmd(&["exec", id, "sh", "-c", "exit 4"]);
+    assert_eq!(code, 4);
+    let (code, _, _) = env.cmd(&["exec", id, "no-such-command"]);
+    assert_eq!(code, 127);
+    env.ok_args(&["rm", "-f", id]);
+    let (code, _, _) = env.cmd(&["exec", id, "true"]);
+    assert_ne!(code, 0);
+}

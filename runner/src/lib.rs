@@ -5,6 +5,7 @@
 pub mod container;
 pub mod create;
 pub mod error;
+pub mod exec;
 pub mod lifecycle;
 pub mod logs;
 pub mod supervisor;
