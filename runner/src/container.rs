@@ -217,6 +217,9 @@ pub struct Container {
     pub path: String,
     /// Its arguments.
     pub args: Vec<String>,
+    /// The image's layers (diff IDs, base first): the overlay's lower dirs and GC roots.
+    #[serde(default)]
+    pub layers: Vec<String>,
     /// Flags merged with the image's config.
     pub config: RunConfig,
     /// Runtime state.
@@ -655,6 +658,7 @@ mod tests {
             image_id: "sha256:00".into(),
             path: "sh".into(),
             args: vec![],
+            layers: vec![],
             config: RunConfig::default(),
             state: State::default(),
         }

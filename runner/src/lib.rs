@@ -3,6 +3,7 @@
 //! supervisor; named and anonymous volumes under `ROOT/volumes/`.
 
 pub mod container;
+pub mod create;
 pub mod error;
 
 pub use error::{Error, Result};

@@ -1,0 +1,536 @@
+//! From an image and `run`/`create` flags to a container record ([`create`]) and, at each
+//! start, to the OCI runtime spec that drives the sandbox ([`build_spec`]).
+//!
+//! ENTRYPOINT and CMD combine as docker does ([`command_of`]): `--entrypoint` replaces the
+//! image's entrypoint and drops its CMD; arguments after IMAGE replace CMD. The environment is
+//! the image's, then `--env-file` lines, then `-e` (later wins, in place). The spec is
+//! [`sandbox::default_spec`] (docker's default profile) with the overlay root (the image's
+//! layer dirs + the sandbox's stub dir as lower, the container's `upper/` and `work/`), the
+//! container's `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`, its mounts, resources and
+//! capability flags.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{
+    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder, Spec,
+};
+use strata_cas::{Digest, Store};
+use strata_executor::fs::LayerView;
+use strata_executor::image_config::ImageConfig;
+use strata_executor::sandbox::{self, Overlay};
+use strata_oci::Images;
+
+use crate::container::{Container, ContainerStore, MountSpec, RunConfig, State, new_id};
+use crate::error::{Error, Result};
+
+/// The flags of `run`/`create` that shape a container (already parsed by the CLI).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// The image as typed.
+    pub image: String,
+    /// The arguments after IMAGE.
+    pub args: Vec<String>,
+    /// `--name`.
+    pub name: Option<String>,
+    /// `-e K=V` / `-e K` (taken from strata's environment when set).
+    pub env: Vec<String>,
+    /// The lines of each `--env-file`, in order.
+    pub env_files: Vec<String>,
+    /// `-w`.
+    pub workdir: Option<String>,
+    /// `-u`.
+    pub user: Option<String>,
+    /// `--entrypoint` (`Some("")` clears the image's).
+    pub entrypoint: Option<String>,
+    /// `-h`.
+    pub hostname: Option<String>,
+    /// `-l K=V`.
+    pub labels: Vec<String>,
+    /// The rest of the record's configuration: tty, stdin, rm, network, ports, mounts,
+    /// resources, capabilities, stop signal/timeout. Fields set here are kept as they are;
+    /// entrypoint/cmd/env/working_dir/user/hostname/labels are filled from the flags above.
+    pub config: RunConfig,
+}
+
+/// Docker's ENTRYPOINT/CMD combination: returns `(entrypoint, cmd)` in effect.
+pub fn command_of(
+    image_entrypoint: &[String],
+    image_cmd: &[String],
+    flag_entrypoint: Option<&str>,
+    args: &[String],
+) -> (Vec<String>, Vec<String>) {
+    match flag_entrypoint {
+        Some(e) => {
+            let ep = if e.is_empty() {
+                Vec::new()
+            } else {
+                vec![e.to_string()]
+            };
+            (ep, args.to_vec())
+        }
+        None => {
+            let cmd = if args.is_empty() {
+                image_cmd.to_vec()
+            } else {
+                args.to_vec()
+            };
+            (image_entrypoint.to_vec(), cmd)
+        }
+    }
+}
+
+/// Sets `KEY=V` in `env`, replacing an existing `KEY` in place.
+fn set_env(env: &mut Vec<String>, kv: String) {
+    let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k).to_string();
+    match env
+        .iter_mut()
+        .find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
+    {
+        Some(slot) => *slot = kv,
+        None => env.push(kv),
+    }
+}
+
+/// One `-e`/`--env-file` entry: `K=V` as is; a bare `K` takes strata's own value (dropped
+/// when unset, as docker does).
+fn env_entry(entry: &str) -> Result<Option<String>> {
+    if entry.is_empty() || entry.starts_with('=') {
+        return Err(Error::Invalid(format!("invalid environment variable: {entry:?}")));
+    }
+    if entry.contains('=') {
+        return Ok(Some(entry.to_string()));
+    }
+    Ok(std::env::var(entry).ok().map(|v| format!("{entry}={v}")))
+}
+
+/// Parses an `--env-file`: `K=V` or `K` per line; `#` comments and blank lines skipped.
+///
+/// # Errors
+/// [`Error::Invalid`] for a line with an empty name (naming `source` and the line).
+pub fn parse_env_file(source: &str, text: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let entry = env_entry(line).map_err(|e| Error::Invalid(format!("{source}:{}: {e}", n + 1)))?;
+        out.extend(entry);
+    }
+    Ok(out)
+}
+
+fn parse_labels(labels: &[String]) -> BTreeMap<String, String> {
+    labels
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (l.clone(), String::new()),
+        })
+        .collect()
+}
+
+/// Reads an image's config by id.
+///
+/// # Errors
+/// A missing or corrupt config.
+pub fn image_config(images: &Images, image_id: &str) -> Result<ImageConfig> {
+    let id: Digest = image_id
+        .parse()
+        .map_err(|_| Error::Invalid(format!("bad image id {image_id:?}")))?;
+    let (bytes, _) = images.config(&id)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Invalid(format!("config of image {image_id}: {e}")))
+}
+
+/// Creates a container: resolves the image, merges its config with the flags, takes the
+/// name, writes the record and makes `upper/` and `work/`. Nothing is left behind on failure.
+///
+/// # Errors
+/// [`Error::Oci`] for an unknown image, [`Error::Invalid`] for bad flags (no command, a
+/// relative `-w`), [`Error::Conflict`] for a taken name.
+pub fn create(root: &Path, opts: CreateOptions) -> Result<Container> {
+    let store = Store::open(root)?;
+    let images = Images::new(store);
+    let resolved = images.resolve(&opts.image)?;
+    let image_id = resolved.id.to_string();
+    let img = image_config(&images, &image_id)?;
+    let ic = &img.config;
+    let (entrypoint, cmd) = command_of(
+        ic.entrypoint.as_deref().unwrap_or_default(),
+        ic.cmd.as_deref().unwrap_or_default(),
+        opts.entrypoint.as_deref(),
+        &opts.args,
+    );
+    let mut argv: Vec<String> = entrypoint.iter().chain(&cmd).cloned().collect();
+    if argv.is_empty() {
+        return Err(Error::Invalid(
+            "no command specified: the image has no ENTRYPOINT or CMD".into(),
+        ));
+    }
+    let path = argv.remove(0);
+
+    let mut env = ic.env.clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, format!("PATH={}", sandbox::DEFAULT_PATH));
+    }
+    for line in &opts.env_files {
+        set_env(&mut env, line.clone());
+    }
+    for e in &opts.env {
+        if let Some(kv) = env_entry(e)? {
+            set_env(&mut env, kv);
+        }
+    }
+    let working_dir = match opts.workdir.as_deref().filter(|w| !w.is_empty()) {
+        Some(w) if !w.starts_with('/') => {
+            return Err(Error::Invalid(format!(
+                "the working directory '{w}' is invalid, it needs to be an absolute path"
+            )));
+        }
+        Some(w) => w.to_string(),
+        None => ic
+            .working_dir
+            .clone()
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into()),
+    };
+    let id = new_id()?;
+    let mut config = opts.config;
+    config.env = env;
+    config.working_dir = working_dir;
+    config.user = opts
+        .user
+        .clone()
+        .unwrap_or_else(|| ic.user.clone().unwrap_or_default());
+    config.hostname = opts
+        .hostname
+        .clone()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| id[..12].to_string());
+    config.entrypoint = entrypoint;
+    config.cmd = cmd;
+    let mut labels = ic.labels.clone().unwrap_or_default();
+    labels.extend(parse_labels(&opts.labels));
+    config.labels = labels;
+    if config.stop_signal.is_empty() {
+        config.stop_signal = ic
+            .stop_signal
+            .clone()
+            .unwrap_or_else(|| "SIGTERM".into());
+    }
+    if config.network_mode.is_empty() {
+        config.network_mode = "bridge".into();
+    }
+    if !matches!(config.network_mode.as_str(), "bridge" | "none" | "host") {
+        return Err(Error::Invalid(format!(
+            "network {} not found (strata knows bridge, none and host)",
+            config.network_mode
+        )));
+    }
+    let c = Container {
+        id,
+        name: String::new(),
+        created: strata_oci::image::now_rfc3339(),
+        image: opts.image.clone(),
+        image_id,
+        path,
+        args: argv,
+        layers: img.rootfs.diff_ids.clone(),
+        config,
+        state: State::default(),
+    };
+    let cstore = ContainerStore::open(root)?;
+    let c = cstore.create(c, opts.name.as_deref())?;
+    let dir = cstore.container_dir(&c.id);
+    for d in ["upper", "work", "etc", "bundle"] {
+        let p = dir.join(d);
+        if let Err(e) = std::fs::create_dir(&p) {
+            let _ = cstore.remove(&c);
+            return Err(Error::io(&p, e));
+        }
+    }
+    Ok(c)
+}
+
+/// Docker's `/etc/hosts` for a container named `hostname`.
+fn hosts_file(hostname: &str, network: &str) -> String {
+    let mut s = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n\
+         ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+    );
+    // slirp4netns gives the container 10.0.2.100; otherwise the name is a loopback address.
+    let ip = if network == "bridge" {
+        "10.0.2.100"
+    } else {
+        "127.0.1.1"
+    };
+    s.push_str(&format!("{ip}\t{hostname}\n"));
+    s
+}
+
+/// The host's resolv.conf, without loopback nameservers (unreachable from a private network
+/// namespace); docker's fallback of Google's DNS when none is left.
+fn resolv_file(host: &str, network: &str) -> String {
+    if network == "host" {
+        return host.to_string();
+    }
+    let mut out = String::new();
+    let mut servers = 0;
+    for line in host.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() == Some("nameserver") {
+            let addr = words.next().unwrap_or_default();
+            if addr.starts_with("127.") || addr == "::1" {
+                continue;
+            }
+            servers += 1;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if servers == 0 {
+        out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+    out
+}
+
+/// Writes `hosts`, `hostname` and `resolv.conf` under `dir` and binds them into the spec.
+fn etc_files(spec: &mut Spec, dir: &Path, c: &Container) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let host_resolv = match std::fs::read_to_string("/etc/resolv.conf") {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io("/etc/resolv.conf", e)),
+    };
+    let net = c.config.network_mode.as_str();
+    let hosts = if net == "host" {
+        std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| hosts_file(&c.config.hostname, net))
+    } else {
+        hosts_file(&c.config.hostname, net)
+    };
+    for (name, content) in [
+        ("hosts", hosts),
+        ("hostname", format!("{}\n", c.config.hostname)),
+        ("resolv.conf", resolv_file(&host_resolv, net)),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, content).map_err(|e| Error::io(&path, e))?;
+        sandbox::add_bind(spec, &path, &format!("/etc/{name}"), false);
+    }
+    Ok(())
+}
+
+/// Docker's `--cpus` to a CFS quota over a 100 ms period.
+fn cpu_quota(nano_cpus: i64) -> (i64, u64) {
+    let period: u64 = 100_000;
+    (nano_cpus.saturating_mul(100_000) / 1_000_000_000, period)
+}
+
+/// Sets `linux.resources` from `-m`, `--cpus` and `--pids-limit`, and `linux.cgroupsPath`.
+fn set_resources(spec: &mut Spec, c: &Container) -> Result<()> {
+    let cfg = &c.config;
+    let spec_err = |e: oci_spec::OciSpecError| Error::Invalid(format!("spec: {e}"));
+    let mut res = LinuxResourcesBuilder::default();
+    if let Some(m) = cfg.memory {
+        res = res.memory(
+            LinuxMemoryBuilder::default()
+                .limit(m)
+                .swap(m)
+                .build()
+                .map_err(spec_err)?,
+        );
+    }
+    if let Some(n) = cfg.nano_cpus {
+        let (quota, period) = cpu_quota(n);
+        res = res.cpu(
+            LinuxCpuBuilder::default()
+                .quota(quota)
+                .period(period)
+                .build()
+                .map_err(spec_err)?,
+        );
+    }
+    if let Some(p) = cfg.pids_limit {
+        res = res.pids(LinuxPidsBuilder::default().limit(p).build().map_err(spec_err)?);
+    }
+    let resources = res.build().map_err(spec_err)?;
+    if let Some(linux) = spec.linux_mut() {
+        linux.set_resources(Some(resources));
+        linux.set_cgroups_path(Some(PathBuf::from(format!("strata-{}", c.id))));
+    }
+    Ok(())
+}
+
+/// The home of `uid` in the image's `/etc/passwd` (`/root` when unknown, as runc).
+fn home_of(view: &LayerView, uid: u32) -> String {
+    view.read_file("etc/passwd")
+        .ok()
+        .flatten()
+        .and_then(|b| {
+            strata_executor::fs::user::parse_passwd(&String::from_utf8_lossy(&b))
+                .into_iter()
+                .find(|p| p.uid == uid)
+                .map(|p| p.home)
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/root".into())
+}
+
+/// The spec of a container's next start: docker's default profile on the overlay root,
+/// with the container's command, user, env, cwd, host name, `/etc` files, mounts, resources
+/// and capability flags. `extra_mounts` are binds decided by the caller (volumes).
+///
+/// # Errors
+/// A missing layer, an unknown user, writing the `/etc` files.
+pub fn build_spec(store: &Store, cstore: &ContainerStore, c: &Container) -> Result<Spec> {
+    let dir = cstore.container_dir(&c.id);
+    let mut lower = Vec::new();
+    let mut view_dirs = Vec::new();
+    for d in c.layers.iter().rev() {
+        let diff: Digest = d
+            .parse()
+            .map_err(|_| Error::Invalid(format!("bad layer id {d:?} in the record")))?;
+        if store.layer(&diff)?.is_none() {
+            return Err(Error::Invalid(format!(
+                "layer {diff} of image {} is missing from the store",
+                c.image
+            )));
+        }
+        lower.push(PathBuf::from(store.short_link(&diff)?));
+        view_dirs.push(store.layer_rootfs(&diff));
+    }
+    lower.push(sandbox::stub_lower(&store.root().join("sandbox"))?);
+    let view = LayerView::new(view_dirs);
+    let (uid, gid, groups) = if c.config.user.is_empty() {
+        (0, 0, Vec::new())
+    } else {
+        strata_executor::fs::resolve_user(&view, &c.config.user)?
+    };
+    let mut env = c.config.env.clone();
+    if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+        env.insert(1.min(env.len()), format!("HOSTNAME={}", c.config.hostname));
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", home_of(&view, uid)));
+    }
+    if c.config.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+    let mut argv = vec![c.path.clone()];
+    argv.extend(c.args.iter().cloned());
+    let network = if c.config.network_mode == "host" {
+        sandbox::Network::Host
+    } else {
+        sandbox::Network::None
+    };
+    let rootfs = dir.join("bundle").join("rootfs");
+    let mut spec = sandbox::default_spec(
+        &rootfs,
+        argv,
+        env,
+        &c.config.working_dir,
+        uid,
+        gid,
+        groups,
+        &c.config.hostname,
+        network,
+    )?;
+    sandbox::set_overlay(
+        &mut spec,
+        &Overlay {
+            lower,
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            chdir: Some(store.root().to_path_buf()),
+        },
+    );
+    etc_files(&mut spec, &dir.join("etc"), c)?;
+    for m in &c.config.mounts {
+        match m {
+            MountSpec::Bind {
+                source,
+                destination,
+                readonly,
+            } => sandbox::add_bind(&mut spec, source, destination, *readonly),
+            MountSpec::Tmpfs { destination, size } => {
+                sandbox::add_tmpfs(&mut spec, destination, *size);
+            }
+            MountSpec::Volume {
+                name,
+                destination,
+                readonly,
+                ..
+            } => {
+                let source = store.root().join("volumes").join(name).join("_data");
+                sandbox::add_bind(&mut spec, &source, destination, *readonly);
+            }
+        }
+    }
+    if let Some(p) = spec.process_mut() {
+        p.set_terminal(Some(c.config.tty));
+    }
+    if let Some(r) = spec.root_mut() {
+        r.set_readonly(Some(c.config.read_only));
+    }
+    set_resources(&mut spec, c)?;
+    let mut ann = spec.annotations().clone().unwrap_or_default();
+    ann.insert("org.strata.container.id".into(), c.id.clone());
+    ann.insert("org.strata.container.name".into(), c.name.clone());
+    spec.set_annotations(Some(ann));
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn entrypoint_and_cmd_combine_like_docker() {
+        let ep = v(&["/entry"]);
+        let cmd = v(&["default"]);
+        assert_eq!(command_of(&ep, &cmd, None, &[]), (ep.clone(), cmd.clone()));
+        assert_eq!(
+            command_of(&ep, &cmd, None, &v(&["x"])),
+            (ep.clone(), v(&["x"]))
+        );
+        // --entrypoint drops the image's CMD.
+        assert_eq!(
+            command_of(&ep, &cmd, Some("sh"), &[]),
+            (v(&["sh"]), Vec::new())
+        );
+        assert_eq!(
+            command_of(&ep, &cmd, Some(""), &v(&["ls"])),
+            (Vec::new(), v(&["ls"]))
+        );
+    }
+
+    #[test]
+    fn env_file_and_overrides() {
+        let lines = parse_env_file("f", "# c\n\nA=1\nB=x=y\n").unwrap();
+        assert_eq!(lines, v(&["A=1", "B=x=y"]));
+        assert!(parse_env_file("f", "=bad\n").is_err());
+        let mut env = v(&["PATH=/bin", "A=0"]);
+        set_env(&mut env, "A=2".into());
+        set_env(&mut env, "C=3".into());
+        assert_eq!(env, v(&["PATH=/bin", "A=2", "C=3"]));
+    }
+
+    #[test]
+    fn resolv_drops_loopback_servers() {
+        let r = resolv_file("nameserver 127.0.0.53\nsearch x\n", "bridge");
+        assert_eq!(r, "search x\nnameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+        let r = resolv_file("nameserver 1.1.1.1\n", "none");
+        assert_eq!(r, "nameserver 1.1.1.1\n");
+    }
+
+    #[test]
+    fn cpus_to_quota() {
+        assert_eq!(cpu_quota(1_500_000_000), (150_000, 100_000));
+    }
+}
