@@ -89,6 +89,9 @@ fn main() -> ExitCode {
         Command::Builder {
             command: BuilderCommand::Prune(args),
         } => build::prune(root, &args),
+        Command::Volume { command } => commands::volume::run(root, &command),
+        Command::Commit(args) => commands::commit::commit(root, &args),
+        Command::Cp(args) => commands::commit::cp(root, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,5 +7,7 @@ pub mod create;
 pub mod error;
 
 pub use error::{Error, Result};
+pub mod commit;
+pub mod cp;
 pub mod mounts;
 pub mod volume;

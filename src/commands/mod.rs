@@ -4,10 +4,12 @@
 //! `oci` crates and prints docker-compatible output.
 
 pub mod build;
+pub mod commit;
 pub mod image;
 pub mod images;
 pub mod system;
 pub mod transfer;
+pub mod volume;
 
 use std::path::Path;
 
