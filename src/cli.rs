@@ -66,6 +66,38 @@ pub enum Command {
     Commit(CommitArgs),
     /// Copy files/folders between a container and the local filesystem
     Cp(CpArgs),
+    /// Create and run a new container from an image
+    Run(Box<RunArgs>),
+    /// Create a new container (without starting it)
+    Create(Box<RunArgs>),
+    /// Start stopped containers
+    Start(StartArgs),
+    /// Stop running containers (stop signal, then SIGKILL after the timeout)
+    Stop(StopArgs),
+    /// Restart containers
+    Restart(StopArgs),
+    /// Send a signal to running containers
+    Kill(KillArgs),
+    /// Block until containers stop, then print their exit codes
+    Wait(ContainersArgs),
+    /// Remove containers
+    Rm(RmArgs),
+    /// List containers
+    Ps(PsArgs),
+    /// Fetch the logs of a container
+    Logs(LogsArgs),
+    /// Attach to a running container's output
+    Attach(AttachArgs),
+    /// Internal: the per-container supervisor (started by strata itself)
+    #[command(name = "__supervise", hide = true)]
+    Supervise {
+        /// Report readiness on this fd
+        #[arg(long, value_name = "FD")]
+        ready_fd: Option<i32>,
+        /// The container's full ID
+        #[arg(value_name = "ID")]
+        id: String,
+    },
     /// Internal: the sandbox's init process (started by strata itself)
     #[command(name = "__sandbox-init", hide = true)]
     SandboxInit {
@@ -533,6 +565,215 @@ fn parse_escape(s: &str) -> Result<char, String> {
         "`" => Ok('`'),
         _ => Err(format!("invalid escape character {s:?}: use \\ or `")),
     }
+}
+
+/// `strata run` / `strata create`: docker's flags.
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
+pub struct RunArgs {
+    /// Print help
+    #[arg(long, action = ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Run in the background and print the container ID
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Keep stdin open (forwarded to the container)
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal
+    #[arg(short, long)]
+    pub tty: bool,
+    /// The container's name
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set an environment variable (`K=V`, or `K` to pass strata's own)
+    #[arg(short, long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Bind a host path or a volume (`SRC:DST[:ro]`)
+    #[arg(short, long = "volume", value_name = "SRC:DST[:OPTS]")]
+    pub volume: Vec<String>,
+    /// Attach a filesystem mount (`type=bind|volume|tmpfs,...`)
+    #[arg(long, value_name = "MOUNT")]
+    pub mount: Vec<String>,
+    /// Mount a tmpfs (`DST[:OPTS]`)
+    #[arg(long, value_name = "DST")]
+    pub tmpfs: Vec<String>,
+    /// Mount the volumes of another container
+    #[arg(long, value_name = "CONTAINER")]
+    pub volumes_from: Vec<String>,
+    /// The working directory inside the container
+    #[arg(short, long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// The user (`USER[:GROUP]`, names or numbers)
+    #[arg(short, long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Override the image's ENTRYPOINT
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
+    /// The container's host name
+    #[arg(short = 'h', long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// Network mode: bridge, none or host
+    #[arg(long, alias = "net", value_name = "MODE", default_value = "bridge")]
+    pub network: String,
+    /// Publish a port (`[IP:]HOST:CONTAINER[/udp]`)
+    #[arg(short, long = "publish", value_name = "PORT")]
+    pub publish: Vec<String>,
+    /// Publish every exposed port to a free host port
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
+    /// Memory limit (`64m`, `1g`)
+    #[arg(short, long, value_name = "BYTES")]
+    pub memory: Option<String>,
+    /// Number of CPUs (`1.5`)
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<String>,
+    /// Maximum number of processes
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Mount the root filesystem read-only
+    #[arg(long)]
+    pub read_only: bool,
+    /// Run an init as pid 1 that reaps zombies and forwards signals
+    #[arg(long)]
+    pub init: bool,
+    /// The signal that stops the container
+    #[arg(long, value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+    /// Seconds to wait for the stop signal before SIGKILL
+    #[arg(long, value_name = "SECONDS")]
+    pub stop_timeout: Option<u32>,
+    /// Add a Linux capability
+    #[arg(long, value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a Linux capability
+    #[arg(long, value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Give the container every capability and device
+    #[arg(long)]
+    pub privileged: bool,
+    /// Set a label (`K=V`)
+    #[arg(short, long, value_name = "K=V")]
+    pub label: Vec<String>,
+    /// The image
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// The command and its arguments
+    #[arg(
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
+/// Containers by name or ID.
+#[derive(Debug, Args)]
+pub struct ContainersArgs {
+    /// Container names or IDs
+    #[arg(value_name = "CONTAINER", required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `strata start`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Attach to the output and exit with the container's code
+    #[arg(short, long)]
+    pub attach: bool,
+    /// Container names or IDs
+    #[arg(value_name = "CONTAINER", required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `strata stop` / `strata restart`.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Seconds to wait before killing
+    #[arg(short, long = "time", alias = "timeout", value_name = "SECONDS")]
+    pub time: Option<u32>,
+    /// Container names or IDs
+    #[arg(value_name = "CONTAINER", required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `strata kill`.
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// The signal to send
+    #[arg(short, long, value_name = "SIGNAL", default_value = "KILL")]
+    pub signal: String,
+    /// Container names or IDs
+    #[arg(value_name = "CONTAINER", required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `strata rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Kill and remove a running container
+    #[arg(short, long)]
+    pub force: bool,
+    /// Also remove the container's anonymous volumes
+    #[arg(short, long)]
+    pub volumes: bool,
+    /// Container names or IDs
+    #[arg(value_name = "CONTAINER", required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `strata ps`.
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all containers (not only running ones)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Only the latest created container
+    #[arg(short, long)]
+    pub latest: bool,
+    /// Don't truncate
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Filter (`status=running`, `name=web`, `id=...`, `label=K[=V]`); repeatable
+    #[arg(short, long = "filter", value_name = "FILTER", value_parser = parse_filter)]
+    pub filter: Vec<(String, String)>,
+    /// Go-template output format
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+}
+
+/// `strata logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Follow the output
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Number of lines from the end (`all` for every line)
+    #[arg(short = 'n', long, value_name = "N")]
+    pub tail: Option<String>,
+    /// Show timestamps
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Container name or ID
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+}
+
+/// `strata attach`.
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// Container name or ID
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
 }
 
 #[cfg(test)]

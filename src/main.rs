@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{BuilderCommand, Cli, Command, DebugCommand, ImageCommand, SystemCommand};
-use crate::commands::{build, image, images, system, transfer};
+use crate::commands::{build, image, images, run, system, transfer};
 
 /// Exit code for a failed command (parse error, expansion error, I/O error).
 const EXIT_FAILURE: u8 = 1;
@@ -70,9 +70,9 @@ fn main() -> ExitCode {
         Command::Rmi(args)
         | Command::Image {
             command: ImageCommand::Rm(args),
-        } => image::rmi(root, &args),
-        Command::Inspect(args)
-        | Command::Image {
+        } => run::check_rmi(root, &args.images, args.force).and_then(|()| image::rmi(root, &args)),
+        Command::Inspect(args) => run::inspect(root, &args),
+        Command::Image {
             command: ImageCommand::Inspect(args),
         } => image::inspect(root, &args),
         Command::History(args)
@@ -92,6 +92,25 @@ fn main() -> ExitCode {
         Command::Volume { command } => commands::volume::run(root, &command),
         Command::Commit(args) => commands::commit::commit(root, &args),
         Command::Cp(args) => commands::commit::cp(root, &args),
+        // Exit with the container's own code.
+        Command::Run(args) => return run::run(root, &args),
+        Command::Supervise { ready_fd, id } => return run::supervise(root, &id, ready_fd),
+        Command::Create(args) => run::create(root, &args),
+        Command::Start(args) => match run::start(root, &args) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
+        Command::Attach(args) => match run::attach(root, &args) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
+        Command::Stop(args) => run::stop(root, &args),
+        Command::Restart(args) => run::restart(root, &args),
+        Command::Kill(args) => run::kill(root, &args),
+        Command::Wait(args) => run::wait(root, &args),
+        Command::Rm(args) => run::rm(root, &args),
+        Command::Ps(args) => run::ps(root, &args),
+        Command::Logs(args) => run::logs(root, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

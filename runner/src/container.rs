@@ -232,6 +232,124 @@ impl Container {
     pub fn short_id(&self) -> &str {
         &self.id[..12.min(self.id.len())]
     }
+
+    /// Docker's `inspect` JSON of the container; `dir` is its directory.
+    pub fn inspect_json(&self, dir: &Path) -> serde_json::Value {
+        let st = &self.state;
+        let cfg = &self.config;
+        let running = st.status == Status::Running;
+        let cmd = if cfg.cmd.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::json!(cfg.cmd)
+        };
+        let entrypoint = if cfg.entrypoint.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::json!(cfg.entrypoint)
+        };
+        let mut ports = serde_json::Map::new();
+        for p in &cfg.port_bindings {
+            let key = format!("{}/{}", p.container_port, p.protocol);
+            let entry =
+                serde_json::json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()});
+            match ports.get_mut(&key).and_then(|v| v.as_array_mut()) {
+                Some(list) => list.push(entry),
+                None => {
+                    ports.insert(key, serde_json::json!([entry]));
+                }
+            }
+        }
+        let mounts: Vec<serde_json::Value> = cfg
+            .mounts
+            .iter()
+            .map(|m| match m {
+                MountSpec::Bind {
+                    source,
+                    destination,
+                    readonly,
+                } => serde_json::json!({
+                    "Type": "bind", "Source": source, "Destination": destination,
+                    "Mode": "", "RW": !readonly, "Propagation": "rprivate"}),
+                MountSpec::Volume {
+                    name,
+                    destination,
+                    readonly,
+                    ..
+                } => serde_json::json!({
+                    "Type": "volume", "Name": name, "Destination": destination,
+                    "Driver": "local", "Mode": "", "RW": !readonly, "Propagation": ""}),
+                MountSpec::Tmpfs { destination, .. } => serde_json::json!({
+                    "Type": "tmpfs", "Source": "", "Destination": destination,
+                    "Mode": "", "RW": true, "Propagation": ""}),
+            })
+            .collect();
+        let etc = dir.join("etc");
+        serde_json::json!({
+            "Id": self.id,
+            "Created": self.created,
+            "Path": self.path,
+            "Args": self.args,
+            "State": {
+                "Status": st.status.as_str(),
+                "Running": running,
+                "Paused": st.status == Status::Paused,
+                "Restarting": st.status == Status::Restarting,
+                "OOMKilled": st.oom_killed,
+                "Dead": st.status == Status::Dead,
+                "Pid": if running { st.pid } else { 0 },
+                "ExitCode": st.exit_code,
+                "Error": st.error,
+                "StartedAt": st.started_at,
+                "FinishedAt": st.finished_at,
+            },
+            "Image": self.image_id,
+            "ResolvConfPath": etc.join("resolv.conf"),
+            "HostnamePath": etc.join("hostname"),
+            "HostsPath": etc.join("hosts"),
+            "LogPath": dir.join(format!("{}-json.log", self.id)),
+            "Name": format!("/{}", self.name),
+            "RestartCount": 0,
+            "Driver": "overlay",
+            "Platform": "linux",
+            "HostConfig": {
+                "AutoRemove": cfg.auto_remove,
+                "NetworkMode": cfg.network_mode,
+                "PortBindings": ports,
+                "PublishAllPorts": cfg.publish_all,
+                "VolumesFrom": cfg.volumes_from,
+                "CapAdd": cfg.cap_add,
+                "CapDrop": cfg.cap_drop,
+                "Privileged": cfg.privileged,
+                "ReadonlyRootfs": cfg.read_only,
+                "Init": cfg.init,
+                "Memory": cfg.memory.unwrap_or(0),
+                "NanoCpus": cfg.nano_cpus.unwrap_or(0),
+                "PidsLimit": cfg.pids_limit,
+                "LogConfig": {"Type": "json-file", "Config": {}},
+            },
+            "GraphDriver": {
+                "Name": "overlay",
+                "Data": {"UpperDir": dir.join("upper"), "WorkDir": dir.join("work")},
+            },
+            "Mounts": mounts,
+            "Config": {
+                "Hostname": cfg.hostname,
+                "User": cfg.user,
+                "Tty": cfg.tty,
+                "OpenStdin": cfg.open_stdin,
+                "Env": cfg.env,
+                "Cmd": cmd,
+                "Image": self.image,
+                "WorkingDir": cfg.working_dir,
+                "Entrypoint": entrypoint,
+                "Labels": cfg.labels,
+                "StopSignal": cfg.stop_signal,
+                "StopTimeout": cfg.stop_timeout,
+            },
+            "NetworkSettings": {"Ports": ports},
+        })
+    }
 }
 
 /// The containers under `ROOT/containers/`.

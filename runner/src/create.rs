@@ -82,7 +82,10 @@ pub fn command_of(
 
 /// Sets `KEY=V` in `env`, replacing an existing `KEY` in place.
 fn set_env(env: &mut Vec<String>, kv: String) {
-    let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k).to_string();
+    let key = kv
+        .split_once('=')
+        .map_or(kv.as_str(), |(k, _)| k)
+        .to_string();
     match env
         .iter_mut()
         .find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
@@ -96,7 +99,9 @@ fn set_env(env: &mut Vec<String>, kv: String) {
 /// when unset, as docker does).
 fn env_entry(entry: &str) -> Result<Option<String>> {
     if entry.is_empty() || entry.starts_with('=') {
-        return Err(Error::Invalid(format!("invalid environment variable: {entry:?}")));
+        return Err(Error::Invalid(format!(
+            "invalid environment variable: {entry:?}"
+        )));
     }
     if entry.contains('=') {
         return Ok(Some(entry.to_string()));
@@ -115,7 +120,8 @@ pub fn parse_env_file(source: &str, text: &str) -> Result<Vec<String>> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let entry = env_entry(line).map_err(|e| Error::Invalid(format!("{source}:{}: {e}", n + 1)))?;
+        let entry =
+            env_entry(line).map_err(|e| Error::Invalid(format!("{source}:{}: {e}", n + 1)))?;
         out.extend(entry);
     }
     Ok(out)
@@ -129,6 +135,50 @@ fn parse_labels(labels: &[String]) -> BTreeMap<String, String> {
             None => (l.clone(), String::new()),
         })
         .collect()
+}
+
+/// Docker's `-m` (`RAMInBytes`): a number with an optional `b`, `k`, `m`, `g`, `t` suffix
+/// (1024-based, optionally followed by `b`).
+///
+/// # Errors
+/// [`Error::Invalid`] for anything else, or below docker's 6 MiB minimum.
+pub fn parse_memory(s: &str) -> Result<i64> {
+    let bad = || Error::Invalid(format!("invalid memory size {s:?} (expected e.g. 64m, 1g)"));
+    let lower = s.trim().to_ascii_lowercase();
+    let t = lower.strip_suffix('b').unwrap_or(&lower);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    if !n.is_finite() || n < 0.0 {
+        return Err(bad());
+    }
+    let bytes = (n * mult as f64) as i64;
+    if bytes < 6 * 1024 * 1024 {
+        return Err(Error::Invalid(format!(
+            "minimum memory limit allowed is 6MB (got {s:?})"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Docker's `--cpus` in billionths of a CPU.
+///
+/// # Errors
+/// [`Error::Invalid`] for a value that is not a positive number.
+pub fn parse_cpus(s: &str) -> Result<i64> {
+    let n: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| Error::Invalid(format!("invalid --cpus value {s:?}")))?;
+    if !n.is_finite() || n <= 0.0 || n > 1e6 {
+        return Err(Error::Invalid(format!("invalid --cpus value {s:?}")));
+    }
+    Ok((n * 1e9) as i64)
 }
 
 /// Reads an image's config by id.
@@ -215,10 +265,7 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<Container> {
     labels.extend(parse_labels(&opts.labels));
     config.labels = labels;
     if config.stop_signal.is_empty() {
-        config.stop_signal = ic
-            .stop_signal
-            .clone()
-            .unwrap_or_else(|| "SIGTERM".into());
+        config.stop_signal = ic.stop_signal.clone().unwrap_or_else(|| "SIGTERM".into());
     }
     if config.network_mode.is_empty() {
         config.network_mode = "bridge".into();
@@ -244,7 +291,7 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<Container> {
     let cstore = ContainerStore::open(root)?;
     let c = cstore.create(c, opts.name.as_deref())?;
     let dir = cstore.container_dir(&c.id);
-    for d in ["upper", "work", "etc", "bundle"] {
+    for d in ["upper", "work", "etc", "bundle", "bundle/rootfs"] {
         let p = dir.join(d);
         if let Err(e) = std::fs::create_dir(&p) {
             let _ = cstore.remove(&c);
@@ -306,7 +353,8 @@ fn etc_files(spec: &mut Spec, dir: &Path, c: &Container) -> Result<()> {
     };
     let net = c.config.network_mode.as_str();
     let hosts = if net == "host" {
-        std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| hosts_file(&c.config.hostname, net))
+        std::fs::read_to_string("/etc/hosts")
+            .unwrap_or_else(|_| hosts_file(&c.config.hostname, net))
     } else {
         hosts_file(&c.config.hostname, net)
     };
@@ -353,7 +401,12 @@ fn set_resources(spec: &mut Spec, c: &Container) -> Result<()> {
         );
     }
     if let Some(p) = cfg.pids_limit {
-        res = res.pids(LinuxPidsBuilder::default().limit(p).build().map_err(spec_err)?);
+        res = res.pids(
+            LinuxPidsBuilder::default()
+                .limit(p)
+                .build()
+                .map_err(spec_err)?,
+        );
     }
     let resources = res.build().map_err(spec_err)?;
     if let Some(linux) = spec.linux_mut() {
@@ -527,6 +580,17 @@ mod tests {
         assert_eq!(r, "search x\nnameserver 8.8.8.8\nnameserver 8.8.4.4\n");
         let r = resolv_file("nameserver 1.1.1.1\n", "none");
         assert_eq!(r, "nameserver 1.1.1.1\n");
+    }
+
+    #[test]
+    fn sizes_parse_like_docker() {
+        assert_eq!(parse_memory("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_memory("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_memory("1.5GB").unwrap(), 3 << 29);
+        assert!(parse_memory("1k").is_err());
+        assert!(parse_memory("x").is_err());
+        assert_eq!(parse_cpus("0.5").unwrap(), 500_000_000);
+        assert!(parse_cpus("-1").is_err());
     }
 
     #[test]

@@ -39,6 +39,12 @@ pub enum Error {
     /// No volume has this name.
     #[error("no such volume: {0}")]
     NoSuchVolume(String),
+    /// A container could not be started (the supervisor's report).
+    #[error("{0}")]
+    StartFailed(String),
+    /// A container is not running (for kill, exec, attach).
+    #[error("container {0} is not running")]
+    NotRunning(String),
 }
 
 impl Error {

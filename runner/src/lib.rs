@@ -5,6 +5,10 @@
 pub mod container;
 pub mod create;
 pub mod error;
+pub mod lifecycle;
+pub mod logs;
+pub mod supervisor;
+pub mod tty;
 
 pub use error::{Error, Result};
 pub mod commit;

@@ -7,6 +7,7 @@ pub mod build;
 pub mod commit;
 pub mod image;
 pub mod images;
+pub mod run;
 pub mod system;
 pub mod transfer;
 pub mod volume;
