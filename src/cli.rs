@@ -57,6 +57,15 @@ pub enum Command {
         #[command(subcommand)]
         command: BuilderCommand,
     },
+    /// Manage volumes
+    Volume {
+        #[command(subcommand)]
+        command: VolumeCommand,
+    },
+    /// Create a new image from a container's changes
+    Commit(CommitArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(CpArgs),
     /// Create and run a new container from an image
     Run(Box<RunArgs>),
     /// Create a new container (without starting it)
@@ -1020,4 +1029,151 @@ mod tests {
         assert_eq!(parse_escape("`"), Ok('`'));
         assert!(parse_escape("x").is_err());
     }
+}
+
+/// `strata volume ...`.
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Create a volume
+    Create(VolumeCreateArgs),
+    /// List volumes
+    #[command(alias = "list")]
+    Ls(VolumeLsArgs),
+    /// Display detailed information on one or more volumes
+    Inspect(VolumeInspectArgs),
+    /// Remove one or more volumes
+    #[command(alias = "remove")]
+    Rm(VolumeRmArgs),
+    /// Remove unused local volumes
+    Prune(VolumePruneArgs),
+}
+
+/// `strata volume create [-d local] [--label K=V]... [NAME]`.
+#[derive(Debug, Args)]
+pub struct VolumeCreateArgs {
+    /// Volume driver name (only "local")
+    #[arg(short, long, default_value = "local")]
+    pub driver: String,
+
+    /// Set metadata for a volume (KEY=VALUE)
+    #[arg(long = "label", value_name = "LABEL")]
+    pub labels: Vec<String>,
+
+    /// The volume's name (random when omitted)
+    #[arg(value_name = "VOLUME")]
+    pub name: Option<String>,
+}
+
+/// `strata volume ls [-q] [-f FILTER]... [--format F]`.
+#[derive(Debug, Args)]
+pub struct VolumeLsArgs {
+    /// Only display volume names
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Filter output (dangling=true|false, name=..., label=KEY[=VALUE], driver=local)
+    #[arg(short, long = "filter", value_name = "FILTER")]
+    pub filters: Vec<String>,
+
+    /// Format output using a Go-style template (`{{.Name}}`)
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+}
+
+/// `strata volume inspect [-f F] VOLUME...`.
+#[derive(Debug, Args)]
+pub struct VolumeInspectArgs {
+    /// Format the output using a Go-style template
+    #[arg(short, long, value_name = "FORMAT")]
+    pub format: Option<String>,
+
+    /// The volumes
+    #[arg(value_name = "VOLUME", required = true)]
+    pub volumes: Vec<String>,
+}
+
+/// `strata volume rm [-f] VOLUME...`.
+#[derive(Debug, Args)]
+pub struct VolumeRmArgs {
+    /// Don't fail on volumes that don't exist (volumes in use are still refused)
+    #[arg(short, long)]
+    pub force: bool,
+
+    /// The volumes
+    #[arg(value_name = "VOLUME", required = true)]
+    pub volumes: Vec<String>,
+}
+
+/// `strata volume prune [-a] [-f] [--filter label=...]`.
+#[derive(Debug, Args)]
+pub struct VolumePruneArgs {
+    /// Remove all unused volumes, not just anonymous ones
+    #[arg(short, long)]
+    pub all: bool,
+
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    pub force: bool,
+
+    /// Provide filter values (label=KEY[=VALUE])
+    #[arg(long = "filter", value_name = "FILTER")]
+    pub filters: Vec<String>,
+}
+
+/// `strata commit [-a AUTHOR] [-c INSTR]... [-m MSG] CONTAINER [IMAGE]`.
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")
+    #[arg(short, long)]
+    pub author: Option<String>,
+
+    /// Apply a Dockerfile instruction to the created image (CMD, ENTRYPOINT, ENV, EXPOSE,
+    /// LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR)
+    #[arg(short, long = "change", value_name = "INSTR")]
+    pub changes: Vec<String>,
+
+    /// Commit message
+    #[arg(short, long)]
+    pub message: Option<String>,
+
+    /// Pause the container during commit (accepted; strata commits the upper dir as it is)
+    #[arg(
+        short,
+        long,
+        action = ArgAction::Set,
+        default_value_t = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub pause: bool,
+
+    /// The container
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+
+    /// The new image's name (untagged when omitted)
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub image: Option<String>,
+}
+
+/// `strata cp [-a] [-L] SRC DST` where one side is `CONTAINER:PATH` and the other a host path
+/// or `-` (a tar stream on stdin/stdout).
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Archive mode (copy all uid/gid information)
+    #[arg(short, long)]
+    pub archive: bool,
+
+    /// Always follow symbol link in SRC_PATH
+    #[arg(short = 'L', long)]
+    pub follow_link: bool,
+
+    /// Source: CONTAINER:SRC_PATH, a host path, or - (a tar stream on stdin)
+    #[arg(value_name = "SRC")]
+    pub source: String,
+
+    /// Destination: CONTAINER:DEST_PATH, a host path, or - (a tar stream on stdout)
+    #[arg(value_name = "DEST")]
+    pub dest: String,
 }

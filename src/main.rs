@@ -90,6 +90,9 @@ fn main() -> ExitCode {
         Command::Builder {
             command: BuilderCommand::Prune(args),
         } => build::prune(root, &args),
+        Command::Volume { command } => commands::volume::run(root, &command),
+        Command::Commit(args) => commands::commit::commit(root, &args),
+        Command::Cp(args) => commands::commit::cp(root, &args),
         // Exit with the container's own code.
         Command::Run(args) => return run::run(root, &args),
         Command::Supervise { ready_fd, id } => return run::supervise(root, &id, ready_fd),

@@ -36,6 +36,9 @@ pub enum Error {
     /// A flag or value the user gave is invalid (docker's exit 125).
     #[error("{0}")]
     Invalid(String),
+    /// No volume has this name.
+    #[error("no such volume: {0}")]
+    NoSuchVolume(String),
     /// A container could not be started (the supervisor's report).
     #[error("{0}")]
     StartFailed(String),

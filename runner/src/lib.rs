@@ -12,3 +12,7 @@ pub mod supervisor;
 pub mod tty;
 
 pub use error::{Error, Result};
+pub mod commit;
+pub mod cp;
+pub mod mounts;
+pub mod volume;

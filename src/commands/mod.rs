@@ -4,11 +4,13 @@
 //! `oci` crates and prints docker-compatible output.
 
 pub mod build;
+pub mod commit;
 pub mod image;
 pub mod images;
 pub mod run;
 pub mod system;
 pub mod transfer;
+pub mod volume;
 
 use std::path::Path;
 

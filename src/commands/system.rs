@@ -28,7 +28,10 @@ fn gc_roots(root: &Path) -> Vec<Box<dyn GcRoots>> {
 
 /// The `df` rows of subsystems other than the store itself.
 fn usage_sources(root: &Path) -> Vec<Box<dyn UsageSource>> {
-    vec![Box::new(BuildCache::new(root))]
+    vec![
+        Box::new(BuildCache::new(root)),
+        Box::new(strata_runner::volume::VolumeUsage::new(root)),
+    ]
 }
 
 /// docker's default `system df` table.
