@@ -3,5 +3,6 @@
 //! supervisor; named and anonymous volumes under `ROOT/volumes/`.
 
 pub mod error;
+pub mod net;
 
 pub use error::{Error, Result};
