@@ -26,11 +26,10 @@ pub const CONTAINER_ADDR: &str = "10.0.2.100";
 /// a loaded machine must not fail).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// `slirp4netns` from `PATH` (or `/usr/bin`), if installed.
+/// `slirp4netns` from `PATH` (`/usr/local/bin:/usr/bin:/bin` when unset), if installed.
 pub fn find() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
     std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin")])
         .map(|d| d.join("slirp4netns"))
         .find(|p| is_executable(p))
 }
