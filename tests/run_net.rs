@@ -438,3 +438,56 @@ fn none_and_bridge_without_slirp4netns_reach_nothing_on_the_host() {
         .stdin(Stdio::null()));
     assert!(out.status.success() && so == "pong\n", "{so}");
 }
+
+/// A UDP socket on `127.0.0.1:port` inside the network namespace of `pid`: made by a thread
+/// that joins the namespace and then ends (the socket stays in the namespace it was made in,
+/// which the proxy relies on too).
+fn udp_socket_in(pid: i32, port: u16) -> std::net::UdpSocket {
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).expect("open netns");
+    std::thread::spawn(move || {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        std::net::UdpSocket::bind(("127.0.0.1", port)).expect("bind inside")
+    })
+    .join()
+    .expect("netns thread")
+}
+
+#[test]
+fn udp_is_forwarded_per_client() {
+    let web = Web::start();
+    let echo = udp_socket_in(web.pid, 9999);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = echo.recv_from(&mut buf) {
+            let mut reply = b"echo:".to_vec();
+            reply.extend_from_slice(&buf[..n]);
+            let _ = echo.send_to(&reply, from);
+        }
+    });
+    let net = web.net(&["-p", "127.0.0.1:0:9999/udp"]);
+    let port: u16 = net
+        .lines
+        .iter()
+        .find_map(|l| l.strip_prefix("9999/udp -> 127.0.0.1:"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no udp line in {:?}", net.lines));
+    let clients: Vec<std::net::UdpSocket> = (0..2)
+        .map(|_| {
+            let c = std::net::UdpSocket::bind("127.0.0.1:0").expect("client");
+            c.set_read_timeout(Some(PATIENCE)).expect("timeout");
+            c.connect(("127.0.0.1", port)).expect("connect");
+            c
+        })
+        .collect();
+    for round in 0..3 {
+        for (i, c) in clients.iter().enumerate() {
+            let msg = format!("client {i} round {round}");
+            c.send(msg.as_bytes()).expect("send");
+            let mut buf = [0u8; 2048];
+            let n = c.recv(&mut buf).expect("a reply through the proxy");
+            assert_eq!(&buf[..n], format!("echo:{msg}").as_bytes());
+        }
+    }
+    let (code, se) = net.stop();
+    assert_eq!(code, 0, "{se}");
+}

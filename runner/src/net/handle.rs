@@ -35,6 +35,7 @@ impl NetHandle {
     ///   `slirp4netns`, a warning.
     ///
     /// Warnings are returned as text ([`NetHandle::warnings`]) for the caller to print.
+    /// [`NetHandle::begin`] + [`NetSetup::finish`].
     ///
     /// # Errors
     /// [`crate::Error::PortBind`] when a host port is in use (nothing is left running);
@@ -45,6 +46,17 @@ impl NetHandle {
         ports: &[PortBinding],
         container_pid: i32,
     ) -> Result<NetHandle> {
+        NetHandle::begin(mode, ports, container_pid)?.finish()
+    }
+
+    /// [`NetHandle::setup`] without waiting for `slirp4netns` (~20 ms, mostly its library
+    /// loading): the ports are bound and served, slirp4netns is spawned. Do other work, then
+    /// [`NetSetup::finish`] before starting the container.
+    ///
+    /// # Errors
+    /// [`crate::Error::PortBind`] when a host port is in use (nothing is left running);
+    /// [`crate::Error::Net`] when the namespace cannot be joined or slirp4netns cannot be run.
+    pub fn begin(mode: NetworkMode, ports: &[PortBinding], container_pid: i32) -> Result<NetSetup> {
         let mut handle = NetHandle {
             mode,
             ports: Vec::new(),
@@ -70,12 +82,12 @@ impl NetHandle {
                     handle.proxy = Some(proxy);
                 }
                 match slirp::find() {
-                    Some(exe) => handle.slirp = Some(Slirp::start(&exe, container_pid)?),
+                    Some(exe) => handle.slirp = Some(Slirp::spawn(&exe, container_pid)?),
                     None => handle.warnings.push(WARN_NO_SLIRP.to_string()),
                 }
             }
         }
-        Ok(handle)
+        Ok(NetSetup { handle })
     }
 
     /// The mode set up.
@@ -97,6 +109,31 @@ impl NetHandle {
     /// The pid of the container's `slirp4netns`, when one runs.
     pub fn slirp_pid(&self) -> Option<u32> {
         self.slirp.as_ref().map(Slirp::pid)
+    }
+}
+
+/// A container network being set up ([`NetHandle::begin`]): ports served, `slirp4netns`
+/// possibly still configuring `tap0`. Dropping it stops everything, like a [`NetHandle`].
+#[derive(Debug)]
+pub struct NetSetup {
+    handle: NetHandle,
+}
+
+impl NetSetup {
+    /// The ports published, with the host ports actually bound.
+    pub fn ports(&self) -> &[PortBinding] {
+        self.handle.ports()
+    }
+
+    /// Waits until `slirp4netns` (if any) has configured `tap0`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Slirp`] when it fails; everything set up is stopped.
+    pub fn finish(mut self) -> Result<NetHandle> {
+        if let Some(slirp) = self.handle.slirp.as_mut() {
+            slirp.wait_ready()?;
+        }
+        Ok(self.handle)
     }
 }
 

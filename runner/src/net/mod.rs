@@ -292,7 +292,7 @@ pub fn publish_all(exposed: &[String]) -> Result<Vec<PortBinding>> {
     Ok(out)
 }
 
-pub use handle::{NetHandle, setup};
+pub use handle::{NetHandle, NetSetup, setup};
 
 mod handle;
 

@@ -138,7 +138,14 @@ impl NsSockets {
 }
 
 /// The open TCP connections (both sides), so that a stop can shut them down.
-type Conns = Arc<Mutex<HashMap<u64, (TcpStream, TcpStream)>>>;
+#[derive(Debug, Default)]
+struct Open {
+    /// Set by the stop: a connection registered later is shut down at once.
+    stopped: bool,
+    conns: HashMap<u64, (TcpStream, TcpStream)>,
+}
+
+type Conns = Arc<Mutex<Open>>;
 
 /// A running proxy for a container's published ports; dropping it stops it.
 #[derive(Debug)]
@@ -238,7 +245,11 @@ impl Drop for Proxy {
         for h in self.threads.drain(..) {
             let _ = h.join();
         }
-        let conns = std::mem::take(&mut *self.conns.lock().unwrap_or_else(PoisonError::into_inner));
+        let conns = {
+            let mut open = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
+            open.stopped = true;
+            std::mem::take(&mut open.conns)
+        };
         for (a, b) in conns.values() {
             let _ = a.shutdown(Shutdown::Both);
             let _ = b.shutdown(Shutdown::Both);
@@ -325,11 +336,14 @@ fn tcp_connection(client: TcpStream, port: u16, ns: &NsSockets, conns: &Conns, i
         let _ = client.shutdown(Shutdown::Both);
         return;
     };
-    if let (Ok(a), Ok(b)) = (client.try_clone(), inner.try_clone()) {
-        conns
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, (a, b));
+    {
+        let mut open = conns.lock().unwrap_or_else(PoisonError::into_inner);
+        if open.stopped {
+            return;
+        }
+        if let (Ok(a), Ok(b)) = (client.try_clone(), inner.try_clone()) {
+            open.conns.insert(id, (a, b));
+        }
     }
     std::thread::scope(|s| {
         s.spawn(|| pump(&client, &inner));
@@ -338,6 +352,7 @@ fn tcp_connection(client: TcpStream, port: u16, ns: &NsSockets, conns: &Conns, i
     conns
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
+        .conns
         .remove(&id);
 }
 

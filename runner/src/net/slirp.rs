@@ -45,6 +45,8 @@ pub struct Slirp {
     child: Child,
     /// The write end of the exit pipe: closing it makes slirp4netns exit.
     exit_w: Option<OwnedFd>,
+    /// The read end of the ready pipe, until it reported ready.
+    ready_r: Option<OwnedFd>,
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
@@ -57,12 +59,23 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 impl Slirp {
     /// Starts `exe` for the network namespace of `pid` and waits until `tap0` is configured
     /// (address, default route, MTU 65520). Connections to the host's loopback are refused
-    /// (`--disable-host-loopback`).
+    /// (`--disable-host-loopback`). [`Slirp::spawn`] + [`Slirp::wait_ready`].
     ///
     /// # Errors
-    /// [`Error::Net`] when it cannot be spawned; [`Error::Slirp`] with its stderr when it
-    /// exits (or does not report ready) before configuring the device.
+    /// As [`Slirp::spawn`] and [`Slirp::wait_ready`].
     pub fn start(exe: &Path, pid: i32) -> Result<Slirp> {
+        let mut slirp = Slirp::spawn(exe, pid)?;
+        slirp.wait_ready()?;
+        Ok(slirp)
+    }
+
+    /// Starts `exe` for the network namespace of `pid` without waiting for it (it takes a few
+    /// tens of milliseconds, mostly loading its libraries: the caller may do other work
+    /// meanwhile, then call [`Slirp::wait_ready`] before the container starts).
+    ///
+    /// # Errors
+    /// [`Error::Net`] when it cannot be spawned.
+    pub fn spawn(exe: &Path, pid: i32) -> Result<Slirp> {
         let (ready_r, ready_w) = pipe()?;
         let (exit_r, exit_w) = pipe()?;
         let (ready_fd, exit_fd) = (ready_w.as_raw_fd(), exit_r.as_raw_fd());
@@ -93,39 +106,42 @@ impl Slirp {
             what: format!("cannot run {}", exe.display()),
             source,
         })?;
-        drop(ready_w);
-        drop(exit_r);
-        let mut slirp = Slirp {
+        Ok(Slirp {
             child,
             exit_w: Some(exit_w),
+            ready_r: Some(ready_r),
+        })
+    }
+
+    /// Waits until slirp4netns reports `tap0` configured (at once when it already did).
+    ///
+    /// # Errors
+    /// [`Error::Slirp`] with the last line of its stderr when it exits (or does not report
+    /// ready in a minute) before configuring the device; it is killed then.
+    pub fn wait_ready(&mut self) -> Result<()> {
+        let Some(ready_r) = self.ready_r.take() else {
+            return Ok(());
         };
-        match wait_ready(&ready_r) {
-            Ok(true) => {
-                // Keep draining its stderr so that it never blocks on a full pipe.
-                if let Some(mut err) = slirp.child.stderr.take() {
-                    let _ = std::thread::Builder::new()
-                        .name("slirp4netns-stderr".to_string())
-                        .spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-                }
-                Ok(slirp)
+        if wait_ready(&ready_r)? {
+            // Keep draining its stderr so that it never blocks on a full pipe.
+            if let Some(mut err) = self.child.stderr.take() {
+                let _ = std::thread::Builder::new()
+                    .name("slirp4netns-stderr".to_string())
+                    .spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
             }
-            Ok(false) => {
-                let _ = slirp.child.kill();
-                let _ = slirp.child.wait();
-                let mut msg = String::new();
-                if let Some(mut err) = slirp.child.stderr.take() {
-                    let _ = err.read_to_string(&mut msg);
-                }
-                let msg = msg.trim();
-                Err(Error::Slirp(if msg.is_empty() {
-                    "it exited before configuring tap0".to_string()
-                } else {
-                    msg.lines().last().unwrap_or(msg).to_string()
-                }))
-            }
-            // `slirp` is dropped: killed and reaped.
-            Err(e) => Err(e),
+            return Ok(());
         }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut msg = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            let _ = err.read_to_string(&mut msg);
+        }
+        let msg = msg.trim();
+        Err(Error::Slirp(match msg.lines().last() {
+            Some(last) => last.to_string(),
+            None => "it exited before configuring tap0".to_string(),
+        }))
     }
 
     /// The pid of the `slirp4netns` process.
