@@ -30,13 +30,13 @@ impl Web {
     fn start() -> Web {
         let dir = fresh_dir();
         let rootfs = dir.path().join("rootfs");
-        for d in ["bin", "www", "up", "work"] {
-            let p = if d == "up" || d == "work" {
-                dir.path().join(d)
-            } else {
-                rootfs.join(d)
-            };
-            std::fs::create_dir_all(p).expect("mkdir");
+        for d in [
+            rootfs.join("bin"),
+            rootfs.join("www"),
+            dir.path().join("up"),
+            dir.path().join("work"),
+        ] {
+            std::fs::create_dir_all(d).expect("mkdir");
         }
         std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("copy busybox");
         // Not a multiple of any buffer size, and not all one byte.
@@ -259,9 +259,9 @@ fn process_exists(pid: u32) -> bool {
 fn published_ports_serve_the_container_and_stop_with_the_handle() {
     let web = Web::start();
     let net = web.net(&["-p", "127.0.0.1:0:8080", "-p", "127.0.0.1::8080/tcp"]);
-    let (a, b) = (net.port("127.0.0.1", 8080), net.lines.len());
+    let a = net.port("127.0.0.1", 8080);
     assert_eq!(
-        b,
+        net.lines.len(),
         2 + usize::from(net.slirp_pid().is_some()),
         "{:?}",
         net.lines
