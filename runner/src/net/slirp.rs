@@ -2,6 +2,9 @@
 //! mode TCP/IP stack in the host namespace behind a `tap0` device in the container's network
 //! namespace (10.0.2.100/24, gateway 10.0.2.2, DNS 10.0.2.3).
 //!
+//! slirp4netns runs as root in the host's namespaces, so it is confined as podman confines it
+//! (`--enable-sandbox --enable-seccomp`).
+//!
 //! It is started after the sandbox is created and before it starts, with `--ready-fd` (so the
 //! device is configured when the container's command runs) and `--exit-fd` (it exits when
 //! [`Slirp`] is dropped, or when the process holding it dies).
@@ -59,7 +62,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 impl Slirp {
     /// Starts `exe` for the network namespace of `pid` and waits until `tap0` is configured
     /// (address, default route, MTU 65520). Connections to the host's loopback are refused
-    /// (`--disable-host-loopback`). [`Slirp::spawn`] + [`Slirp::wait_ready`].
+    /// (`--disable-host-loopback`); it runs confined (`--enable-sandbox --enable-seccomp`). [`Slirp::spawn`] + [`Slirp::wait_ready`].
     ///
     /// # Errors
     /// As [`Slirp::spawn`] and [`Slirp::wait_ready`].
@@ -83,6 +86,10 @@ impl Slirp {
         cmd.arg("--configure")
             .arg("--mtu=65520")
             .arg("--disable-host-loopback")
+            // As podman: its own mount namespace with nothing in it, capabilities dropped,
+            // and a seccomp filter (no execve, mount, setns, ptrace, ...).
+            .arg("--enable-sandbox")
+            .arg("--enable-seccomp")
             .arg(format!("--ready-fd={ready_fd}"))
             .arg(format!("--exit-fd={exit_fd}"))
             .arg(pid.to_string())
