@@ -141,3 +141,35 @@ pub fn ps_ports(ports: &[PortBinding], exposed: &[String]) -> String {
     entries.sort();
     entries.join(", ")
 }
+
+/// Docker's `inspect` map of ports (`NetworkSettings.Ports`, and with `exposed` empty
+/// `HostConfig.PortBindings`): `{"8080/tcp": [{"HostIp": "0.0.0.0", "HostPort": "18080"}]}`,
+/// with `null` for an exposed port that is not published. Keys sorted.
+pub fn inspect_ports(
+    ports: &[PortBinding],
+    exposed: &[String],
+) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::{Map, Value, json};
+
+    let mut sorted = ports.to_vec();
+    sorted.sort_by_key(|p| (p.container_port, p.proto, p.host_ip, p.host_port));
+    let mut map: std::collections::BTreeMap<String, Value> = std::collections::BTreeMap::new();
+    for e in exposed
+        .iter()
+        .filter_map(|e| super::parse_publish(e).ok())
+        .flatten()
+    {
+        map.insert(format!("{}/{}", e.container_port, e.proto), Value::Null);
+    }
+    for p in &sorted {
+        let entry = map
+            .entry(format!("{}/{}", p.container_port, p.proto))
+            .or_insert(Value::Null);
+        let binding = json!({"HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string()});
+        match entry {
+            Value::Array(list) => list.push(binding),
+            other => *other = Value::Array(vec![binding]),
+        }
+    }
+    map.into_iter().collect::<Map<String, Value>>()
+}

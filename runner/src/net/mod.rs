@@ -13,7 +13,8 @@
 //!
 //! Data enters as flag strings ([`parse_publish`], [`NetworkMode::from_str`]) and the image's
 //! `ExposedPorts` ([`publish_all`]); it leaves as [`PortBinding`]s (stored in the container
-//! record) and as docker's `port`/`ps` text ([`format_ports`], [`ps_ports`]).
+//! record) and as docker's `port`/`ps`/`inspect` forms ([`format_ports`], [`ps_ports`],
+//! [`inspect_ports`]).
 
 mod format;
 pub mod proxy;
@@ -26,7 +27,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use strata_executor::sandbox::Network;
 
-pub use format::{format_ports, ps_ports};
+pub use format::{format_ports, inspect_ports, ps_ports};
 
 use crate::error::{Error, Result};
 

@@ -204,3 +204,16 @@ fn ps_column_like_docker() -> Result<()> {
     assert_eq!(ps_ports(&[], &["80/tcp".to_string()]), "80/tcp");
     Ok(())
 }
+
+#[test]
+fn inspect_map_like_docker() -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let mut ports = parse_publish("127.0.0.1:18080:8080")?;
+    ports.extend(parse_publish("18081:8080")?);
+    ports.extend(parse_publish("53:53/udp")?);
+    let map = inspect_ports(&ports, &["8080/tcp".to_string(), "9000/tcp".to_string()]);
+    assert_eq!(
+        serde_json::to_string(&map)?,
+        r#"{"53/udp":[{"HostIp":"0.0.0.0","HostPort":"53"}],"8080/tcp":[{"HostIp":"0.0.0.0","HostPort":"18081"},{"HostIp":"127.0.0.1","HostPort":"18080"}],"9000/tcp":null}"#
+    );
+    Ok(())
+}
