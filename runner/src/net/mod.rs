@@ -11,11 +11,14 @@
 //!   socket inside the container's network namespace that talks to `127.0.0.1:CONTAINER_PORT`.
 //!   No iptables.
 //!
+//! [`resolv_conf`] gives the container's `/etc/resolv.conf` for its mode ([`dns`]).
+//!
 //! Data enters as flag strings ([`parse_publish`], [`NetworkMode::from_str`]) and the image's
 //! `ExposedPorts` ([`publish_all`]); it leaves as [`PortBinding`]s (stored in the container
 //! record) and as docker's `port`/`ps`/`inspect` forms ([`format_ports`], [`ps_ports`],
 //! [`inspect_ports`]).
 
+pub mod dns;
 mod format;
 pub mod proxy;
 pub mod slirp;
@@ -27,6 +30,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use strata_executor::sandbox::Network;
 
+pub use dns::resolv_conf;
 pub use format::{format_ports, inspect_ports, ps_ports};
 
 use crate::error::{Error, Result};
