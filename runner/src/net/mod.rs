@@ -150,7 +150,8 @@ pub struct PortBinding {
     pub host_port: u16,
     /// The port inside the container.
     pub container_port: u16,
-    /// TCP or UDP.
+    /// TCP or UDP (also read from a `protocol` key).
+    #[serde(alias = "protocol")]
     pub proto: Proto,
 }
 

@@ -148,6 +148,9 @@ fn binding_json_round_trips() -> std::result::Result<(), serde_json::Error> {
         r#"{"host_ip":"127.0.0.1","host_port":18080,"container_port":8080,"proto":"udp"}"#
     );
     assert_eq!(serde_json::from_str::<PortBinding>(&json)?, v);
+    let other =
+        r#"{"host_ip":"127.0.0.1","host_port":18080,"container_port":8080,"protocol":"udp"}"#;
+    assert_eq!(serde_json::from_str::<PortBinding>(other)?, v);
     assert_eq!(serde_json::to_string(&NetworkMode::Bridge)?, r#""bridge""#);
     Ok(())
 }
