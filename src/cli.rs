@@ -455,6 +455,30 @@ pub enum DebugCommand {
     Root,
     /// Run a command in the RUN sandbox on an overlay of the given directories
     Sandbox(Box<SandboxArgs>),
+    /// Set up a container network (`--network`, `-p`) for a running process's namespace,
+    /// until stdin closes (for tests)
+    #[command(hide = true)]
+    Net(NetArgs),
+}
+
+/// `strata debug net --pid PID [--network MODE] [-p SPEC]... [--expose PORT]... [-P]`.
+#[derive(Debug, Args)]
+pub struct NetArgs {
+    /// The host pid of a process in the target network namespace
+    #[arg(long, value_name = "PID")]
+    pub pid: i32,
+    /// none, host or bridge
+    #[arg(long, default_value = "bridge", value_name = "MODE")]
+    pub network: String,
+    /// Publish a port (`[IP:][HOST:]CONTAINER[/PROTO]`)
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    pub publish: Vec<String>,
+    /// A port the "image" exposes (`8080/tcp`), for `-P`
+    #[arg(long, value_name = "PORT")]
+    pub expose: Vec<String>,
+    /// Publish every exposed port on a free host port
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
 }
 
 /// `strata debug sandbox ... -- CMD ARG...`.

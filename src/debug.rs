@@ -1,4 +1,5 @@
-//! `strata debug parse`, `strata debug expand` and `strata debug sandbox`.
+//! `strata debug parse`, `strata debug expand`, `strata debug sandbox` and the hidden
+//! `strata debug net`.
 
 use std::io::Read as _;
 use std::path::Path;
@@ -10,7 +11,7 @@ use strata_parser::shell::Lexer;
 use strata_parser::{Dockerfile, RawDockerfile};
 
 use crate::Failure;
-use crate::cli::{ExpandArgs, ParseArgs, ParseFormat, SandboxArgs, SandboxNetwork};
+use crate::cli::{ExpandArgs, NetArgs, ParseArgs, ParseFormat, SandboxArgs, SandboxNetwork};
 use crate::diagnostic::{self, Severity};
 
 /// Parses a Dockerfile and prints the BuildKit dump or the typed JSON.
@@ -260,4 +261,49 @@ fn build_and_run(
         eprintln!("strata: the container was OOM-killed");
     }
     Ok(outcome.status)
+}
+
+/// Sets up a container network for the namespace of `--pid` (what the supervisor does between
+/// the sandbox's create and start), prints the warnings on stderr, then on stdout docker's
+/// `port` lines, `slirp4netns PID` when one runs, and `ready`; keeps it up until stdin
+/// closes. Bad flags and setup failures are usage errors (125), as `run`'s are.
+///
+/// # Errors
+/// A bad `--network` or `-p`, a host port in use, a namespace that cannot be joined.
+pub fn net(args: &NetArgs) -> Result<(), Failure> {
+    use std::io::Write as _;
+    use strata_runner::net::{self, NetHandle};
+
+    let usage = |e: strata_runner::Error| Failure::Usage(e.into());
+    let mode = args.network.parse::<net::NetworkMode>().map_err(usage)?;
+    let mut ports = Vec::new();
+    for p in &args.publish {
+        ports.extend(net::parse_publish(p).map_err(usage)?);
+    }
+    if args.publish_all {
+        ports.extend(net::publish_all(&args.expose).map_err(usage)?);
+    }
+    let handle = NetHandle::setup(mode, &ports, args.pid).map_err(usage)?;
+    for w in handle.warnings() {
+        eprintln!("WARNING: {w}");
+    }
+    let mut out = String::new();
+    for line in net::format_ports(handle.ports(), None).map_err(usage)? {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    if let Some(pid) = handle.slirp_pid() {
+        out.push_str(&format!("slirp4netns {pid}\n"));
+    }
+    out.push_str("ready\n");
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("cannot write to stdout")?;
+    drop(stdout);
+    // Until stdin closes (or fails).
+    let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+    drop(handle);
+    Ok(())
 }

@@ -46,6 +46,7 @@ fn main() -> ExitCode {
             }
             // Exits with the command's own code.
             DebugCommand::Sandbox(args) => return debug::sandbox(root, &args),
+            DebugCommand::Net(args) => debug::net(&args),
         },
         Command::Images(args)
         | Command::Image {

@@ -12,5 +12,6 @@ mod images;
 mod no_panic;
 mod parser_golden;
 mod run;
+mod run_net;
 mod sandbox;
 mod store;

@@ -10,6 +10,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod supervisor;
 pub mod tty;
+pub mod net;
 
 pub use error::{Error, Result};
 pub mod commit;
