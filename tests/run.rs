@@ -32,7 +32,7 @@ impl Env {
         std::fs::write(
             ctx.join("Dockerfile"),
             "FROM strata-test/busybox:latest\nENV GREETING=hello\n\
-             RUN echo built > /built.txt\nWORKDIR /srv\nCMD [\"sh\", \"-c\", \"echo $GREETING\"]\n",
+             RUN echo built > /built.txt && ln -sf busybox /bin/httpd && mkdir /www && echo hello-web > /www/index.html\nWORKDIR /srv\nCMD [\"sh\", \"-c\", \"echo $GREETING\"]\n",
         )
         .expect("write Dockerfile");
         env.ok(env.strata().args(["build", "-q", "-t", IMAGE]).arg(&ctx));
@@ -82,6 +82,24 @@ impl Env {
                 "{c} never became {want} (is {s})"
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Env {
+    /// A failed test leaves no container running (supervisors outlive the test otherwise).
+    fn drop(&mut self) {
+        let Ok(out) = self
+            .strata()
+            .args(["ps", "-a", "-q", "--no-trunc"])
+            .output()
+        else {
+            return;
+        };
+        let ids = String::from_utf8_lossy(&out.stdout).into_owned();
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let _ = self.strata().args(["rm", "-f"]).args(&ids).output();
         }
     }
 }
@@ -340,4 +358,84 @@ fn exec_enters_every_namespace_of_the_container() {
     env.ok_args(&["rm", "-f", id]);
     let (code, _, _) = env.cmd(&["exec", id, "true"]);
     assert_ne!(code, 0);
+}
+
+/// `GET /index.html` from 127.0.0.1:`port`: the body, or `None` while nothing answers.
+fn http_get(port: u16) -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    s.write_all(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+}
+
+#[test]
+fn web_server_published_then_ps_logs_stop_start_rm() {
+    let env = Env::new();
+    let id = env.ok_args(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        "18080:8080",
+        IMAGE,
+        "httpd",
+        "-f",
+        "-v",
+        "-p",
+        "8080",
+        "-h",
+        "/www",
+    ]);
+    let id = id.trim().to_string();
+    let fetch = || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(body) = http_get(18080) {
+                return body;
+            }
+            if Instant::now() > deadline {
+                let (_, ps, _) = env.cmd(&["ps", "-a"]);
+                let (_, log, err) = env.cmd(&["logs", "web"]);
+                panic!("nothing serves 127.0.0.1:18080:\n{ps}\n{log}\n{err}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert_eq!(fetch(), "hello-web\n");
+    let ps = env.ok_args(&["ps"]);
+    let row = ps.lines().nth(1).expect("a row");
+    assert!(row.starts_with(&id[..12]), "{row}");
+    assert!(row.contains("0.0.0.0:18080->8080/tcp"), "{row}");
+    assert!(row.contains("\"httpd -f -v -p 8080…\""), "{row}");
+    // httpd -v logs each request on stderr: the json-file log has it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // httpd logs on stderr, which `logs` prints on stderr.
+        let (_, out, log) = env.cmd(&["logs", "web"]);
+        assert_eq!(out, "");
+        if log.contains("response:200") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the request is not in the log: {log:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // httpd as pid 1 ignores SIGTERM: SIGKILL after 1 s.
+    env.ok_args(&["stop", "-t", "1", "web"]);
+    assert!(http_get(18080).is_none(), "the port is closed after stop");
+    let all = env.ok_args(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(all.starts_with("web Exited ("), "{all}");
+    env.ok_args(&["start", "web"]);
+    assert_eq!(fetch(), "hello-web\n");
+    env.ok_args(&["rm", "-f", "web"]);
+    assert!(http_get(18080).is_none(), "the port is closed after rm -f");
+    assert_eq!(env.ok_args(&["ps", "-a", "-q"]), "");
 }
