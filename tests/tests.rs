@@ -13,3 +13,4 @@ mod no_panic;
 mod parser_golden;
 mod sandbox;
 mod store;
+mod volumes;

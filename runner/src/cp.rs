@@ -174,9 +174,24 @@ struct Dest {
     base: PathBuf,
     top: Option<std::ffi::OsString>,
     strip: bool,
+    /// The process's root is the container's (a `chroot`): plain resolution can't leave it,
+    /// and `/proc/self` (which [`resolve_in_root`] needs) is not there.
+    confined: bool,
 }
 
 impl Dest {
+    /// The directory `base/rel`, created when missing; resolved inside `base` unless the
+    /// process is confined to the container's root anyway.
+    fn parent(&self, rel: &Path) -> Result<PathBuf> {
+        if self.confined {
+            let p = self.base.join(rel);
+            fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
+            return Ok(p);
+        }
+        resolve_in_root(&self.base, rel, Create::Dir)
+            .map_err(|e| cp_err(format!("{}: {e}", self.base.join(rel).display())))
+    }
+
     /// The path of an entry relative to `base`; `None` to skip it.
     fn rel(&self, comps: &[&OsStr]) -> Option<PathBuf> {
         if !self.strip {
@@ -208,6 +223,7 @@ fn decide(dest: &Path, dest_text: &str, placement: Placement, top_is_dir: bool) 
                 base: dest.to_path_buf(),
                 top: None,
                 strip: false,
+                confined: false,
             });
         }
         Placement::Named { contents_only } => contents_only,
@@ -218,6 +234,7 @@ fn decide(dest: &Path, dest_text: &str, placement: Placement, top_is_dir: bool) 
             base: dest.to_path_buf(),
             top: None,
             strip: top_is_dir && contents,
+            confined: false,
         }),
         Ok(_) => {
             if top_is_dir {
@@ -257,12 +274,15 @@ fn split_dest(dest: &Path, dest_text: &str) -> Result<Dest> {
         base: parent,
         top: Some(name.to_os_string()),
         strip: true,
+        confined: false,
     })
 }
 
 /// Extracts a tar at `dest` (a path in the current root) with docker's `cp` placement rules
 /// (see the module docs). `dest_text` is the destination as the user wrote it (its trailing
-/// `/` matters). Owners are kept only with `keep_owner`.
+/// `/` matters). Owners are kept only with `keep_owner`. `confined`: the process's root is
+/// the container's own (the entries' parents are then resolved by the kernel's plain path
+/// walk, which can't leave it); otherwise each parent is resolved inside `dest`.
 ///
 /// # Errors
 /// Docker's placement errors; an unsafe entry (`..`); I/O errors.
@@ -272,6 +292,7 @@ pub fn extract(
     dest_text: &str,
     placement: Placement,
     keep_owner: bool,
+    confined: bool,
 ) -> Result<()> {
     let mut ar = tar::Archive::new(input);
     let mut entries = ar
@@ -283,7 +304,8 @@ pub fn extract(
         Some(Err(_)) => false,
         Some(Ok(e)) => e.header().entry_type() == tar::EntryType::Directory,
     };
-    let d = decide(dest, dest_text, placement, top_is_dir)?;
+    let mut d = decide(dest, dest_text, placement, top_is_dir)?;
+    d.confined = confined;
     for entry in entries {
         let mut entry = entry.map_err(|e| Error::io("<tar stream>", e))?;
         let path = entry
@@ -308,8 +330,7 @@ fn place<R: Read>(
         .file_name()
         .ok_or_else(|| cp_err(format!("bad entry {}", rel.display())))?;
     let parent_rel = rel.parent().unwrap_or(Path::new(""));
-    let parent = resolve_in_root(&d.base, parent_rel, Create::Dir)
-        .map_err(|e| cp_err(format!("{}: {e}", d.base.join(parent_rel).display())))?;
+    let parent = d.parent(parent_rel)?;
     let target = parent.join(name);
     let h = entry.header().clone();
     let kind = h.entry_type();
@@ -361,12 +382,7 @@ fn place<R: Read>(
             let Some(lrel) = d.rel(&comps) else {
                 return Ok(());
             };
-            let lparent = resolve_in_root(
-                &d.base,
-                lrel.parent().unwrap_or(Path::new("")),
-                Create::Nothing,
-            )
-            .map_err(|e| cp_err(format!("hardlink target {}: {e}", link.display())))?;
+            let lparent = d.parent(lrel.parent().unwrap_or(Path::new("")))?;
             let lname = lrel.file_name().unwrap_or_default();
             fs::hard_link(lparent.join(lname), &target).map_err(ioe)?;
             return Ok(());
@@ -602,6 +618,7 @@ pub fn copy_from(target: &Target, src: &str, sink: Sink<'_>, opts: CpOptions) ->
                     &dest_text,
                     placement,
                     opts.archive,
+                    false,
                 )
             })
         }
@@ -629,6 +646,7 @@ pub fn copy_to(target: &Target, source: Source<'_>, dest: &str, opts: CpOptions)
                     &dest_path,
                     &dest_text,
                     Placement::AsIs,
+                    true,
                     true,
                 )
             },
@@ -658,6 +676,7 @@ pub fn copy_to(target: &Target, source: Source<'_>, dest: &str, opts: CpOptions)
                         &dest_text,
                         placement,
                         keep,
+                        true,
                     )
                 },
                 |w| write_tar(src, opts.follow_link, io::BufWriter::new(w)),

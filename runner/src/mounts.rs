@@ -527,6 +527,29 @@ pub fn parse_tmpfs_flag(spec: &str) -> Result<MountRequest> {
     Ok(MountRequest::Tmpfs { target, size, mode })
 }
 
+/// Parses every mount flag of `run`/`create`, in docker's order: `-v`, then `--mount`, then
+/// `--tmpfs`.
+///
+/// # Errors
+/// The first invalid flag.
+pub fn parse_flags(
+    volume: &[String],
+    mount: &[String],
+    tmpfs: &[String],
+) -> Result<Vec<MountRequest>> {
+    let mut out = Vec::with_capacity(volume.len() + mount.len() + tmpfs.len());
+    for v in volume {
+        out.push(parse_volume_flag(v)?);
+    }
+    for m in mount {
+        out.push(parse_mount_flag(m)?);
+    }
+    for t in tmpfs {
+        out.push(parse_tmpfs_flag(t)?);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -204,7 +204,13 @@ pub fn supervise(
 /// `--rm`: the container's directory and name go.
 fn remove_after_exit(cstore: &ContainerStore, c: &Container) -> Result<()> {
     let _lock = cstore.lock(&c.id)?;
-    cstore.remove(c)
+    cstore.remove(c)?;
+    // docker's --rm also removes the container's anonymous volumes.
+    if let Some(root) = cstore.dir().parent() {
+        let in_use = crate::volume::in_use(cstore)?;
+        crate::volume::Volumes::new(root).remove_anonymous(&c.config.mounts, &in_use)?;
+    }
+    Ok(())
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {

@@ -366,14 +366,128 @@ pub fn prepare(
     image_volumes: &[String],
     requests: &[MountRequest],
 ) -> Result<Vec<MountSpec>> {
+    prepare_with(volumes, image, image_volumes, requests, &[])
+}
+
+/// [`prepare`] plus mounts inherited from other containers (`--volumes-from`, see
+/// [`volumes_from`]): explicit requests win over an inherited mount of the same target, and
+/// inherited mounts cover image `VOLUME`s.
+///
+/// # Errors
+/// As [`prepare`].
+pub fn prepare_with(
+    volumes: &Volumes,
+    image: &LayerView,
+    image_volumes: &[String],
+    requests: &[MountRequest],
+    inherited: &[MountSpec],
+) -> Result<Vec<MountSpec>> {
     let mut created: Vec<String> = Vec::new();
-    let result = prepare_inner(volumes, image, image_volumes, requests, &mut created);
+    let result = prepare_inner(
+        volumes,
+        image,
+        image_volumes,
+        requests,
+        inherited,
+        &mut created,
+    );
     if result.is_err() {
         for name in created {
             let _ = volumes.remove(&name, &BTreeSet::new(), true);
         }
     }
     result
+}
+
+/// The mounts `--volumes-from C[:ro|:rw]` inherits: every mount of container `spec`'s
+/// container (binds and volumes; not tmpfs), read-only with `:ro`, as they were otherwise.
+/// Inherited volumes are never anonymous for the new container (its `rm -v` keeps them).
+///
+/// # Errors
+/// An unknown container; a bad mode.
+pub fn volumes_from(containers: &ContainerStore, spec: &str) -> Result<Vec<MountSpec>> {
+    let (name, mode) = match spec.rsplit_once(':') {
+        Some((n, m @ ("ro" | "rw"))) => (n, Some(m == "ro")),
+        Some((_, m)) => {
+            return Err(Error::Invalid(format!(
+                "invalid --volumes-from {spec:?}: unknown mode {m:?} (want ro or rw)"
+            )));
+        }
+        None => (spec, None),
+    };
+    let c = containers.get(name)?;
+    let mut out = Vec::new();
+    for m in c.config.mounts {
+        match m {
+            MountSpec::Bind {
+                source,
+                destination,
+                readonly,
+            } => out.push(MountSpec::Bind {
+                source,
+                destination,
+                readonly: mode.unwrap_or(readonly),
+            }),
+            MountSpec::Volume {
+                name,
+                destination,
+                readonly,
+                ..
+            } => out.push(MountSpec::Volume {
+                name,
+                destination,
+                readonly: mode.unwrap_or(readonly),
+                anonymous: false,
+            }),
+            MountSpec::Tmpfs { .. } => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Everything `run`/`create` needs in one call: resolves `image` in the store at `root`,
+/// reads its `VOLUME`s and layers, inherits `--volumes-from` mounts and runs [`prepare_with`].
+/// The result goes into the record's `RunConfig::mounts`.
+///
+/// # Errors
+/// An unknown image or container; everything [`prepare`] returns.
+pub fn prepare_for_image(
+    root: &Path,
+    image: &str,
+    requests: &[MountRequest],
+    volumes_from_specs: &[String],
+) -> Result<Vec<MountSpec>> {
+    let store = Store::open(root)?;
+    let images = strata_oci::Images::new(store);
+    let resolved = images.resolve(image)?;
+    let (_, config) = images.config(&resolved.id)?;
+    let image_volumes: Vec<String> = config
+        .config()
+        .as_ref()
+        .and_then(|c| c.volumes().clone())
+        .unwrap_or_default();
+    let mut layers = Vec::new();
+    for d in strata_oci::image::diff_ids("image config", &config)?
+        .iter()
+        .rev()
+    {
+        layers.push(images.store().layer_rootfs(d));
+    }
+    let view = LayerView::new(layers);
+    let mut inherited = Vec::new();
+    if !volumes_from_specs.is_empty() {
+        let containers = ContainerStore::open(root)?;
+        for s in volumes_from_specs {
+            inherited.extend(volumes_from(&containers, s)?);
+        }
+    }
+    prepare_with(
+        &Volumes::new(root),
+        &view,
+        &image_volumes,
+        requests,
+        &inherited,
+    )
 }
 
 fn clean_abs(p: &str) -> String {
@@ -389,6 +503,7 @@ fn prepare_inner(
     image: &LayerView,
     image_volumes: &[String],
     requests: &[MountRequest],
+    inherited: &[MountSpec],
     created: &mut Vec<String>,
 ) -> Result<Vec<MountSpec>> {
     let mut targets = BTreeSet::new();
@@ -399,6 +514,11 @@ fn prepare_inner(
                 "duplicate mount point: {}",
                 r.target()
             )));
+        }
+    }
+    for m in inherited {
+        if targets.insert(mount_destination(m).to_string()) {
+            out.push(m.clone());
         }
     }
     let mut wanted: Vec<(Option<String>, String, bool, bool)> = Vec::new();

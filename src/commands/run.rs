@@ -39,7 +39,7 @@ fn cstore(root: &Path) -> anyhow::Result<ContainerStore> {
 }
 
 /// The flags of `run`/`create` as the runner's options.
-fn options(args: &RunArgs) -> anyhow::Result<CreateOptions> {
+fn options(root: &Path, args: &RunArgs) -> anyhow::Result<CreateOptions> {
     let mut env_files = Vec::new();
     for f in &args.env_file {
         let text = std::fs::read_to_string(f)
@@ -51,15 +51,9 @@ fn options(args: &RunArgs) -> anyhow::Result<CreateOptions> {
             "-p/-P: publishing ports is not available in this build"
         ));
     }
-    if !args.volume.is_empty()
-        || !args.mount.is_empty()
-        || !args.tmpfs.is_empty()
-        || !args.volumes_from.is_empty()
-    {
-        return Err(anyhow!(
-            "-v/--mount/--tmpfs/--volumes-from are not available in this build"
-        ));
-    }
+    let requests = strata_runner::mounts::parse_flags(&args.volume, &args.mount, &args.tmpfs)?;
+    let mounts =
+        strata_runner::volume::prepare_for_image(root, &args.image, &requests, &args.volumes_from)?;
     let mut config = strata_runner::container::RunConfig {
         tty: args.tty,
         open_stdin: args.interactive,
@@ -73,6 +67,7 @@ fn options(args: &RunArgs) -> anyhow::Result<CreateOptions> {
         read_only: args.read_only,
         init: args.init,
         pids_limit: args.pids_limit,
+        mounts,
         ..Default::default()
     };
     if !config.stop_signal.is_empty() {
@@ -109,7 +104,7 @@ fn usage_exit(err: &anyhow::Error) -> ExitCode {
 /// # Errors
 /// Bad flags, an unknown image, a taken name.
 pub fn create(root: &Path, args: &RunArgs) -> Result<(), Failure> {
-    let opts = options(args).map_err(Failure::Usage)?;
+    let opts = options(root, args).map_err(Failure::Usage)?;
     let c = create::create(root, opts).map_err(|e| Failure::Usage(e.into()))?;
     println!("{}", c.id);
     Ok(())
@@ -147,7 +142,7 @@ pub fn run(root: &Path, args: &RunArgs) -> ExitCode {
         Ok(e) => e,
         Err(e) => return usage_exit(&e),
     };
-    let opts = match options(args) {
+    let opts = match options(root, args) {
         Ok(o) => o,
         Err(e) => return usage_exit(&e),
     };
@@ -355,7 +350,12 @@ pub fn wait(root: &Path, args: &ContainersArgs) -> Result<(), Failure> {
 pub fn rm(root: &Path, args: &RmArgs) -> Result<(), Failure> {
     let store = cstore(root)?;
     each(&args.containers, |r| {
-        lifecycle::remove(&store, r, args.force)?;
+        let c = lifecycle::remove(&store, r, args.force)?;
+        if args.volumes {
+            let in_use = strata_runner::volume::in_use(&store)?;
+            strata_runner::volume::Volumes::new(root)
+                .remove_anonymous(&c.config.mounts, &in_use)?;
+        }
         Ok(Some(r.to_string()))
     })
 }
