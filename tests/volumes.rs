@@ -572,3 +572,40 @@ fn cp_never_follows_a_symlink_out_of_the_container() {
     );
     env.strata(&["rm", "-f", id.trim()]);
 }
+
+#[test]
+fn containers_keep_their_image_through_rmi_and_prune_and_show_in_df() {
+    let env = Env::new();
+    env.strata(&[
+        "run",
+        "--name",
+        "src",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo only-in-this-layer > /unique",
+    ]);
+    env.strata(&["commit", "src", "gcimg:latest"]);
+    env.strata(&["rm", "-v", "src"]);
+    env.strata(&[
+        "create",
+        "--name",
+        "holder",
+        "gcimg:latest",
+        "cat",
+        "/unique",
+    ]);
+    env.strata(&["rmi", "-f", "gcimg:latest"]);
+    env.strata(&["system", "prune", "-a", "-f"]);
+    // The layer the container runs on survived the prune.
+    let (out, so, se) = run(env.cmd().args(["start", "-a", "holder"]));
+    assert!(out.status.success(), "{so}{se}");
+    assert_eq!(so, "only-in-this-layer\n");
+    let df = env.strata(&["system", "df"]);
+    let row = df
+        .lines()
+        .find(|l| l.starts_with("Containers"))
+        .unwrap_or_else(|| panic!("no container row in {df}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[..3], ["Containers", "1", "0"], "{df}");
+}

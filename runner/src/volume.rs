@@ -317,7 +317,7 @@ impl Volumes {
 
 /// Apparent size of the files under `dir`, each inode once, never following symlinks;
 /// unreadable parts count as 0.
-fn dir_size(dir: &Path) -> u64 {
+pub(crate) fn dir_size(dir: &Path) -> u64 {
     fn walk(p: &Path, seen: &mut BTreeSet<(u64, u64)>, total: &mut u64) {
         let Ok(rd) = fs::read_dir(p) else { return };
         for ent in rd.flatten() {

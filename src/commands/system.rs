@@ -23,13 +23,17 @@ use crate::format::{self, Format, Timestamp, human_size, object, truncate_id};
 /// The GC roots held by subsystems other than the store itself (refs and leases are always
 /// roots). The build cache, containers and registry append theirs here.
 fn gc_roots(root: &Path) -> Vec<Box<dyn GcRoots>> {
-    vec![Box::new(BuildCache::new(root))]
+    vec![
+        Box::new(BuildCache::new(root)),
+        Box::new(strata_runner::gc::Containers::new(root)),
+    ]
 }
 
 /// The `df` rows of subsystems other than the store itself.
 fn usage_sources(root: &Path) -> Vec<Box<dyn UsageSource>> {
     vec![
         Box::new(BuildCache::new(root)),
+        Box::new(strata_runner::gc::Containers::new(root)),
         Box::new(strata_runner::volume::VolumeUsage::new(root)),
     ]
 }
