@@ -88,6 +88,8 @@ pub enum Command {
     Logs(LogsArgs),
     /// Attach to a running container's output
     Attach(AttachArgs),
+    /// Run a command in a running container
+    Exec(ExecArgs),
     /// Internal: the per-container supervisor (started by strata itself)
     #[command(name = "__supervise", hide = true)]
     Supervise {
@@ -104,6 +106,13 @@ pub enum Command {
         /// The OCI bundle (holding config.json)
         #[arg(value_name = "BUNDLE")]
         bundle: PathBuf,
+    },
+    /// Internal: starts a process in a running container's namespaces (started by strata)
+    #[command(name = "__sandbox-exec", hide = true)]
+    SandboxExec {
+        /// The host pid of the container's pid 1
+        #[arg(value_name = "PID")]
+        pid: i32,
     },
 }
 
@@ -445,7 +454,31 @@ pub enum DebugCommand {
     /// Print the store root in effect (after --root, STRATA_ROOT and the default)
     Root,
     /// Run a command in the RUN sandbox on an overlay of the given directories
-    Sandbox(SandboxArgs),
+    Sandbox(Box<SandboxArgs>),
+    /// Set up a container network (`--network`, `-p`) for a running process's namespace,
+    /// until stdin closes (for tests)
+    #[command(hide = true)]
+    Net(NetArgs),
+}
+
+/// `strata debug net --pid PID [--network MODE] [-p SPEC]... [--expose PORT]... [-P]`.
+#[derive(Debug, Args)]
+pub struct NetArgs {
+    /// The host pid of a process in the target network namespace
+    #[arg(long, value_name = "PID")]
+    pub pid: i32,
+    /// none, host or bridge
+    #[arg(long, default_value = "bridge", value_name = "MODE")]
+    pub network: String,
+    /// Publish a port (`[IP:][HOST:]CONTAINER[/PROTO]`)
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    pub publish: Vec<String>,
+    /// A port the "image" exposes (`8080/tcp`), for `-P`
+    #[arg(long, value_name = "PORT")]
+    pub expose: Vec<String>,
+    /// Publish every exposed port on a free host port
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
 }
 
 /// `strata debug sandbox ... -- CMD ARG...`.
@@ -486,6 +519,43 @@ pub struct SandboxArgs {
     /// Mount a tmpfs (repeatable)
     #[arg(long, value_name = "DST")]
     pub tmpfs: Vec<String>,
+
+    /// Add a Linux capability, docker style (`NET_ADMIN`, `cap_sys_admin`, `ALL`)
+    #[arg(long, value_name = "CAP")]
+    pub cap_add: Vec<String>,
+
+    /// Drop a Linux capability, docker style
+    #[arg(long, value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+
+    /// Every capability, no seccomp, no masked paths (docker's --privileged)
+    #[arg(long)]
+    pub privileged: bool,
+
+    /// Memory limit (`64m`, `1g`, bytes), swap included
+    #[arg(long, short = 'm', value_name = "SIZE")]
+    pub memory: Option<String>,
+
+    /// CPU quota in cpus (`0.5`)
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+
+    /// Maximum number of processes (0 or less: unlimited)
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub pids_limit: Option<i64>,
+
+    /// Mount the root filesystem read-only
+    #[arg(long)]
+    pub read_only: bool,
+
+    /// Run the command on a new pty (its output is copied to stdout)
+    #[arg(long, short = 't')]
+    pub tty: bool,
+
+    /// After the start, run `sh -c SCRIPT` in the container's namespaces (exec), then kill the
+    /// container; exits with the exec'd script's code
+    #[arg(long, value_name = "SCRIPT")]
+    pub exec_sh: Option<String>,
 
     /// The command and its arguments
     #[arg(value_name = "CMD", required = true, last = true)]
@@ -766,6 +836,37 @@ pub struct LogsArgs {
     /// Container name or ID
     #[arg(value_name = "CONTAINER")]
     pub container: String,
+}
+
+/// `strata exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Keep stdin open
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Set an environment variable
+    #[arg(short, long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// The user (`USER[:GROUP]`)
+    #[arg(short, long, value_name = "USER")]
+    pub user: Option<String>,
+    /// The working directory
+    #[arg(short, long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Container name or ID
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+    /// The command and its arguments
+    #[arg(
+        value_name = "COMMAND",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
 }
 
 /// `strata attach`.

@@ -46,6 +46,7 @@ fn main() -> ExitCode {
             }
             // Exits with the command's own code.
             DebugCommand::Sandbox(args) => return debug::sandbox(root, &args),
+            DebugCommand::Net(args) => debug::net(&args),
         },
         Command::Images(args)
         | Command::Image {
@@ -80,6 +81,7 @@ fn main() -> ExitCode {
             command: ImageCommand::History(args),
         } => image::history(root, &args),
         Command::SandboxInit { bundle } => strata_executor::sandbox::init_main(&bundle),
+        Command::SandboxExec { pid } => strata_executor::sandbox::exec_main(pid),
         Command::System { command } => match command {
             SystemCommand::Df(args) => system::df(root, &args),
             SystemCommand::Prune(args) => system::prune(root, &args),
@@ -104,6 +106,7 @@ fn main() -> ExitCode {
             Ok(code) => return code,
             Err(e) => Err(e),
         },
+        Command::Exec(args) => return run::exec(root, &args),
         Command::Stop(args) => run::stop(root, &args),
         Command::Restart(args) => run::restart(root, &args),
         Command::Kill(args) => run::kill(root, &args),

@@ -11,6 +11,8 @@ mod expand;
 mod images;
 mod no_panic;
 mod parser_golden;
+mod run;
+mod run_net;
 mod sandbox;
 mod store;
 mod volumes;

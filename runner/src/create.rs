@@ -12,9 +12,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{
-    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder, Spec,
-};
+use oci_spec::runtime::Spec;
 use strata_cas::{Digest, Store};
 use strata_executor::fs::LayerView;
 use strata_executor::image_config::ImageConfig;
@@ -370,47 +368,20 @@ fn etc_files(spec: &mut Spec, dir: &Path, c: &Container) -> Result<()> {
     Ok(())
 }
 
-/// Docker's `--cpus` to a CFS quota over a 100 ms period.
-fn cpu_quota(nano_cpus: i64) -> (i64, u64) {
-    let period: u64 = 100_000;
-    (nano_cpus.saturating_mul(100_000) / 1_000_000_000, period)
-}
-
-/// Sets `linux.resources` from `-m`, `--cpus` and `--pids-limit`, and `linux.cgroupsPath`.
+/// Sets `linux.resources` from `-m`, `--cpus` and `--pids-limit` (the sandbox's cgroup then
+/// applies them) and, when there is a limit, `linux.cgroupsPath`.
 fn set_resources(spec: &mut Spec, c: &Container) -> Result<()> {
     let cfg = &c.config;
-    let spec_err = |e: oci_spec::OciSpecError| Error::Invalid(format!("spec: {e}"));
-    let mut res = LinuxResourcesBuilder::default();
-    if let Some(m) = cfg.memory {
-        res = res.memory(
-            LinuxMemoryBuilder::default()
-                .limit(m)
-                .swap(m)
-                .build()
-                .map_err(spec_err)?,
-        );
+    let r = sandbox::Resources {
+        memory: cfg.memory,
+        nano_cpus: cfg.nano_cpus,
+        pids_limit: cfg.pids_limit,
+    };
+    if r == sandbox::Resources::default() {
+        return Ok(());
     }
-    if let Some(n) = cfg.nano_cpus {
-        let (quota, period) = cpu_quota(n);
-        res = res.cpu(
-            LinuxCpuBuilder::default()
-                .quota(quota)
-                .period(period)
-                .build()
-                .map_err(spec_err)?,
-        );
-    }
-    if let Some(p) = cfg.pids_limit {
-        res = res.pids(
-            LinuxPidsBuilder::default()
-                .limit(p)
-                .build()
-                .map_err(spec_err)?,
-        );
-    }
-    let resources = res.build().map_err(spec_err)?;
+    sandbox::set_resources(spec, &r)?;
     if let Some(linux) = spec.linux_mut() {
-        linux.set_resources(Some(resources));
         linux.set_cgroups_path(Some(PathBuf::from(format!("strata-{}", c.id))));
     }
     Ok(())
@@ -528,6 +499,12 @@ pub fn build_spec(store: &Store, cstore: &ContainerStore, c: &Container) -> Resu
         r.set_readonly(Some(c.config.read_only));
     }
     set_resources(&mut spec, c)?;
+    if c.config.privileged {
+        sandbox::make_privileged(&mut spec);
+    }
+    if !c.config.cap_add.is_empty() || !c.config.cap_drop.is_empty() {
+        sandbox::adjust_capabilities(&mut spec, &c.config.cap_add, &c.config.cap_drop)?;
+    }
     let mut ann = spec.annotations().clone().unwrap_or_default();
     ann.insert("org.strata.container.id".into(), c.id.clone());
     ann.insert("org.strata.container.name".into(), c.name.clone());
@@ -591,10 +568,5 @@ mod tests {
         assert!(parse_memory("x").is_err());
         assert_eq!(parse_cpus("0.5").unwrap(), 500_000_000);
         assert!(parse_cpus("-1").is_err());
-    }
-
-    #[test]
-    fn cpus_to_quota() {
-        assert_eq!(cpu_quota(1_500_000_000), (150_000, 100_000));
     }
 }

@@ -5,10 +5,12 @@
 pub mod container;
 pub mod create;
 pub mod error;
+pub mod exec;
 pub mod lifecycle;
 pub mod logs;
 pub mod supervisor;
 pub mod tty;
+pub mod net;
 
 pub use error::{Error, Result};
 pub mod commit;

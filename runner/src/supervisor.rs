@@ -19,10 +19,9 @@ use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use strata_cas::Store;
-use strata_executor::sandbox::{self, ExitStatus};
+use strata_executor::sandbox::{self, Outcome};
 
 use crate::container::{Container, ContainerStore, NEVER, Status, proc_start_time};
 use crate::error::{Error, Result};
@@ -59,31 +58,6 @@ pub type Ready = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
 
 fn now() -> String {
     strata_oci::image::now_rfc3339()
-}
-
-/// Reads `/proc/<pid>/task/<tid>/children`: the first child pid.
-fn first_child(pid: i32, tid: i32) -> Option<i32> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/children")).ok()?;
-    text.split_whitespace().next()?.parse().ok()
-}
-
-/// Finds the container's pid 1: the child of the sandbox's outer init, which is the child of
-/// thread `tid` of this process. Gives up when `done` is set (the sandbox already ended).
-fn discover_pid(tid: i32, done: &AtomicI32) -> Option<(i32, i32)> {
-    let me = i32::try_from(std::process::id()).ok()?;
-    let mut wait = Duration::from_micros(200);
-    loop {
-        if done.load(Ordering::Acquire) != 0 {
-            return None;
-        }
-        if let Some(init) = first_child(me, tid)
-            && let Some(pid) = first_child(init, init)
-        {
-            return Some((init, pid));
-        }
-        std::thread::sleep(wait);
-        wait = (wait * 2).min(Duration::from_millis(20));
-    }
 }
 
 /// Copies `from` into the log (as `stream`) and to `tee`, until EOF.
@@ -172,9 +146,9 @@ pub fn supervise(
         }
     };
     let outcome = run_sandbox(&store, &cstore, &c, exe, fg, &tell, pid_cell);
-    let (code, error) = match outcome {
-        Ok(status) => (status.code(), String::new()),
-        Err(e) => (EXIT_START_FAILED, e.to_string()),
+    let (code, oom, error) = match outcome {
+        Ok(o) => (o.status.code(), o.oom_killed, String::new()),
+        Err(e) => (EXIT_START_FAILED, false, e.to_string()),
     };
     tell(if error.is_empty() {
         Ok(())
@@ -188,6 +162,7 @@ pub fn supervise(
         c.state.supervisor_pid = 0;
         c.state.supervisor_start = 0;
         c.state.exit_code = code;
+        c.state.oom_killed = oom;
         c.state.error = error.clone();
         c.state.finished_at = now();
         Ok(())
@@ -226,7 +201,7 @@ fn run_sandbox(
     fg: Option<Foreground>,
     tell: &(dyn Fn(std::result::Result<(), String>) + Sync),
     pid_cell: Option<Arc<AtomicI32>>,
-) -> Result<ExitStatus> {
+) -> Result<Outcome> {
     let spec = crate::create::build_spec(store, cstore, c)?;
     let dir = cstore.container_dir(&c.id);
     let bundle = dir.join("bundle");
@@ -282,7 +257,6 @@ fn run_sandbox(
             (stdio, out_r, Some(err_r), feed)
         }
     };
-    let done = AtomicI32::new(0);
     std::thread::scope(|s| {
         let log2 = log.clone();
         s.spawn(move || copy_out(out_r, &log2, Stream::Stdout, tee_out));
@@ -294,38 +268,25 @@ fn run_sandbox(
             // Not scoped: a read of the terminal may block past the container's end.
             std::thread::spawn(move || copy_in(src, w));
         }
-        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
-        let (bundle, spec, done) = (&bundle, &spec, &done);
-        let runner = s.spawn(move || {
-            // SAFETY: gettid has no preconditions.
-            let _ = tid_tx.send(unsafe { libc::gettid() });
-            let r = sandbox::run(exe, bundle, spec, stdio);
-            done.store(1, Ordering::Release);
-            r
-        });
-        if let Ok(tid) = tid_rx.recv()
-            && let Some((_init, pid)) = discover_pid(tid, done)
-        {
-            let start = proc_start_time(pid).unwrap_or(0);
-            if let Some(cell) = &pid_cell {
-                cell.store(pid, Ordering::Release);
-            }
-            let recorded = cstore.update(&c.id, |r| {
-                if r.state.status == Status::Running && r.state.pid == 0 {
-                    r.state.pid = pid;
-                    r.state.pid_start = start;
-                }
-                Ok(())
-            });
-            tell(recorded.map(drop).map_err(|e| e.to_string()));
+        // This thread lives until the container ends: the sandbox's init dies with the
+        // thread that created it (PR_SET_PDEATHSIG).
+        let created = sandbox::create(exe, &bundle, &spec, stdio)?;
+        let (pid, start) = (created.pid(), created.pid_start());
+        cstore.update(&c.id, |r| {
+            r.state.pid = pid;
+            r.state.pid_start = start;
+            Ok(())
+        })?;
+        if let Some(cell) = &pid_cell {
+            cell.store(pid, Ordering::Release);
         }
-        let r = runner
-            .join()
-            .map_err(|_| Error::Invalid("the sandbox thread panicked".into()))?;
+        let running = created.start()?;
+        tell(Ok(()));
+        let outcome = running.wait_outcome();
         if let Some(cell) = &pid_cell {
             cell.store(0, Ordering::Release);
         }
-        Ok(r?)
+        Ok(outcome?)
     })
 }
 

@@ -21,7 +21,7 @@ use strata_runner::supervisor::{self, Foreground};
 
 use crate::Failure;
 use crate::cli::{
-    AttachArgs, ContainersArgs, InspectArgs, KillArgs, LogsArgs, PsArgs, RmArgs, RunArgs,
+    AttachArgs, ContainersArgs, ExecArgs, InspectArgs, KillArgs, LogsArgs, PsArgs, RmArgs, RunArgs,
     StartArgs, StopArgs,
 };
 use crate::format::{self, Format, Timestamp, object};
@@ -197,6 +197,62 @@ fn foreground(
         stdout: dup(std::io::stdout().as_fd())?,
         stderr: dup(std::io::stderr().as_fd())?,
     })
+}
+
+/// `strata exec [-i] [-t] [-e K=V] [-u USER] [-w DIR] C CMD...`: exits with the command's
+/// code (126/127 when it can't be run, 125 for strata's own errors).
+pub fn exec(root: &Path, args: &ExecArgs) -> ExitCode {
+    let pid = Arc::new(AtomicI32::new(0));
+    let pty = if args.tty {
+        match strata_runner::tty::Pty::open() {
+            Ok(p) => Some(Arc::new(p)),
+            Err(e) => return usage_exit(&e.into()),
+        }
+    } else {
+        None
+    };
+    let winch = pty.clone();
+    let on_winch: Option<Box<dyn Fn() + Send>> = winch.map(|p| {
+        Box::new(move || {
+            let _ = p.copy_window_size();
+        }) as Box<dyn Fn() + Send>
+    });
+    if let Err(e) = supervisor::forward_signals(Arc::clone(&pid), on_winch) {
+        return usage_exit(&e.into());
+    }
+    let result = exe().and_then(|exe| {
+        let fg = foreground(args.interactive, pty.clone())?;
+        let io = strata_runner::exec::ExecIo {
+            stdin: fg.stdin,
+            stdout: fg.stdout,
+            stderr: fg.stderr,
+            pty: fg.pty,
+        };
+        let opts = strata_runner::exec::ExecOptions {
+            cmd: args.command.clone(),
+            env: args.env.clone(),
+            user: args.user.clone(),
+            workdir: args.workdir.clone(),
+            tty: args.tty,
+            interactive: args.interactive,
+        };
+        let _raw = match &pty {
+            Some(p) if args.interactive => p.raw_stdin().ok().flatten(),
+            _ => None,
+        };
+        Ok(strata_runner::exec::exec(
+            root,
+            &exe,
+            &args.container,
+            &opts,
+            io,
+            Some(Arc::clone(&pid)),
+        )?)
+    });
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(EXIT_RUN_FAILED)),
+        Err(e) => usage_exit(&e),
+    }
 }
 
 /// `strata __supervise ID`.

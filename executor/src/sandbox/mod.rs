@@ -18,22 +18,27 @@
 //! [`stub_lower`] provides the mount point stubs (`/dev`, `/proc`, `/sys`, `/etc/hosts`, ...)
 //! as the lowest overlay layer, so they never land in the upper dir (the new layer).
 
+mod capabilities;
+pub mod cgroup;
+mod exec;
 mod init;
+mod lifecycle;
 pub mod mounts;
 pub mod seccomp;
 
-use std::io::Read as _;
-use std::os::fd::{AsRawFd as _, OwnedFd};
-use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
     Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
+pub use capabilities::{adjust_capabilities, make_privileged};
+pub use cgroup::{Resources, set_resources};
+pub use exec::exec_main;
 pub use init::init_main;
+pub use lifecycle::{Created, Outcome, Running, create, exec, process_start_time};
 pub use mounts::{ANN_CHDIR, ANN_LOWER, ANN_UPPER, ANN_WORK};
 pub use oci_spec::runtime;
 
@@ -424,66 +429,23 @@ impl ExitStatus {
     }
 }
 
-/// The fd the init reports setup errors on (closed on exec).
-pub(crate) const ERROR_FD: i32 = 3;
-/// The env var carrying the pid of the process that ran [`run`].
+/// The fd of the sync pipe the init and exec helpers talk to the caller on (close-on-exec):
+/// `P<host pid>\n` (the container process's pid), `R\n` (ready, blocked before exec), `E<message>`
+/// (a setup failure); EOF after the exec.
+pub(crate) const SYNC_FD: i32 = 3;
+/// The fd of the start barrier (init: a pipe the caller writes one byte on to start; exec
+/// helper: the pipe carrying its JSON config).
+pub(crate) const START_FD: i32 = 4;
+/// The env var carrying the pid of the process that ran [`create`].
 pub(crate) const PARENT_ENV: &str = "STRATA_SANDBOX_PARENT";
 
-/// Writes `BUNDLE/config.json` and runs it to completion; blocks. `helper_exe` is the strata
-/// binary (it runs `strata __sandbox-init BUNDLE`).
+/// Writes `BUNDLE/config.json` and runs it to completion: [`create`], [`Created::start`],
+/// [`Running::wait`]; blocks. `helper_exe` is the strata binary (it runs
+/// `strata __sandbox-init BUNDLE`).
 ///
 /// # Errors
 /// Writing the bundle, spawning the helper, or a setup failure reported by the init (a failed
 /// mount, a bad cwd, ...). The command's own failure is an [`ExitStatus`].
 pub fn run(helper_exe: &Path, bundle: &Path, spec: &Spec, stdio: Stdio) -> Result<ExitStatus> {
-    std::fs::create_dir_all(bundle).map_err(|e| Error::io(bundle, e))?;
-    let config = bundle.join("config.json");
-    let json = serde_json::to_vec_pretty(spec)
-        .map_err(|e| Error::Sandbox(format!("cannot serialize the spec: {e}")))?;
-    std::fs::write(&config, json).map_err(|e| Error::io(&config, e))?;
-
-    // Why pipe2(O_CLOEXEC): no other child spawned meanwhile inherits the write end, so EOF
-    // means "the init exec'd or exited". https://man7.org/linux/man-pages/man2/pipe.2.html
-    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| Error::Sandbox(format!("pipe2: {e}")))?;
-    let mut cmd = Command::new(helper_exe);
-    cmd.arg("__sandbox-init")
-        .arg(bundle)
-        .env(PARENT_ENV, std::process::id().to_string())
-        .stdout(stdio.stdout)
-        .stderr(stdio.stderr);
-    match stdio.stdin {
-        Some(fd) => cmd.stdin(fd),
-        None => cmd.stdin(std::process::Stdio::null()),
-    };
-    let wfd = write_end.as_raw_fd();
-    // SAFETY: the closure only calls dup2 and fcntl, both async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Why dup2: the init finds its error pipe at a fixed number; dup2 clears
-            // FD_CLOEXEC on the copy. https://man7.org/linux/man-pages/man2/dup.2.html
-            if wfd == ERROR_FD {
-                if libc::fcntl(wfd, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(wfd, ERROR_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().map_err(|e| Error::io(helper_exe, e))?;
-    drop(write_end);
-    let mut message = String::new();
-    let read = std::fs::File::from(read_end).read_to_string(&mut message);
-    let status = child.wait().map_err(|e| Error::io(helper_exe, e))?;
-    read.map_err(|e| Error::Sandbox(format!("reading the init's error pipe: {e}")))?;
-    if !message.is_empty() {
-        return Err(Error::Sandbox(message.trim_end().to_string()));
-    }
-    match (status.code(), status.signal()) {
-        (Some(c), _) => Ok(ExitStatus::Code(c)),
-        (None, Some(s)) => Ok(ExitStatus::Signal(s)),
-        (None, None) => Err(Error::Sandbox(format!("unexpected init status {status}"))),
-    }
+    create(helper_exe, bundle, spec, stdio)?.start()?.wait()
 }

@@ -1,0 +1,343 @@
+//! `strata run` and the container lifecycle, for real (root, namespaces): an image built by
+//! `strata build` from the busybox base (`strata import`), then run in the foreground and
+//! detached, listed, logged, stopped, started, waited for and removed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::busybox::busybox_tar;
+use crate::common::{fresh_dir, run, strata};
+
+/// A store with `app`: the busybox base plus a file, a label, ENV and CMD, built by strata.
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+const IMAGE: &str = "app";
+
+impl Env {
+    fn new() -> Self {
+        let dir = fresh_dir();
+        let env = Env { dir };
+        let tar = env.path().join("busybox.tar");
+        busybox_tar(&tar);
+        env.ok(env
+            .strata()
+            .arg("import")
+            .arg(&tar)
+            .arg("strata-test/busybox:latest"));
+        let ctx = env.path().join("ctx");
+        std::fs::create_dir_all(&ctx).expect("mkdir ctx");
+        std::fs::write(
+            ctx.join("Dockerfile"),
+            "FROM strata-test/busybox:latest\nENV GREETING=hello\n\
+             RUN echo built > /built.txt\nWORKDIR /srv\nCMD [\"sh\", \"-c\", \"echo $GREETING\"]\n",
+        )
+        .expect("write Dockerfile");
+        env.ok(env.strata().args(["build", "-q", "-t", IMAGE]).arg(&ctx));
+        env
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn root(&self) -> PathBuf {
+        self.path().join("root")
+    }
+
+    fn strata(&self) -> Command {
+        strata(&self.root())
+    }
+
+    /// Runs `strata ARGS`; returns (exit code, stdout, stderr).
+    fn cmd(&self, args: &[&str]) -> (i32, String, String) {
+        let (out, so, se) = run(self.strata().args(args));
+        (out.status.code().unwrap_or(-1), so, se)
+    }
+
+    fn ok(&self, cmd: &mut Command) -> String {
+        let (out, so, se) = run(cmd);
+        assert!(out.status.success(), "{cmd:?} failed:\n{so}\n{se}");
+        so
+    }
+
+    /// `strata ARGS` must succeed; returns stdout.
+    fn ok_args(&self, args: &[&str]) -> String {
+        self.ok(self.strata().args(args))
+    }
+
+    /// Polls `strata inspect -f '{{.State.Status}}' C` until it equals `want` (no timing
+    /// assert: the deadline only turns a hang into a failure).
+    fn wait_status(&self, c: &str, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let s = self.ok_args(&["inspect", "-f", "{{.State.Status}}", c]);
+            if s.trim() == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{c} never became {want} (is {s})"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Env {
+    /// Polls `strata logs C` until it equals `want`.
+    fn wait_for_log(&self, c: &str, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let log = self.ok_args(&["logs", c]);
+            if log == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "log of {c} never became {want:?}: {log:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn run_rm_echo_prints_hi_and_leaves_nothing() {
+    let env = Env::new();
+    let (code, so, se) = env.cmd(&["run", "--rm", IMAGE, "echo", "hi"]);
+    assert_eq!((code, so.as_str()), (0, "hi\n"), "{se}");
+    assert_eq!(env.ok_args(&["ps", "-a", "-q"]), "");
+}
+
+#[test]
+fn exit_codes_are_the_containers() {
+    let env = Env::new();
+    let (code, _, se) = env.cmd(&["run", "--rm", IMAGE, "sh", "-c", "exit 7"]);
+    assert_eq!(code, 7, "{se}");
+    let (code, _, se) = env.cmd(&["run", "--rm", IMAGE, "no-such-command"]);
+    assert_eq!(code, 127, "{se}");
+    assert!(se.contains("not found"), "{se}");
+    let (code, _, se) = env.cmd(&["run", "--rm", IMAGE, "/etc/passwd"]);
+    assert_eq!(code, 126, "{se}");
+    let (code, _, se) = env.cmd(&["run", "--rm", "no-such-image"]);
+    assert_eq!(code, 125, "{se}");
+    let (code, _, se) = env.cmd(&["run", "--rm", "-w", "relative", IMAGE, "true"]);
+    assert_eq!(code, 125, "{se}");
+}
+
+#[test]
+fn image_config_and_flags_combine_like_docker() {
+    let env = Env::new();
+    // The image's CMD, ENV and WORKDIR.
+    assert_eq!(env.ok_args(&["run", "--rm", IMAGE]), "hello\n");
+    assert_eq!(env.ok_args(&["run", "--rm", IMAGE, "pwd"]), "/srv\n");
+    // -e overrides, -w, -u, -h, --entrypoint.
+    let out = env.ok_args(&[
+        "run",
+        "--rm",
+        "-e",
+        "GREETING=bye",
+        "-w",
+        "/tmp",
+        "-u",
+        "user",
+        "-h",
+        "box",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo $GREETING $(pwd) $(id -u):$(id -g) $(hostname) $HOME",
+    ]);
+    assert_eq!(out, "bye /tmp 1000:1000 box /home/user\n");
+    let out = env.ok_args(&["run", "--rm", "--entrypoint", "echo", IMAGE, "a", "b"]);
+    assert_eq!(out, "a b\n");
+    // The file from the RUN step is there; /etc/hostname names the container.
+    let out = env.ok_args(&["run", "--rm", "--name", "named", IMAGE, "cat", "/built.txt"]);
+    assert_eq!(out, "built\n");
+    let env_file = env.path().join("envfile");
+    std::fs::write(&env_file, "# comment\nFROM_FILE=1\n").expect("write env file");
+    let out = env.ok_args(&[
+        "run",
+        "--rm",
+        "--env-file",
+        env_file.to_str().expect("utf-8"),
+        IMAGE,
+        "sh",
+        "-c",
+        "echo $FROM_FILE; cat /etc/hostname",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1");
+    assert_eq!(
+        lines[1].len(),
+        12,
+        "default host name is the short id: {out}"
+    );
+}
+
+#[test]
+fn detached_lifecycle_ps_logs_stop_start_rm() {
+    let env = Env::new();
+    let script = "echo started; trap 'echo stopping; exit 3' TERM; \
+                  while true; do sleep 0.1; done";
+    let id = env.ok_args(&["run", "-d", "--name", "web", IMAGE, "sh", "-c", script]);
+    let id = id.trim();
+    assert_eq!(id.len(), 64, "{id}");
+    env.wait_status("web", "running");
+    // ps: docker's columns; the short ID, name and "Up".
+    let ps = env.ok_args(&["ps"]);
+    let mut lines = ps.lines();
+    let header = lines.next().expect("header");
+    for col in [
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ] {
+        assert!(header.contains(col), "{header}");
+    }
+    let row = lines.next().expect("a row");
+    assert!(row.starts_with(&id[..12]), "{row}");
+    assert!(row.contains("Up "), "{row}");
+    assert!(row.ends_with("web"), "{row}");
+    // Names, short IDs and prefixes resolve.
+    assert_eq!(
+        env.ok_args(&["ps", "-q", "-f", "name=web"]).trim(),
+        &id[..12]
+    );
+    assert_eq!(
+        env.ok_args(&["inspect", "-f", "{{.Id}}", &id[..5]]).trim(),
+        id
+    );
+    // The log has the first line.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !env.ok_args(&["logs", "web"]).contains("started") {
+        assert!(Instant::now() < deadline, "no log line");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A running container can't be removed without -f; the name is taken.
+    let (code, _, _) = env.cmd(&["rm", "web"]);
+    assert_ne!(code, 0);
+    let (code, _, se) = env.cmd(&["run", "-d", "--name", "web", IMAGE, "true"]);
+    assert_eq!(code, 125, "{se}");
+    // stop: SIGTERM runs the trap, the code is recorded.
+    assert_eq!(env.ok_args(&["stop", "web"]).trim(), "web");
+    let st = env.ok_args(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        "web",
+    ]);
+    assert_eq!(st.trim(), "exited 3");
+    assert_eq!(env.ok_args(&["logs", "web"]), "started\nstopping\n");
+    assert_eq!(env.ok_args(&["logs", "--tail", "1", "web"]), "stopping\n");
+    assert!(env.ok_args(&["ps"]).lines().count() == 1, "only the header");
+    let all = env.ok_args(&["ps", "-a"]);
+    assert!(all.contains("Exited (3)"), "{all}");
+    // start again: same container, same upper dir.
+    env.ok_args(&["start", "web"]);
+    env.wait_status("web", "running");
+    // rm -f kills and removes.
+    assert_eq!(env.ok_args(&["rm", "-f", "web"]).trim(), "web");
+    assert_eq!(env.ok_args(&["ps", "-a", "-q"]), "");
+    let (code, _, _) = env.cmd(&["inspect", "web"]);
+    assert_ne!(code, 0);
+}
+
+#[test]
+fn stop_timeout_falls_back_to_sigkill_and_upper_survives() {
+    let env = Env::new();
+    // pid 1 without a TERM handler ignores SIGTERM: stop must SIGKILL it after -t.
+    let script = "cat /state 2>/dev/null; echo x > /state; echo ready; sleep 1000";
+    let id = env.ok_args(&["run", "-d", IMAGE, "sh", "-c", script]);
+    let id = id.trim();
+    env.wait_for_log(id, "ready\n");
+    env.ok_args(&["stop", "-t", "1", id]);
+    let st = env.ok_args(&["inspect", "-f", "{{.State.ExitCode}}", id]);
+    assert_eq!(st.trim(), "137");
+    let upper = env.root().join("containers").join(id).join("upper/state");
+    assert_eq!(std::fs::read_to_string(upper).expect("upper file"), "x\n");
+    // The container's changes survive stop/start: the second run prints the first's file.
+    env.ok_args(&["start", id]);
+    env.wait_for_log(id, "ready\nx\nready\n");
+    env.ok_args(&["kill", id]);
+    env.wait_status(id, "exited");
+    env.ok_args(&["rm", id]);
+    assert!(!env.root().join("containers").join(id).exists());
+}
+
+#[test]
+fn wait_prints_the_exit_code() {
+    let env = Env::new();
+    let id = env.ok_args(&["run", "-d", IMAGE, "sh", "-c", "sleep 0.2; exit 5"]);
+    assert_eq!(env.ok_args(&["wait", id.trim()]), "5\n");
+    // start -a streams and exits with the code.
+    let (code, so, _) = env.cmd(&["start", "-a", id.trim()]);
+    assert_eq!(code, 5);
+    assert_eq!(so, "");
+}
+
+#[test]
+fn rmi_refuses_an_image_in_use() {
+    let env = Env::new();
+    let id = env.ok_args(&["create", IMAGE, "true"]);
+    let (code, _, se) = env.cmd(&["rmi", IMAGE]);
+    assert_ne!(code, 0);
+    assert!(se.contains("is using"), "{se}");
+    env.ok_args(&["rm", id.trim()]);
+    env.ok_args(&["rmi", IMAGE]);
+}
+
+#[test]
+fn exec_enters_every_namespace_of_the_container() {
+    let env = Env::new();
+    let id = env.ok_args(&["run", "-d", IMAGE, "sleep", "1000"]);
+    let id = id.trim();
+    env.wait_status(id, "running");
+    // Inside the container, readlink of the exec'd process's and pid 1's namespaces.
+    let script = "for n in mnt pid uts ipc net cgroup; do \
+                  echo $n $(readlink /proc/self/ns/$n) $(readlink /proc/1/ns/$n); done";
+    let out = env.ok_args(&["exec", id, "sh", "-c", script]);
+    assert_eq!(out.lines().count(), 6, "{out}");
+    for line in out.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        assert_eq!(f.len(), 3, "{line}");
+        assert_eq!(f[1], f[2], "{line}");
+    }
+    // And pid 1 as the host sees it is the recorded pid: same namespaces from outside.
+    let pid = env.ok_args(&["inspect", "-f", "{{.State.Pid}}", id]);
+    let host_mnt = std::fs::read_link(format!("/proc/{}/ns/mnt", pid.trim())).expect("ns");
+    let inside = out.lines().next().expect("mnt line");
+    assert!(
+        inside.ends_with(host_mnt.to_str().expect("utf-8")),
+        "{inside} {host_mnt:?}"
+    );
+    // -e, -w, -u; exit codes.
+    let out = env.ok_args(&[
+        "exec",
+        "-e",
+        "X=1",
+        "-w",
+        "/tmp",
+        "-u",
+        "user",
+        id,
+        "sh",
+        "-c",
+        "echo $X $(pwd) $(id -u)",
+    ]);
+    assert_eq!(out, "1 /tmp 1000\n");
+    let (code, _, _) = env.cmd(&["exec", id, "sh", "-c", "exit 4"]);
+    assert_eq!(code, 4);
+    let (code, _, _) = env.cmd(&["exec", id, "no-such-command"]);
+    assert_eq!(code, 127);
+    env.ok_args(&["rm", "-f", id]);
+    let (code, _, _) = env.cmd(&["exec", id, "true"]);
+    assert_ne!(code, 0);
+}
