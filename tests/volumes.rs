@@ -157,6 +157,18 @@ fn named_volume_outlives_its_container_and_ro_is_read_only() {
         fs::read_to_string(host.join("out")).expect("read"),
         "back\n"
     );
+    // -v makes a missing host directory; --mount refuses it.
+    let made = env.path().join("made-by-v");
+    let bind = format!("{}:/m", made.display());
+    env.strata(&["run", "--rm", "-v", &bind, IMAGE, "touch", "/m/x"]);
+    assert!(made.join("x").is_file());
+    let spec = format!(
+        "type=bind,src={},dst=/m",
+        env.path().join("absent").display()
+    );
+    let (code, err) = env.fails(&["run", "--rm", "--mount", &spec, IMAGE, "true"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("does not exist"), "{err}");
     // Bad flags are strata's own errors: 125, with the reason.
     let (code, err) = env.fails(&["run", "--rm", "-v", "./rel:/x", IMAGE, "true"]);
     assert_eq!(code, 125, "{err}");

@@ -77,6 +77,9 @@ pub enum MountRequest {
         /// Bind propagation, when given.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         propagation: Option<Propagation>,
+        /// Create a missing host directory (`-v` does, `--mount` refuses a missing source).
+        #[serde(default)]
+        create_missing: bool,
     },
     /// A volume under `ROOT/volumes/`.
     Volume {
@@ -260,6 +263,7 @@ pub fn parse_volume_flag(spec: &str) -> Result<MountRequest> {
                 target,
                 readonly,
                 propagation,
+                create_missing: true,
             })
         }
         Some(src) => {
@@ -449,6 +453,7 @@ pub fn parse_mount_flag(spec: &str) -> Result<MountRequest> {
                 target,
                 readonly,
                 propagation,
+                create_missing: false,
             })
         }
         "volume" => {
@@ -588,6 +593,7 @@ mod tests {
                 target: "/x".into(),
                 readonly: true,
                 propagation: Some(Propagation::Rshared),
+                create_missing: true,
             }
         );
         assert_eq!(
@@ -597,6 +603,7 @@ mod tests {
                 target: "/c".into(),
                 readonly: false,
                 propagation: None,
+                create_missing: true,
             }
         );
     }
@@ -634,6 +641,7 @@ mod tests {
                 target: "/c".into(),
                 readonly: true,
                 propagation: None,
+                create_missing: false,
             }
         );
         assert_eq!(
@@ -644,6 +652,7 @@ mod tests {
                 target: "/c".into(),
                 readonly: false,
                 propagation: Some(Propagation::Rslave),
+                create_missing: false,
             }
         );
         assert_eq!(
@@ -669,6 +678,7 @@ mod tests {
                 target: "/c".into(),
                 readonly: false,
                 propagation: None,
+                create_missing: false,
             }
         );
     }

@@ -11,8 +11,8 @@
 //! not covered by a mount gets an anonymous volume, and a new, empty volume is populated
 //! from the image's content at its path (docker's copy-up: contents, modes, owners,
 //! symlinks, devices; the path is resolved inside the image, read through the image's
-//! layers with [`LayerView`]) unless `nocopy`. [`add_to_spec`] turns the resolved mounts into
-//! sandbox mounts.
+//! layers with [`LayerView`]) unless `nocopy`. `create::build_spec` turns the resolved mounts
+//! into sandbox binds.
 //!
 //! A volume is *in use* when a container's record names it ([`in_use`]); `rm` refuses those
 //! and `prune` skips them.
@@ -30,7 +30,6 @@ use serde_json::{Value, json};
 use strata_cas::Store;
 use strata_cas::usage::{UsageRow, UsageSource};
 use strata_executor::fs::{FileKind, LayerView, SourceTree, Stat, join_rel, resolve};
-use strata_executor::sandbox::runtime::Spec;
 
 use crate::container::{ContainerStore, MountSpec, new_id};
 use crate::error::{Error, Result};
@@ -528,8 +527,13 @@ fn prepare_inner(
                 source,
                 target,
                 readonly,
+                create_missing,
                 ..
             } => {
+                if *create_missing && fs::symlink_metadata(source).is_err() {
+                    // docker's `-v /host/path:/x` makes a missing host directory.
+                    fs::create_dir_all(source).map_err(|e| Error::io(source, e))?;
+                }
                 if fs::symlink_metadata(source).is_err() {
                     return Err(Error::Invalid(format!(
                         "invalid mount config for type \"bind\": bind source path does not exist: {source}"
@@ -599,35 +603,6 @@ pub fn mount_destination(m: &MountSpec) -> &str {
 fn is_empty_dir(p: &Path) -> Result<bool> {
     let mut rd = fs::read_dir(p).map_err(|e| Error::io(p, e))?;
     Ok(rd.next().is_none())
-}
-
-/// Adds a container's resolved mounts to its sandbox spec: binds (volumes as binds of their
-/// `_data`) and tmpfs, in order.
-///
-/// # Errors
-/// A volume that no longer exists ([`Error::NoSuchVolume`]).
-pub fn add_to_spec(spec: &mut Spec, volumes: &Volumes, mounts: &[MountSpec]) -> Result<()> {
-    use strata_executor::sandbox::{add_bind, add_tmpfs};
-    for m in mounts {
-        match m {
-            MountSpec::Bind {
-                source,
-                destination,
-                readonly,
-            } => add_bind(spec, source, destination, *readonly),
-            MountSpec::Volume {
-                name,
-                destination,
-                readonly,
-                ..
-            } => {
-                let v = volumes.get(name)?;
-                add_bind(spec, &v.mountpoint, destination, *readonly);
-            }
-            MountSpec::Tmpfs { destination, size } => add_tmpfs(spec, destination, *size),
-        }
-    }
-    Ok(())
 }
 
 /// Copies the image's content at `target` (resolved inside the image, symlinks included)
@@ -913,7 +888,7 @@ mod tests {
         let before = vs.list().unwrap().len();
         let bad = vec![
             crate::mounts::parse_volume_flag("fresh1:/a").unwrap(),
-            crate::mounts::parse_volume_flag("/does/not/exist:/b").unwrap(),
+            crate::mounts::parse_mount_flag("type=bind,src=/does/not/exist,dst=/b").unwrap(),
         ];
         assert!(prepare(&vs, &view, &[], &bad).is_err());
         let dup = vec![
