@@ -286,6 +286,7 @@ impl Volumes {
         filter_labels: &[String],
     ) -> Result<PruneReport> {
         let mut report = PruneReport::default();
+        self.remove_leftovers()?;
         for v in self.list()? {
             if in_use.contains(&v.name) || !(all || v.anonymous) {
                 continue;
@@ -306,6 +307,37 @@ impl Volumes {
             }
         }
         Ok(report)
+    }
+
+    /// Removes what crashed processes left: `.rm-*` (volumes renamed away for removal) and
+    /// `.tmp-*` dirs (volumes being created) untouched for an hour.
+    fn remove_leftovers(&self) -> Result<()> {
+        let rd = match fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(&self.dir, e)),
+        };
+        for ent in rd.flatten() {
+            let name = ent.file_name();
+            let name = name.to_string_lossy();
+            let stale = name.starts_with(".rm-")
+                || (name.starts_with(".tmp-")
+                    && ent
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age.as_secs() > 3600));
+            if stale {
+                let p = ent.path();
+                match fs::remove_dir_all(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(&p, e)),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The apparent size of a volume's content (each inode once).
@@ -622,7 +654,7 @@ pub fn copy_up(image: &LayerView, target: &str, dest: &Path) -> Result<()> {
     for name in image.read_dir(&rel)? {
         copy_entry(image, &join_rel(&rel, &name), &dest.join(&name))?;
     }
-    set_meta(dest, &st, true)
+    set_meta(dest, &st)
 }
 
 fn copy_entry(tree: &dyn SourceTree, rel: &str, to: &Path) -> Result<()> {
@@ -667,7 +699,7 @@ fn copy_entry(tree: &dyn SourceTree, rel: &str, to: &Path) -> Result<()> {
         // Best effort, like cp -a: a filesystem without xattr support keeps the data.
         let _ = xattr_set(to, &k, &v);
     }
-    set_meta(to, &st, st.kind == FileKind::Dir)
+    set_meta(to, &st)
 }
 
 fn xattr_set(p: &Path, k: &str, v: &[u8]) -> io::Result<()> {
@@ -683,7 +715,7 @@ fn xattr_set(p: &Path, k: &str, v: &[u8]) -> io::Result<()> {
 }
 
 /// Owner, mode (not for symlinks) and mtime of a copied entry.
-fn set_meta(p: &Path, st: &Stat, _is_dir: bool) -> Result<()> {
+fn set_meta(p: &Path, st: &Stat) -> Result<()> {
     std::os::unix::fs::lchown(p, Some(st.uid), Some(st.gid)).map_err(|e| Error::io(p, e))?;
     if st.kind != FileKind::Symlink {
         // chmod after chown: chown clears set-id bits.
@@ -810,8 +842,13 @@ mod tests {
             vs.remove("nope", &used, false),
             Err(Error::NoSuchVolume(_))
         ));
+        fs::create_dir_all(vs.dir().join(".rm-crashed/_data")).unwrap();
+        fs::create_dir_all(vs.dir().join(".tmp-inflight")).unwrap();
         let r = vs.prune(false, &used, &[]).unwrap();
         assert_eq!(r.deleted, vec![anon.name.clone()]);
+        assert!(!vs.dir().join(".rm-crashed").exists());
+        // a create in progress (fresh) is left alone
+        assert!(vs.dir().join(".tmp-inflight").exists());
         assert_eq!(r.reclaimed, 1000);
         let r = vs.prune(true, &used, &["nolabel".to_string()]).unwrap();
         assert!(r.deleted.is_empty());
