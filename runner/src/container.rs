@@ -131,18 +131,7 @@ pub enum MountSpec {
     },
 }
 
-/// A published port: `[IP:]HOST:CONTAINER[/proto]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortBinding {
-    /// Host address (`0.0.0.0` when not given).
-    pub host_ip: String,
-    /// Host port.
-    pub host_port: u16,
-    /// Container port.
-    pub container_port: u16,
-    /// `tcp` or `udp`.
-    pub protocol: String,
-}
+pub use crate::net::PortBinding;
 
 /// Everything a container was created with: the flags merged with the image's config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -178,6 +167,8 @@ pub struct RunConfig {
     pub port_bindings: Vec<PortBinding>,
     /// `-P`.
     pub publish_all: bool,
+    /// The image's `ExposedPorts` (`8080/tcp`).
+    pub exposed_ports: Vec<String>,
     /// Mounts, resolved.
     pub mounts: Vec<MountSpec>,
     /// `--volumes-from` as given.
@@ -248,18 +239,8 @@ impl Container {
         } else {
             serde_json::json!(cfg.entrypoint)
         };
-        let mut ports = serde_json::Map::new();
-        for p in &cfg.port_bindings {
-            let key = format!("{}/{}", p.container_port, p.protocol);
-            let entry =
-                serde_json::json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()});
-            match ports.get_mut(&key).and_then(|v| v.as_array_mut()) {
-                Some(list) => list.push(entry),
-                None => {
-                    ports.insert(key, serde_json::json!([entry]));
-                }
-            }
-        }
+        let ports = crate::net::inspect_ports(&cfg.port_bindings, &cfg.exposed_ports);
+        let bindings = crate::net::inspect_ports(&cfg.port_bindings, &[]);
         let mounts: Vec<serde_json::Value> = cfg
             .mounts
             .iter()
@@ -315,7 +296,7 @@ impl Container {
             "HostConfig": {
                 "AutoRemove": cfg.auto_remove,
                 "NetworkMode": cfg.network_mode,
-                "PortBindings": ports,
+                "PortBindings": bindings,
                 "PublishAllPorts": cfg.publish_all,
                 "VolumesFrom": cfg.volumes_from,
                 "CapAdd": cfg.cap_add,

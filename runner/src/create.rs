@@ -19,8 +19,11 @@ use strata_executor::image_config::ImageConfig;
 use strata_executor::sandbox::{self, Overlay};
 use strata_oci::Images;
 
-use crate::container::{Container, ContainerStore, MountSpec, RunConfig, State, new_id};
+use crate::container::{Container, ContainerStore, RunConfig, State, new_id};
 use crate::error::{Error, Result};
+use crate::mounts::MountRequest;
+use crate::net::{NetworkMode, PortBinding};
+use crate::volume::Volumes;
 
 /// The flags of `run`/`create` that shape a container (already parsed by the CLI).
 #[derive(Debug, Clone, Default)]
@@ -45,6 +48,10 @@ pub struct CreateOptions {
     pub hostname: Option<String>,
     /// `-l K=V`.
     pub labels: Vec<String>,
+    /// `-v`, `--mount`, `--tmpfs`, parsed ([`crate::mounts`]).
+    pub mounts: Vec<MountRequest>,
+    /// `-p`, parsed ([`crate::net::parse_publish`]); `-P` is `config.publish_all`.
+    pub publish: Vec<PortBinding>,
     /// The rest of the record's configuration: tty, stdin, rm, network, ports, mounts,
     /// resources, capabilities, stop signal/timeout. Fields set here are kept as they are;
     /// entrypoint/cmd/env/working_dir/user/hostname/labels are filled from the flags above.
@@ -268,12 +275,52 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<Container> {
     if config.network_mode.is_empty() {
         config.network_mode = "bridge".into();
     }
-    if !matches!(config.network_mode.as_str(), "bridge" | "none" | "host") {
-        return Err(Error::Invalid(format!(
-            "network {} not found (strata knows bridge, none and host)",
-            config.network_mode
-        )));
+    let mode: NetworkMode = config.network_mode.parse()?;
+    config.network_mode = mode.as_str().into();
+    config.exposed_ports = ic
+        .exposed_ports
+        .as_ref()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    config.port_bindings = opts.publish.clone();
+    if config.publish_all {
+        config
+            .port_bindings
+            .extend(crate::net::publish_all(&config.exposed_ports)?);
     }
+    let image_layers: Vec<PathBuf> = img
+        .rootfs
+        .diff_ids
+        .iter()
+        .rev()
+        .map(|d| {
+            d.parse::<Digest>()
+                .map(|d| images.store().layer_rootfs(&d))
+                .map_err(|_| Error::Invalid(format!("bad layer id {d:?} in the image")))
+        })
+        .collect::<Result<_>>()?;
+    let cstore = ContainerStore::open(root)?;
+    // --volumes-from: the other containers' mounts (not owned: never removed by rm -v). They
+    // cover the image's VOLUMEs; a flag on the same target wins (docker's order).
+    let mut inherited = Vec::new();
+    for spec in &config.volumes_from {
+        inherited.extend(crate::volume::volumes_from(&cstore, spec)?);
+    }
+    let image_volumes: Vec<String> = ic
+        .volumes
+        .as_ref()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    let volumes = Volumes::new(root);
+    let mounts = crate::volume::prepare_with(
+        &volumes,
+        &LayerView::new(image_layers),
+        &image_volumes,
+        &opts.mounts,
+        &inherited,
+    )?;
+    config.mounts = mounts;
+    let config_mounts = config.mounts.clone();
     let c = Container {
         id,
         name: String::new(),
@@ -286,8 +333,14 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<Container> {
         config,
         state: State::default(),
     };
-    let cstore = ContainerStore::open(root)?;
-    let c = cstore.create(c, opts.name.as_deref())?;
+    let c = match cstore.create(c, opts.name.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            // The anonymous volumes made for it go again.
+            let _ = volumes.remove_anonymous(&config_mounts, &Default::default());
+            return Err(e);
+        }
+    };
     let dir = cstore.container_dir(&c.id);
     for d in ["upper", "work", "etc", "bundle", "bundle/rootfs"] {
         let p = dir.join(d);
@@ -315,32 +368,6 @@ fn hosts_file(hostname: &str, network: &str) -> String {
     s
 }
 
-/// The host's resolv.conf, without loopback nameservers (unreachable from a private network
-/// namespace); docker's fallback of Google's DNS when none is left.
-fn resolv_file(host: &str, network: &str) -> String {
-    if network == "host" {
-        return host.to_string();
-    }
-    let mut out = String::new();
-    let mut servers = 0;
-    for line in host.lines() {
-        let mut words = line.split_whitespace();
-        if words.next() == Some("nameserver") {
-            let addr = words.next().unwrap_or_default();
-            if addr.starts_with("127.") || addr == "::1" {
-                continue;
-            }
-            servers += 1;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    if servers == 0 {
-        out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
-    }
-    out
-}
-
 /// Writes `hosts`, `hostname` and `resolv.conf` under `dir` and binds them into the spec.
 fn etc_files(spec: &mut Spec, dir: &Path, c: &Container) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -350,6 +377,9 @@ fn etc_files(spec: &mut Spec, dir: &Path, c: &Container) -> Result<()> {
         Err(e) => return Err(Error::io("/etc/resolv.conf", e)),
     };
     let net = c.config.network_mode.as_str();
+    let mode: NetworkMode = net.parse()?;
+    let slirp = crate::net::slirp::find().is_some();
+    let resolv = crate::net::resolv_conf(mode, slirp, &host_resolv);
     let hosts = if net == "host" {
         std::fs::read_to_string("/etc/hosts")
             .unwrap_or_else(|_| hosts_file(&c.config.hostname, net))
@@ -359,7 +389,7 @@ fn etc_files(spec: &mut Spec, dir: &Path, c: &Container) -> Result<()> {
     for (name, content) in [
         ("hosts", hosts),
         ("hostname", format!("{}\n", c.config.hostname)),
-        ("resolv.conf", resolv_file(&host_resolv, net)),
+        ("resolv.conf", resolv),
     ] {
         let path = dir.join(name);
         std::fs::write(&path, content).map_err(|e| Error::io(&path, e))?;
@@ -444,11 +474,8 @@ pub fn build_spec(store: &Store, cstore: &ContainerStore, c: &Container) -> Resu
     }
     let mut argv = vec![c.path.clone()];
     argv.extend(c.args.iter().cloned());
-    let network = if c.config.network_mode == "host" {
-        sandbox::Network::Host
-    } else {
-        sandbox::Network::None
-    };
+    let mode: NetworkMode = c.config.network_mode.parse()?;
+    let network = crate::net::netns_kinds(mode);
     let rootfs = dir.join("bundle").join("rootfs");
     let mut spec = sandbox::default_spec(
         &rootfs,
@@ -471,27 +498,7 @@ pub fn build_spec(store: &Store, cstore: &ContainerStore, c: &Container) -> Resu
         },
     );
     etc_files(&mut spec, &dir.join("etc"), c)?;
-    for m in &c.config.mounts {
-        match m {
-            MountSpec::Bind {
-                source,
-                destination,
-                readonly,
-            } => sandbox::add_bind(&mut spec, source, destination, *readonly),
-            MountSpec::Tmpfs { destination, size } => {
-                sandbox::add_tmpfs(&mut spec, destination, *size);
-            }
-            MountSpec::Volume {
-                name,
-                destination,
-                readonly,
-                ..
-            } => {
-                let source = store.root().join("volumes").join(name).join("_data");
-                sandbox::add_bind(&mut spec, &source, destination, *readonly);
-            }
-        }
-    }
+    crate::volume::add_to_spec(&mut spec, &Volumes::new(store.root()), &c.config.mounts)?;
     if let Some(p) = spec.process_mut() {
         p.set_terminal(Some(c.config.tty));
     }
@@ -549,14 +556,6 @@ mod tests {
         set_env(&mut env, "A=2".into());
         set_env(&mut env, "C=3".into());
         assert_eq!(env, v(&["PATH=/bin", "A=2", "C=3"]));
-    }
-
-    #[test]
-    fn resolv_drops_loopback_servers() {
-        let r = resolv_file("nameserver 127.0.0.53\nsearch x\n", "bridge");
-        assert_eq!(r, "search x\nnameserver 8.8.8.8\nnameserver 8.8.4.4\n");
-        let r = resolv_file("nameserver 1.1.1.1\n", "none");
-        assert_eq!(r, "nameserver 1.1.1.1\n");
     }
 
     #[test]

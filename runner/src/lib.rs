@@ -8,9 +8,9 @@ pub mod error;
 pub mod exec;
 pub mod lifecycle;
 pub mod logs;
+pub mod net;
 pub mod supervisor;
 pub mod tty;
-pub mod net;
 
 pub use error::{Error, Result};
 pub mod commit;

@@ -54,7 +54,9 @@ pub struct Exit {
 }
 
 /// What [`supervise`] reports on the way (for the detached caller's ready pipe).
-pub type Ready = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+/// `Ok(warnings)` once the container runs (the network's warnings, for the caller to print),
+/// or why it could not start.
+pub type Ready = Box<dyn FnOnce(std::result::Result<Vec<String>, String>) + Send>;
 
 fn now() -> String {
     strata_oci::image::now_rfc3339()
@@ -110,7 +112,7 @@ pub fn supervise(
     let me = i32::try_from(std::process::id()).unwrap_or(0);
     let my_start = proc_start_time(me).unwrap_or(0);
     let ready = Arc::new(Mutex::new(ready));
-    let tell = |r: std::result::Result<(), String>| {
+    let tell = |r: std::result::Result<Vec<String>, String>| {
         if let Ok(mut g) = ready.lock()
             && let Some(f) = g.take()
         {
@@ -151,7 +153,7 @@ pub fn supervise(
         Err(e) => (EXIT_START_FAILED, false, e.to_string()),
     };
     tell(if error.is_empty() {
-        Ok(())
+        Ok(Vec::new())
     } else {
         Err(error.clone())
     });
@@ -168,7 +170,7 @@ pub fn supervise(
         Ok(())
     })?;
     if c.config.auto_remove {
-        remove_after_exit(&cstore, &c)?;
+        remove_after_exit(root, &cstore, &c)?;
     }
     Ok(Exit {
         code,
@@ -176,16 +178,15 @@ pub fn supervise(
     })
 }
 
-/// `--rm`: the container's directory and name go.
-fn remove_after_exit(cstore: &ContainerStore, c: &Container) -> Result<()> {
-    let _lock = cstore.lock(&c.id)?;
-    cstore.remove(c)?;
-    // docker's --rm also removes the container's anonymous volumes.
-    if let Some(root) = cstore.dir().parent() {
-        let in_use = crate::volume::in_use(cstore)?;
-        crate::volume::Volumes::new(root).remove_anonymous(&c.config.mounts, &in_use)?;
+/// `--rm`: the container's directory and name go, and its anonymous volumes (as docker).
+fn remove_after_exit(root: &Path, cstore: &ContainerStore, c: &Container) -> Result<()> {
+    {
+        let _lock = cstore.lock(&c.id)?;
+        cstore.remove(c)?;
     }
-    Ok(())
+    let volumes = crate::volume::Volumes::new(root);
+    let in_use = crate::volume::in_use(cstore)?;
+    volumes.remove_anonymous(&c.config.mounts, &in_use)
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
@@ -199,7 +200,7 @@ fn run_sandbox(
     c: &Container,
     exe: &Path,
     fg: Option<Foreground>,
-    tell: &(dyn Fn(std::result::Result<(), String>) + Sync),
+    tell: &(dyn Fn(std::result::Result<Vec<String>, String>) + Sync),
     pid_cell: Option<Arc<AtomicI32>>,
 ) -> Result<Outcome> {
     let spec = crate::create::build_spec(store, cstore, c)?;
@@ -272,17 +273,24 @@ fn run_sandbox(
         // thread that created it (PR_SET_PDEATHSIG).
         let created = sandbox::create(exe, &bundle, &spec, stdio)?;
         let (pid, start) = (created.pid(), created.pid_start());
+        // Ports and slirp4netns between create and start, as docker's bridge is ready
+        // before the command runs.
+        let mode: crate::net::NetworkMode = c.config.network_mode.parse()?;
+        let net = crate::net::NetHandle::begin(mode, &c.config.port_bindings, pid)?.finish()?;
+        let ports = net.ports().to_vec();
         cstore.update(&c.id, |r| {
             r.state.pid = pid;
             r.state.pid_start = start;
+            r.config.port_bindings = ports;
             Ok(())
         })?;
         if let Some(cell) = &pid_cell {
             cell.store(pid, Ordering::Release);
         }
         let running = created.start()?;
-        tell(Ok(()));
+        tell(Ok(net.warnings().to_vec()));
         let outcome = running.wait_outcome();
+        drop(net);
         if let Some(cell) = &pid_cell {
             cell.store(0, Ordering::Release);
         }
@@ -336,11 +344,12 @@ pub fn forward_signals(pid: Arc<AtomicI32>, on_winch: Option<Box<dyn Fn() + Send
 }
 
 /// Starts `strata __supervise ROOT ID` fully detached (new session, stdio on `/dev/null`,
-/// double fork) and waits until it reports that the container runs.
+/// double fork) and waits until it reports that the container runs; returns the network's
+/// warnings.
 ///
 /// # Errors
 /// Spawning it, or its report of why the container could not start ([`Error::StartFailed`]).
-pub fn spawn_detached(root: &Path, exe: &Path, id: &str) -> Result<()> {
+pub fn spawn_detached(root: &Path, exe: &Path, id: &str) -> Result<Vec<String>> {
     let (r, w) = std::io::pipe().map_err(|e| Error::io("<pipe>", e))?;
     let w = OwnedFd::from(w);
     let wfd = std::os::fd::AsRawFd::as_raw_fd(&w);
@@ -376,8 +385,8 @@ pub fn spawn_detached(root: &Path, exe: &Path, id: &str) -> Result<()> {
     let mut msg = String::new();
     let mut r = std::fs::File::from(OwnedFd::from(r));
     let _ = r.read_to_string(&mut msg);
-    match msg.strip_prefix("ok") {
-        Some(_) => Ok(()),
+    match msg.strip_prefix("ok\n") {
+        Some(rest) => Ok(rest.lines().map(str::to_string).collect()),
         None if msg.is_empty() => Err(Error::StartFailed(
             "the supervisor exited without reporting".into(),
         )),
@@ -418,7 +427,13 @@ pub fn supervise_main(root: &Path, exe: &Path, id: &str, ready_fd: Option<i32>) 
     let ready: Option<Ready> = ready_file.map(|mut f| -> Ready {
         Box::new(move |r| {
             let _ = match r {
-                Ok(()) => f.write_all(b"ok\n"),
+                Ok(warnings) => {
+                    let mut text = String::from("ok\n");
+                    for w in warnings {
+                        text.push_str(&format!("{w}\n"));
+                    }
+                    f.write_all(text.as_bytes())
+                }
                 Err(e) => f.write_all(format!("error: {e}\n").as_bytes()),
             };
         })

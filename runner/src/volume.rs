@@ -11,8 +11,8 @@
 //! not covered by a mount gets an anonymous volume, and a new, empty volume is populated
 //! from the image's content at its path (docker's copy-up: contents, modes, owners,
 //! symlinks, devices; the path is resolved inside the image, read through the image's
-//! layers with [`LayerView`]) unless `nocopy`. `create::build_spec` turns the resolved mounts
-//! into sandbox binds.
+//! layers with [`LayerView`]) unless `nocopy`. [`add_to_spec`] turns the resolved mounts into
+//! sandbox mounts.
 //!
 //! A volume is *in use* when a container's record names it ([`in_use`]); `rm` refuses those
 //! and `prune` skips them.
@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 use strata_cas::Store;
 use strata_cas::usage::{UsageRow, UsageSource};
 use strata_executor::fs::{FileKind, LayerView, SourceTree, Stat, join_rel, resolve};
+use strata_executor::sandbox::runtime::Spec;
 
 use crate::container::{ContainerStore, MountSpec, new_id};
 use crate::error::{Error, Result};
@@ -476,51 +477,6 @@ pub fn volumes_from(containers: &ContainerStore, spec: &str) -> Result<Vec<Mount
     Ok(out)
 }
 
-/// Everything `run`/`create` needs in one call: resolves `image` in the store at `root`,
-/// reads its `VOLUME`s and layers, inherits `--volumes-from` mounts and runs [`prepare_with`].
-/// The result goes into the record's `RunConfig::mounts`.
-///
-/// # Errors
-/// An unknown image or container; everything [`prepare`] returns.
-pub fn prepare_for_image(
-    root: &Path,
-    image: &str,
-    requests: &[MountRequest],
-    volumes_from_specs: &[String],
-) -> Result<Vec<MountSpec>> {
-    let store = Store::open(root)?;
-    let images = strata_oci::Images::new(store);
-    let resolved = images.resolve(image)?;
-    let (_, config) = images.config(&resolved.id)?;
-    let image_volumes: Vec<String> = config
-        .config()
-        .as_ref()
-        .and_then(|c| c.volumes().clone())
-        .unwrap_or_default();
-    let mut layers = Vec::new();
-    for d in strata_oci::image::diff_ids("image config", &config)?
-        .iter()
-        .rev()
-    {
-        layers.push(images.store().layer_rootfs(d));
-    }
-    let view = LayerView::new(layers);
-    let mut inherited = Vec::new();
-    if !volumes_from_specs.is_empty() {
-        let containers = ContainerStore::open(root)?;
-        for s in volumes_from_specs {
-            inherited.extend(volumes_from(&containers, s)?);
-        }
-    }
-    prepare_with(
-        &Volumes::new(root),
-        &view,
-        &image_volumes,
-        requests,
-        &inherited,
-    )
-}
-
 fn clean_abs(p: &str) -> String {
     let parts: Vec<&str> = p
         .split('/')
@@ -635,6 +591,35 @@ pub fn mount_destination(m: &MountSpec) -> &str {
 fn is_empty_dir(p: &Path) -> Result<bool> {
     let mut rd = fs::read_dir(p).map_err(|e| Error::io(p, e))?;
     Ok(rd.next().is_none())
+}
+
+/// Adds a container's resolved mounts to its sandbox spec: binds (volumes as binds of their
+/// `_data`) and tmpfs, in order.
+///
+/// # Errors
+/// A volume that no longer exists ([`Error::NoSuchVolume`]).
+pub fn add_to_spec(spec: &mut Spec, volumes: &Volumes, mounts: &[MountSpec]) -> Result<()> {
+    use strata_executor::sandbox::{add_bind, add_tmpfs};
+    for m in mounts {
+        match m {
+            MountSpec::Bind {
+                source,
+                destination,
+                readonly,
+            } => add_bind(spec, source, destination, *readonly),
+            MountSpec::Volume {
+                name,
+                destination,
+                readonly,
+                ..
+            } => {
+                let v = volumes.get(name)?;
+                add_bind(spec, &v.mountpoint, destination, *readonly);
+            }
+            MountSpec::Tmpfs { destination, size } => add_tmpfs(spec, destination, *size),
+        }
+    }
+    Ok(())
 }
 
 /// Copies the image's content at `target` (resolved inside the image, symlinks included)

@@ -39,26 +39,34 @@ fn cstore(root: &Path) -> anyhow::Result<ContainerStore> {
 }
 
 /// The flags of `run`/`create` as the runner's options.
-fn options(root: &Path, args: &RunArgs) -> anyhow::Result<CreateOptions> {
+fn options(args: &RunArgs) -> anyhow::Result<CreateOptions> {
     let mut env_files = Vec::new();
     for f in &args.env_file {
         let text = std::fs::read_to_string(f)
             .with_context(|| format!("cannot read the env file {}", f.display()))?;
         env_files.extend(create::parse_env_file(&f.display().to_string(), &text)?);
     }
-    if !args.publish.is_empty() || args.publish_all {
-        return Err(anyhow!(
-            "-p/-P: publishing ports is not available in this build"
-        ));
+    let mut publish = Vec::new();
+    for p in &args.publish {
+        publish.extend(strata_runner::net::parse_publish(p)?);
     }
-    let requests = strata_runner::mounts::parse_flags(&args.volume, &args.mount, &args.tmpfs)?;
-    let mounts =
-        strata_runner::volume::prepare_for_image(root, &args.image, &requests, &args.volumes_from)?;
+    let mut mounts = Vec::new();
+    for v in &args.volume {
+        mounts.push(strata_runner::mounts::parse_volume_flag(v)?);
+    }
+    for m in &args.mount {
+        mounts.push(strata_runner::mounts::parse_mount_flag(m)?);
+    }
+    for t in &args.tmpfs {
+        mounts.push(strata_runner::mounts::parse_tmpfs_flag(t)?);
+    }
     let mut config = strata_runner::container::RunConfig {
         tty: args.tty,
         open_stdin: args.interactive,
         auto_remove: args.rm,
         network_mode: args.network.clone(),
+        publish_all: args.publish_all,
+        volumes_from: args.volumes_from.clone(),
         stop_signal: args.stop_signal.clone().unwrap_or_default(),
         stop_timeout: args.stop_timeout,
         cap_add: args.cap_add.clone(),
@@ -67,7 +75,6 @@ fn options(root: &Path, args: &RunArgs) -> anyhow::Result<CreateOptions> {
         read_only: args.read_only,
         init: args.init,
         pids_limit: args.pids_limit,
-        mounts,
         ..Default::default()
     };
     if !config.stop_signal.is_empty() {
@@ -90,6 +97,8 @@ fn options(root: &Path, args: &RunArgs) -> anyhow::Result<CreateOptions> {
         entrypoint: args.entrypoint.clone(),
         hostname: args.hostname.clone(),
         labels: args.label.clone(),
+        mounts,
+        publish,
         config,
     })
 }
@@ -104,7 +113,7 @@ fn usage_exit(err: &anyhow::Error) -> ExitCode {
 /// # Errors
 /// Bad flags, an unknown image, a taken name.
 pub fn create(root: &Path, args: &RunArgs) -> Result<(), Failure> {
-    let opts = options(root, args).map_err(Failure::Usage)?;
+    let opts = options(args).map_err(Failure::Usage)?;
     let c = create::create(root, opts).map_err(|e| Failure::Usage(e.into()))?;
     println!("{}", c.id);
     Ok(())
@@ -142,7 +151,7 @@ pub fn run(root: &Path, args: &RunArgs) -> ExitCode {
         Ok(e) => e,
         Err(e) => return usage_exit(&e),
     };
-    let opts = match options(root, args) {
+    let opts = match options(args) {
         Ok(o) => o,
         Err(e) => return usage_exit(&e),
     };
@@ -152,7 +161,10 @@ pub fn run(root: &Path, args: &RunArgs) -> ExitCode {
     };
     if args.detach {
         return match supervisor::spawn_detached(root, &exe, &c.id) {
-            Ok(()) => {
+            Ok(warnings) => {
+                for w in warnings {
+                    eprintln!("{w}");
+                }
                 println!("{}", c.id);
                 ExitCode::SUCCESS
             }
@@ -167,7 +179,12 @@ pub fn run(root: &Path, args: &RunArgs) -> ExitCode {
         Some(p) if args.interactive => p.raw_stdin().ok().flatten(),
         _ => None,
     };
-    let result = supervisor::supervise(root, &exe, &c.id, Some(fg), None, Some(pid));
+    let warn: supervisor::Ready = Box::new(|r| {
+        for w in r.unwrap_or_default() {
+            eprintln!("{w}");
+        }
+    });
+    let result = supervisor::supervise(root, &exe, &c.id, Some(fg), Some(warn), Some(pid));
     drop(raw);
     match result {
         Ok(exit) => {
@@ -408,9 +425,9 @@ pub fn rm(root: &Path, args: &RmArgs) -> Result<(), Failure> {
     each(&args.containers, |r| {
         let c = lifecycle::remove(&store, r, args.force)?;
         if args.volumes {
+            let volumes = strata_runner::volume::Volumes::new(root);
             let in_use = strata_runner::volume::in_use(&store)?;
-            strata_runner::volume::Volumes::new(root)
-                .remove_anonymous(&c.config.mounts, &in_use)?;
+            volumes.remove_anonymous(&c.config.mounts, &in_use)?;
         }
         Ok(Some(r.to_string()))
     })
@@ -494,17 +511,10 @@ fn status_text(c: &Container, now: Timestamp) -> String {
 }
 
 fn ports_text(c: &Container) -> String {
-    c.config
-        .port_bindings
-        .iter()
-        .map(|p| {
-            format!(
-                "{}:{}->{}/{}",
-                p.host_ip, p.host_port, p.container_port, p.protocol
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    if c.state.status != Status::Running {
+        return String::new();
+    }
+    strata_runner::net::ps_ports(&c.config.port_bindings, &c.config.exposed_ports)
 }
 
 fn ps_row(c: &Container, no_trunc: bool, now: Timestamp) -> Value {
