@@ -15,3 +15,4 @@ mod run;
 mod run_net;
 mod sandbox;
 mod store;
+mod volumes;

@@ -98,7 +98,7 @@ pub fn contents_only(path: &str) -> bool {
 }
 
 /// Writes `path` (a file, symlink or directory tree) as a tar whose top entry is named after
-/// the path's last component (`.` for `/`). A final symlink is archived as a link unless
+/// the path's last component (`.` for `/`; a `/.` suffix does not change the name). A final symlink is archived as a link unless
 /// `follow` (then its target is, resolved in the current root); symlinks below are never
 /// followed.
 ///
@@ -130,11 +130,6 @@ pub fn write_tar(path: &Path, follow: bool, out: impl Write) -> Result<()> {
             _ => None,
         })
         .unwrap_or_else(|| ".".into());
-    let name = if contents_only(&path.to_string_lossy()) {
-        ".".into()
-    } else {
-        name
-    };
     let mut b = tar::Builder::new(out);
     b.follow_symlinks(false);
     b.mode(tar::HeaderMode::Complete);
@@ -174,15 +169,36 @@ struct Dest {
     base: PathBuf,
     top: Option<std::ffi::OsString>,
     strip: bool,
+    /// The archive's top entry is `.` (a tar of `/`): no component to strip.
+    top_dot: bool,
+    /// The process's root is the container's (a `chroot`): plain resolution can't leave it,
+    /// and `/proc/self` (which [`resolve_in_root`] needs) is not there.
+    confined: bool,
 }
 
 impl Dest {
+    /// The directory `base/rel`, created when missing; resolved inside `base` unless the
+    /// process is confined to the container's root anyway.
+    fn parent(&self, rel: &Path) -> Result<PathBuf> {
+        if self.confined {
+            let p = self.base.join(rel);
+            fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
+            return Ok(p);
+        }
+        resolve_in_root(&self.base, rel, Create::Dir)
+            .map_err(|e| cp_err(format!("{}: {e}", self.base.join(rel).display())))
+    }
+
     /// The path of an entry relative to `base`; `None` to skip it.
     fn rel(&self, comps: &[&OsStr]) -> Option<PathBuf> {
         if !self.strip {
             return (!comps.is_empty()).then(|| comps.iter().collect());
         }
-        let rest = comps.get(1..).unwrap_or(&[]);
+        let rest = if self.top_dot {
+            comps
+        } else {
+            comps.get(1..).unwrap_or(&[])
+        };
         let mut p = PathBuf::new();
         match &self.top {
             Some(t) => p.push(t),
@@ -208,6 +224,8 @@ fn decide(dest: &Path, dest_text: &str, placement: Placement, top_is_dir: bool) 
                 base: dest.to_path_buf(),
                 top: None,
                 strip: false,
+                top_dot: false,
+                confined: false,
             });
         }
         Placement::Named { contents_only } => contents_only,
@@ -218,6 +236,8 @@ fn decide(dest: &Path, dest_text: &str, placement: Placement, top_is_dir: bool) 
             base: dest.to_path_buf(),
             top: None,
             strip: top_is_dir && contents,
+            top_dot: false,
+            confined: false,
         }),
         Ok(_) => {
             if top_is_dir {
@@ -257,12 +277,16 @@ fn split_dest(dest: &Path, dest_text: &str) -> Result<Dest> {
         base: parent,
         top: Some(name.to_os_string()),
         strip: true,
+        top_dot: false,
+        confined: false,
     })
 }
 
 /// Extracts a tar at `dest` (a path in the current root) with docker's `cp` placement rules
 /// (see the module docs). `dest_text` is the destination as the user wrote it (its trailing
-/// `/` matters). Owners are kept only with `keep_owner`.
+/// `/` matters). Owners are kept only with `keep_owner`. `confined`: the process's root is
+/// the container's own (the entries' parents are then resolved by the kernel's plain path
+/// walk, which can't leave it); otherwise each parent is resolved inside `dest`.
 ///
 /// # Errors
 /// Docker's placement errors; an unsafe entry (`..`); I/O errors.
@@ -272,18 +296,27 @@ pub fn extract(
     dest_text: &str,
     placement: Placement,
     keep_owner: bool,
+    confined: bool,
 ) -> Result<()> {
     let mut ar = tar::Archive::new(input);
     let mut entries = ar
         .entries()
         .map_err(|e| Error::io("<tar stream>", e))?
         .peekable();
-    let top_is_dir = match entries.peek() {
+    let (top_is_dir, top_dot) = match entries.peek_mut() {
         None => return Err(cp_err("the archive is empty")),
-        Some(Err(_)) => false,
-        Some(Ok(e)) => e.header().entry_type() == tar::EntryType::Directory,
+        Some(Err(_)) => (false, false),
+        Some(Ok(e)) => {
+            let dot = e
+                .path()
+                .map(|p| entry_components(&p).is_ok_and(|c| c.is_empty()))
+                .unwrap_or(false);
+            (e.header().entry_type() == tar::EntryType::Directory, dot)
+        }
     };
-    let d = decide(dest, dest_text, placement, top_is_dir)?;
+    let mut d = decide(dest, dest_text, placement, top_is_dir)?;
+    d.confined = confined;
+    d.top_dot = top_dot;
     for entry in entries {
         let mut entry = entry.map_err(|e| Error::io("<tar stream>", e))?;
         let path = entry
@@ -308,8 +341,7 @@ fn place<R: Read>(
         .file_name()
         .ok_or_else(|| cp_err(format!("bad entry {}", rel.display())))?;
     let parent_rel = rel.parent().unwrap_or(Path::new(""));
-    let parent = resolve_in_root(&d.base, parent_rel, Create::Dir)
-        .map_err(|e| cp_err(format!("{}: {e}", d.base.join(parent_rel).display())))?;
+    let parent = d.parent(parent_rel)?;
     let target = parent.join(name);
     let h = entry.header().clone();
     let kind = h.entry_type();
@@ -361,12 +393,7 @@ fn place<R: Read>(
             let Some(lrel) = d.rel(&comps) else {
                 return Ok(());
             };
-            let lparent = resolve_in_root(
-                &d.base,
-                lrel.parent().unwrap_or(Path::new("")),
-                Create::Nothing,
-            )
-            .map_err(|e| cp_err(format!("hardlink target {}: {e}", link.display())))?;
+            let lparent = d.parent(lrel.parent().unwrap_or(Path::new("")))?;
             let lname = lrel.file_name().unwrap_or_default();
             fs::hard_link(lparent.join(lname), &target).map_err(ioe)?;
             return Ok(());
@@ -602,6 +629,7 @@ pub fn copy_from(target: &Target, src: &str, sink: Sink<'_>, opts: CpOptions) ->
                     &dest_text,
                     placement,
                     opts.archive,
+                    false,
                 )
             })
         }
@@ -629,6 +657,7 @@ pub fn copy_to(target: &Target, source: Source<'_>, dest: &str, opts: CpOptions)
                     &dest_path,
                     &dest_text,
                     Placement::AsIs,
+                    true,
                     true,
                 )
             },
@@ -658,10 +687,131 @@ pub fn copy_to(target: &Target, source: Source<'_>, dest: &str, opts: CpOptions)
                         &dest_text,
                         placement,
                         keep,
+                        true,
                     )
                 },
                 |w| write_tar(src, opts.follow_link, io::BufWriter::new(w)),
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(d: &Path) -> PathBuf {
+        let src = d.join("src");
+        fs::create_dir_all(src.join("sub")).unwrap();
+        fs::write(src.join("a"), "a").unwrap();
+        fs::write(src.join("sub/b"), "b").unwrap();
+        symlink("a", src.join("link")).unwrap();
+        src
+    }
+
+    fn tar_of(p: &Path) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_tar(p, false, &mut out).unwrap();
+        out
+    }
+
+    fn named(contents_only: bool) -> Placement {
+        Placement::Named { contents_only }
+    }
+
+    #[test]
+    fn dockers_placement_rules() {
+        let d = tempfile::tempdir().unwrap();
+        let src = tree(d.path());
+        let t = tar_of(&src);
+        // A directory onto a missing path: created with the contents.
+        let dst = d.path().join("new");
+        extract(&t[..], &dst, "new", named(false), false, false).unwrap();
+        assert_eq!(fs::read_to_string(dst.join("sub/b")).unwrap(), "b");
+        assert_eq!(fs::read_link(dst.join("link")).unwrap(), PathBuf::from("a"));
+        // Onto an existing directory: under its own name.
+        extract(&t[..], &dst, "new", named(false), false, false).unwrap();
+        assert!(dst.join("src/sub/b").is_file());
+        // `src/.` onto an existing directory: the contents merge.
+        let merged = d.path().join("merged");
+        fs::create_dir(&merged).unwrap();
+        extract(&t[..], &merged, "merged", named(true), false, false).unwrap();
+        assert!(merged.join("a").is_file() && !merged.join("src").exists());
+        // A file: to the name given, into a directory, not into a missing `dir/`.
+        let f = tar_of(&src.join("a"));
+        extract(
+            &f[..],
+            &d.path().join("renamed"),
+            "renamed",
+            named(false),
+            false,
+            false,
+        )
+        .unwrap();
+        assert_eq!(fs::read_to_string(d.path().join("renamed")).unwrap(), "a");
+        extract(&f[..], &merged, "merged", named(false), false, false).unwrap();
+        let e = extract(
+            &f[..],
+            &d.path().join("nodir/"),
+            "nodir/",
+            named(false),
+            false,
+            false,
+        );
+        assert!(e.is_err());
+        // A directory onto a file is refused.
+        let e = extract(
+            &t[..],
+            &d.path().join("renamed"),
+            "renamed",
+            named(false),
+            false,
+            false,
+        );
+        assert!(e.unwrap_err().to_string().contains("directory to a file"));
+        // A missing source names the file.
+        let e = write_tar(&d.path().join("missing"), false, Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("Could not find"), "{e}");
+    }
+
+    #[test]
+    fn archives_cannot_write_through_their_own_symlinks_or_climb() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = d.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        let dest = d.path().join("dest");
+        fs::create_dir(&dest).unwrap();
+        // top/evil -> ../../outside, then top/evil/pwned
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        b.append_data(&mut h, "top", io::empty()).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        b.append_link(&mut h, "top/evil", outside.to_str().unwrap())
+            .unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "top/evil/pwned", &b"x"[..]).unwrap();
+        let t = b.into_inner().unwrap();
+        let _ = extract(&t[..], &dest, "dest", Placement::AsIs, false, false);
+        assert!(!outside.join("pwned").exists());
+        // An existing symlink at a file's name is replaced, not written through.
+        let target = outside.join("victim");
+        fs::write(&target, "safe").unwrap();
+        symlink(&target, dest.join("f")).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(3);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "f", &b"new"[..]).unwrap();
+        let t = b.into_inner().unwrap();
+        extract(&t[..], &dest, "dest", Placement::AsIs, false, false).unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "safe");
+        assert_eq!(fs::read_to_string(dest.join("f")).unwrap(), "new");
     }
 }

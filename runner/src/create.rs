@@ -19,7 +19,7 @@ use strata_executor::image_config::ImageConfig;
 use strata_executor::sandbox::{self, Overlay};
 use strata_oci::Images;
 
-use crate::container::{Container, ContainerStore, MountSpec, RunConfig, State, new_id};
+use crate::container::{Container, ContainerStore, RunConfig, State, new_id};
 use crate::error::{Error, Result};
 use crate::mounts::MountRequest;
 use crate::net::{NetworkMode, PortBinding};
@@ -300,40 +300,11 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<Container> {
         })
         .collect::<Result<_>>()?;
     let cstore = ContainerStore::open(root)?;
-    // --volumes-from: the other containers' mounts (not owned: never removed by rm -v).
+    // --volumes-from: the other containers' mounts (not owned: never removed by rm -v). They
+    // cover the image's VOLUMEs; a flag on the same target wins (docker's order).
     let mut inherited = Vec::new();
     for spec in &config.volumes_from {
-        let (name, mode) = match spec.rsplit_once(':') {
-            Some((n, m @ ("ro" | "rw"))) => (n, Some(m)),
-            _ => (spec.as_str(), None),
-        };
-        let other = cstore.get(name)?;
-        for m in other.config.mounts {
-            let ro = |r: bool| mode.map_or(r, |m| m == "ro");
-            inherited.push(match m {
-                MountSpec::Volume {
-                    name,
-                    destination,
-                    readonly,
-                    ..
-                } => MountSpec::Volume {
-                    name,
-                    destination,
-                    readonly: ro(readonly),
-                    anonymous: false,
-                },
-                MountSpec::Bind {
-                    source,
-                    destination,
-                    readonly,
-                } => MountSpec::Bind {
-                    source,
-                    destination,
-                    readonly: ro(readonly),
-                },
-                t @ MountSpec::Tmpfs { .. } => t,
-            });
-        }
+        inherited.extend(crate::volume::volumes_from(&cstore, spec)?);
     }
     let image_volumes: Vec<String> = ic
         .volumes
@@ -341,19 +312,13 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<Container> {
         .map(|m| m.keys().cloned().collect())
         .unwrap_or_default();
     let volumes = Volumes::new(root);
-    let mut mounts = crate::volume::prepare(
+    let mounts = crate::volume::prepare_with(
         &volumes,
         &LayerView::new(image_layers),
         &image_volumes,
         &opts.mounts,
+        &inherited,
     )?;
-    // An inherited mount loses to a flag or VOLUME on the same target.
-    inherited.retain(|i| {
-        !mounts
-            .iter()
-            .any(|m| crate::volume::mount_destination(m) == crate::volume::mount_destination(i))
-    });
-    mounts.extend(inherited);
     config.mounts = mounts;
     let config_mounts = config.mounts.clone();
     let c = Container {

@@ -17,3 +17,4 @@ pub mod commit;
 pub mod cp;
 pub mod mounts;
 pub mod volume;
+pub mod gc;

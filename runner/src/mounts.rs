@@ -77,6 +77,9 @@ pub enum MountRequest {
         /// Bind propagation, when given.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         propagation: Option<Propagation>,
+        /// Create a missing host directory (`-v` does, `--mount` refuses a missing source).
+        #[serde(default)]
+        create_missing: bool,
     },
     /// A volume under `ROOT/volumes/`.
     Volume {
@@ -260,6 +263,7 @@ pub fn parse_volume_flag(spec: &str) -> Result<MountRequest> {
                 target,
                 readonly,
                 propagation,
+                create_missing: true,
             })
         }
         Some(src) => {
@@ -449,6 +453,7 @@ pub fn parse_mount_flag(spec: &str) -> Result<MountRequest> {
                 target,
                 readonly,
                 propagation,
+                create_missing: false,
             })
         }
         "volume" => {
@@ -527,6 +532,29 @@ pub fn parse_tmpfs_flag(spec: &str) -> Result<MountRequest> {
     Ok(MountRequest::Tmpfs { target, size, mode })
 }
 
+/// Parses every mount flag of `run`/`create`, in docker's order: `-v`, then `--mount`, then
+/// `--tmpfs`.
+///
+/// # Errors
+/// The first invalid flag.
+pub fn parse_flags(
+    volume: &[String],
+    mount: &[String],
+    tmpfs: &[String],
+) -> Result<Vec<MountRequest>> {
+    let mut out = Vec::with_capacity(volume.len() + mount.len() + tmpfs.len());
+    for v in volume {
+        out.push(parse_volume_flag(v)?);
+    }
+    for m in mount {
+        out.push(parse_mount_flag(m)?);
+    }
+    for t in tmpfs {
+        out.push(parse_tmpfs_flag(t)?);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,6 +593,7 @@ mod tests {
                 target: "/x".into(),
                 readonly: true,
                 propagation: Some(Propagation::Rshared),
+                create_missing: true,
             }
         );
         assert_eq!(
@@ -574,6 +603,7 @@ mod tests {
                 target: "/c".into(),
                 readonly: false,
                 propagation: None,
+                create_missing: true,
             }
         );
     }
@@ -611,6 +641,7 @@ mod tests {
                 target: "/c".into(),
                 readonly: true,
                 propagation: None,
+                create_missing: false,
             }
         );
         assert_eq!(
@@ -621,6 +652,7 @@ mod tests {
                 target: "/c".into(),
                 readonly: false,
                 propagation: Some(Propagation::Rslave),
+                create_missing: false,
             }
         );
         assert_eq!(
@@ -646,6 +678,7 @@ mod tests {
                 target: "/c".into(),
                 readonly: false,
                 propagation: None,
+                create_missing: false,
             }
         );
     }

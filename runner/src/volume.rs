@@ -287,6 +287,7 @@ impl Volumes {
         filter_labels: &[String],
     ) -> Result<PruneReport> {
         let mut report = PruneReport::default();
+        self.remove_leftovers()?;
         for v in self.list()? {
             if in_use.contains(&v.name) || !(all || v.anonymous) {
                 continue;
@@ -309,6 +310,37 @@ impl Volumes {
         Ok(report)
     }
 
+    /// Removes what crashed processes left: `.rm-*` (volumes renamed away for removal) and
+    /// `.tmp-*` dirs (volumes being created) untouched for an hour.
+    fn remove_leftovers(&self) -> Result<()> {
+        let rd = match fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(&self.dir, e)),
+        };
+        for ent in rd.flatten() {
+            let name = ent.file_name();
+            let name = name.to_string_lossy();
+            let stale = name.starts_with(".rm-")
+                || (name.starts_with(".tmp-")
+                    && ent
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age.as_secs() > 3600));
+            if stale {
+                let p = ent.path();
+                match fs::remove_dir_all(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(&p, e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The apparent size of a volume's content (each inode once).
     pub fn size(&self, v: &Volume) -> u64 {
         dir_size(&v.mountpoint)
@@ -317,7 +349,7 @@ impl Volumes {
 
 /// Apparent size of the files under `dir`, each inode once, never following symlinks;
 /// unreadable parts count as 0.
-fn dir_size(dir: &Path) -> u64 {
+pub(crate) fn dir_size(dir: &Path) -> u64 {
     fn walk(p: &Path, seen: &mut BTreeSet<(u64, u64)>, total: &mut u64) {
         let Ok(rd) = fs::read_dir(p) else { return };
         for ent in rd.flatten() {
@@ -366,14 +398,83 @@ pub fn prepare(
     image_volumes: &[String],
     requests: &[MountRequest],
 ) -> Result<Vec<MountSpec>> {
+    prepare_with(volumes, image, image_volumes, requests, &[])
+}
+
+/// [`prepare`] plus mounts inherited from other containers (`--volumes-from`, see
+/// [`volumes_from`]): explicit requests win over an inherited mount of the same target, and
+/// inherited mounts cover image `VOLUME`s.
+///
+/// # Errors
+/// As [`prepare`].
+pub fn prepare_with(
+    volumes: &Volumes,
+    image: &LayerView,
+    image_volumes: &[String],
+    requests: &[MountRequest],
+    inherited: &[MountSpec],
+) -> Result<Vec<MountSpec>> {
     let mut created: Vec<String> = Vec::new();
-    let result = prepare_inner(volumes, image, image_volumes, requests, &mut created);
+    let result = prepare_inner(
+        volumes,
+        image,
+        image_volumes,
+        requests,
+        inherited,
+        &mut created,
+    );
     if result.is_err() {
         for name in created {
             let _ = volumes.remove(&name, &BTreeSet::new(), true);
         }
     }
     result
+}
+
+/// The mounts `--volumes-from C[:ro|:rw]` inherits: every mount of container `spec`'s
+/// container (binds and volumes; not tmpfs), read-only with `:ro`, as they were otherwise.
+/// Inherited volumes are never anonymous for the new container (its `rm -v` keeps them).
+///
+/// # Errors
+/// An unknown container; a bad mode.
+pub fn volumes_from(containers: &ContainerStore, spec: &str) -> Result<Vec<MountSpec>> {
+    let (name, mode) = match spec.rsplit_once(':') {
+        Some((n, m @ ("ro" | "rw"))) => (n, Some(m == "ro")),
+        Some((_, m)) => {
+            return Err(Error::Invalid(format!(
+                "invalid --volumes-from {spec:?}: unknown mode {m:?} (want ro or rw)"
+            )));
+        }
+        None => (spec, None),
+    };
+    let c = containers.get(name)?;
+    let mut out = Vec::new();
+    for m in c.config.mounts {
+        match m {
+            MountSpec::Bind {
+                source,
+                destination,
+                readonly,
+            } => out.push(MountSpec::Bind {
+                source,
+                destination,
+                readonly: mode.unwrap_or(readonly),
+            }),
+            MountSpec::Volume {
+                name,
+                destination,
+                readonly,
+                ..
+            } => out.push(MountSpec::Volume {
+                name,
+                destination,
+                readonly: mode.unwrap_or(readonly),
+                anonymous: false,
+            }),
+            MountSpec::Tmpfs { .. } => {}
+        }
+    }
+    Ok(out)
 }
 
 fn clean_abs(p: &str) -> String {
@@ -389,6 +490,7 @@ fn prepare_inner(
     image: &LayerView,
     image_volumes: &[String],
     requests: &[MountRequest],
+    inherited: &[MountSpec],
     created: &mut Vec<String>,
 ) -> Result<Vec<MountSpec>> {
     let mut targets = BTreeSet::new();
@@ -401,6 +503,11 @@ fn prepare_inner(
             )));
         }
     }
+    for m in inherited {
+        if targets.insert(mount_destination(m).to_string()) {
+            out.push(m.clone());
+        }
+    }
     let mut wanted: Vec<(Option<String>, String, bool, bool)> = Vec::new();
     for r in requests {
         match r {
@@ -408,8 +515,13 @@ fn prepare_inner(
                 source,
                 target,
                 readonly,
+                create_missing,
                 ..
             } => {
+                if *create_missing && fs::symlink_metadata(source).is_err() {
+                    // docker's `-v /host/path:/x` makes a missing host directory.
+                    fs::create_dir_all(source).map_err(|e| Error::io(source, e))?;
+                }
                 if fs::symlink_metadata(source).is_err() {
                     return Err(Error::Invalid(format!(
                         "invalid mount config for type \"bind\": bind source path does not exist: {source}"
@@ -527,7 +639,7 @@ pub fn copy_up(image: &LayerView, target: &str, dest: &Path) -> Result<()> {
     for name in image.read_dir(&rel)? {
         copy_entry(image, &join_rel(&rel, &name), &dest.join(&name))?;
     }
-    set_meta(dest, &st, true)
+    set_meta(dest, &st)
 }
 
 fn copy_entry(tree: &dyn SourceTree, rel: &str, to: &Path) -> Result<()> {
@@ -572,7 +684,7 @@ fn copy_entry(tree: &dyn SourceTree, rel: &str, to: &Path) -> Result<()> {
         // Best effort, like cp -a: a filesystem without xattr support keeps the data.
         let _ = xattr_set(to, &k, &v);
     }
-    set_meta(to, &st, st.kind == FileKind::Dir)
+    set_meta(to, &st)
 }
 
 fn xattr_set(p: &Path, k: &str, v: &[u8]) -> io::Result<()> {
@@ -588,7 +700,7 @@ fn xattr_set(p: &Path, k: &str, v: &[u8]) -> io::Result<()> {
 }
 
 /// Owner, mode (not for symlinks) and mtime of a copied entry.
-fn set_meta(p: &Path, st: &Stat, _is_dir: bool) -> Result<()> {
+fn set_meta(p: &Path, st: &Stat) -> Result<()> {
     std::os::unix::fs::lchown(p, Some(st.uid), Some(st.gid)).map_err(|e| Error::io(p, e))?;
     if st.kind != FileKind::Symlink {
         // chmod after chown: chown clears set-id bits.
@@ -715,8 +827,13 @@ mod tests {
             vs.remove("nope", &used, false),
             Err(Error::NoSuchVolume(_))
         ));
+        fs::create_dir_all(vs.dir().join(".rm-crashed/_data")).unwrap();
+        fs::create_dir_all(vs.dir().join(".tmp-inflight")).unwrap();
         let r = vs.prune(false, &used, &[]).unwrap();
         assert_eq!(r.deleted, vec![anon.name.clone()]);
+        assert!(!vs.dir().join(".rm-crashed").exists());
+        // a create in progress (fresh) is left alone
+        assert!(vs.dir().join(".tmp-inflight").exists());
         assert_eq!(r.reclaimed, 1000);
         let r = vs.prune(true, &used, &["nolabel".to_string()]).unwrap();
         assert!(r.deleted.is_empty());
@@ -793,7 +910,7 @@ mod tests {
         let before = vs.list().unwrap().len();
         let bad = vec![
             crate::mounts::parse_volume_flag("fresh1:/a").unwrap(),
-            crate::mounts::parse_volume_flag("/does/not/exist:/b").unwrap(),
+            crate::mounts::parse_mount_flag("type=bind,src=/does/not/exist,dst=/b").unwrap(),
         ];
         assert!(prepare(&vs, &view, &[], &bad).is_err());
         let dup = vec![

@@ -2,7 +2,6 @@
 //! [`strata_runner::volume`].
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::Path;
 
 use anyhow::{Context as _, anyhow};
@@ -224,23 +223,7 @@ fn prune(root: &Path, args: &VolumePruneArgs) -> Result<(), Failure> {
         } else {
             "WARNING! This will remove anonymous local volumes not used by at least one container.\n"
         };
-        if !std::io::stdin().is_terminal() {
-            eprint!("{warning}");
-            return Err(Failure::Other(anyhow!(
-                "refusing to prune without confirmation: stdin is not a terminal \
-                 (use --force to prune without a prompt)"
-            )));
-        }
-        print!("{warning}Are you sure you want to continue? [y/N] ");
-        std::io::stdout()
-            .flush()
-            .context("cannot write the prompt")?;
-        let mut answer = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut answer)
-            .context("cannot read the answer")?;
-        if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        if !super::system::confirm_prune(warning)? {
             println!("Total reclaimed space: 0B");
             return Ok(());
         }
