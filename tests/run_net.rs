@@ -367,6 +367,17 @@ fn bridge_gets_slirp4netns_outbound_but_not_the_host_loopback() {
     let slirp = net
         .slirp_pid()
         .unwrap_or_else(|| panic!("no slirp4netns (install it): {:?}", net.lines));
+    // In its own session: a terminal's Ctrl-C for a foreground run does not reach it.
+    let stat = std::fs::read_to_string(format!("/proc/{slirp}/stat")).expect("slirp stat");
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        fields.get(3).copied(),
+        Some(slirp.to_string().as_str()),
+        "{stat}"
+    );
     let (code, so, se) = web.in_netns(&["/bin/busybox", "ip", "-4", "addr", "show", "tap0"]);
     assert_eq!(code, 0, "{se}");
     assert!(so.contains("inet 10.0.2.100/24"), "{so}");

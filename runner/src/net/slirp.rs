@@ -97,14 +97,20 @@ impl Slirp {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        // SAFETY: only async-signal-safe fcntl(2) between fork and exec: the two pipe ends
-        // slirp4netns is told about lose O_CLOEXEC in the child (every other fd keeps it).
+        // SAFETY: only async-signal-safe calls between fork and exec. The two pipe ends
+        // slirp4netns is told about lose O_CLOEXEC in the child (every other fd keeps it), and
+        // setsid(2) puts it in its own session: a Ctrl-C on the terminal of a foreground
+        // `strata run` goes to the container, never to slirp4netns
+        // (https://man7.org/linux/man-pages/man2/setsid.2.html).
         unsafe {
             cmd.pre_exec(move || {
                 for fd in [ready_fd, exit_fd] {
                     if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
                         return Err(std::io::Error::last_os_error());
                     }
+                }
+                if libc::setsid() == -1 {
+                    return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
             });

@@ -220,3 +220,40 @@ fn inspect_map_like_docker() -> std::result::Result<(), Box<dyn std::error::Erro
     );
     Ok(())
 }
+
+/// Every short combination of the syntax's pieces parses or fails cleanly (no panic, no
+/// overflow), and what parses is consistent.
+#[test]
+fn publish_never_panics() {
+    const PIECES: [&str; 14] = [
+        "1",
+        "0",
+        "65535",
+        "65536",
+        "-",
+        ":",
+        "/",
+        "udp",
+        "[",
+        "]",
+        "::1",
+        "1.2.3.4",
+        "a",
+        "8000-8001",
+    ];
+    let mut spec = String::new();
+    for n in 0..14usize.pow(4) {
+        spec.clear();
+        let mut k = n;
+        for _ in 0..4 {
+            spec.push_str(PIECES[k % 14]);
+            k /= 14;
+        }
+        if let Ok(bindings) = parse_publish(&spec) {
+            assert!(!bindings.is_empty(), "{spec}");
+            for b in bindings {
+                assert_ne!(b.container_port, 0, "{spec}");
+            }
+        }
+    }
+}
