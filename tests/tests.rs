@@ -11,5 +11,6 @@ mod expand;
 mod images;
 mod no_panic;
 mod parser_golden;
+mod run_security;
 mod sandbox;
 mod store;

@@ -153,6 +153,22 @@ fn pidfd_open(pid: i32) -> Result<Option<OwnedFd>> {
     }
 }
 
+fn pidfd_send_signal(fd: &OwnedFd, signal: i32) -> nix::Result<()> {
+    // Why pidfd_send_signal: the pidfd names this process even if its pid was reused.
+    // https://man7.org/linux/man-pages/man2/pidfd_send_signal.2.html
+    // SAFETY: plain syscall; a null siginfo means "as kill(2)".
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    Errno::result(rc).map(drop)
+}
+
 /// The start time of process `pid` (`/proc/<pid>/stat` field 22, clock ticks since boot):
 /// with the pid it names one process for good (a reused pid has another start time).
 ///
@@ -180,9 +196,18 @@ struct Proc {
 }
 
 impl Proc {
-    /// Reaps the helper after a failure and removes the cgroup; returns `err`.
+    /// Kills the container process (through its pidfd, so the helper reaps it; else the
+    /// helper, and PR_SET_PDEATHSIG takes the process along), reaps the helper and removes
+    /// the cgroup; returns `err`.
     fn fail(mut self, err: Error) -> Error {
-        let _ = self.child.kill();
+        match &self.pidfd {
+            Some(fd) => {
+                let _ = pidfd_send_signal(fd, libc::SIGKILL);
+            }
+            None => {
+                let _ = self.child.kill();
+            }
+        }
         let _ = self.child.wait();
         if let Some(cg) = self.cgroup.take() {
             let _ = cg.remove();
@@ -400,20 +425,7 @@ impl Running {
             .pidfd
             .as_ref()
             .ok_or_else(|| Error::Sandbox("the process is gone".into()))?;
-        // Why pidfd_send_signal: the pidfd names this process even if its pid was reused.
-        // https://man7.org/linux/man-pages/man2/pidfd_send_signal.2.html
-        // SAFETY: plain syscall; a null siginfo means "as kill(2)".
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                fd.as_raw_fd(),
-                signal,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
-        Errno::result(rc)
-            .map(drop)
+        pidfd_send_signal(fd, signal)
             .map_err(|e| sandbox_err(&format!("signal {signal} to {}", self.proc_.pid), e))
     }
 
