@@ -593,6 +593,98 @@ mod tests {
         assert_eq!(unescape("/a\\040b"), "/a b");
     }
 
+    fn limited_spec() -> Result<Spec, Box<dyn std::error::Error>> {
+        let mut spec = Spec::default();
+        set_resources(
+            &mut spec,
+            &Resources {
+                memory: Some(64 << 20),
+                nano_cpus: Some(1_500_000_000),
+                pids_limit: Some(20),
+            },
+        )?;
+        Ok(spec)
+    }
+
+    fn read(dir: &Path, name: &str) -> String {
+        std::fs::read_to_string(dir.join(name)).unwrap_or_default()
+    }
+
+    #[test]
+    fn v1_limits_are_written_per_controller() -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let limits = Limits::of(&limited_spec()?);
+        assert_eq!(limits.swap, Some(64 << 20), "swap = limit: -m really kills");
+        let mut cg = Cgroup {
+            leaves: Vec::new(),
+            created: Vec::new(),
+            memory: None,
+            v2: false,
+        };
+        let rel = Path::new("strata/c1");
+        for c in ["memory", "cpu", "pids"] {
+            let h = Hierarchy {
+                mount_point: tmp.path().join(c),
+                root: "/".into(),
+                controllers: vec![c.into()],
+                v2: false,
+            };
+            std::fs::create_dir_all(&h.mount_point)?;
+            cg.create_v1(&h, &h.mount_point, rel, &limits)?;
+        }
+        let m = tmp.path().join("memory/strata/c1");
+        assert_eq!(read(&m, "memory.limit_in_bytes"), "67108864");
+        assert!(
+            !m.join("memory.memsw.limit_in_bytes").exists(),
+            "no swap accounting"
+        );
+        let c = tmp.path().join("cpu/strata/c1");
+        assert_eq!(read(&c, "cpu.cfs_period_us"), "100000");
+        assert_eq!(read(&c, "cpu.cfs_quota_us"), "150000");
+        assert_eq!(read(&tmp.path().join("pids/strata/c1"), "pids.max"), "20");
+        assert_eq!(cg.dirs().len(), 3);
+        assert_eq!(cg.memory.as_deref(), Some(m.as_path()));
+        // Parents first; remove() takes them in reverse (here: plain dirs with files, so
+        // only the ordering is checked).
+        assert_eq!(cg.created.len(), 6);
+        assert!(cg.created[0].ends_with("memory/strata"));
+        Ok(())
+    }
+
+    #[test]
+    fn v2_delegates_controllers_and_writes_limits() -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let own = tmp.path();
+        std::fs::write(
+            own.join("cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )?;
+        let limits = Limits::of(&limited_spec()?);
+        let mut cg = Cgroup {
+            leaves: Vec::new(),
+            created: Vec::new(),
+            memory: None,
+            v2: true,
+        };
+        // A real leaf has memory.max and memory.swap.max; make the fake look like one.
+        std::fs::create_dir_all(own.join("c1"))?;
+        std::fs::write(own.join("c1/memory.max"), "max\n")?;
+        std::fs::write(own.join("c1/memory.swap.max"), "max\n")?;
+        std::fs::write(
+            own.join("c1/memory.events"),
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+        )?;
+        cg.create_v2(own, Path::new("c1"), &limits)?;
+        assert_eq!(read(own, "cgroup.subtree_control"), "+memory +cpu +pids");
+        let leaf = own.join("c1");
+        assert_eq!(read(&leaf, "memory.max"), "67108864");
+        assert_eq!(read(&leaf, "memory.swap.max"), "0");
+        assert_eq!(read(&leaf, "cpu.max"), "150000 100000");
+        assert_eq!(read(&leaf, "pids.max"), "20");
+        assert!(cg.oom_killed());
+        Ok(())
+    }
+
     #[test]
     fn cgroups_path_must_be_plain() -> Result<(), Box<dyn std::error::Error>> {
         let mut spec = Spec::default();

@@ -538,3 +538,40 @@ pub fn exec(
     proc_.pid_start = process_start_time(pid).unwrap_or(0);
     Ok(Running { proc_ })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(bytes: &[u8]) -> Result<BufReader<File>, Box<dyn std::error::Error>> {
+        let (r, mut w) = std::io::pipe()?;
+        w.write_all(bytes)?;
+        drop(w);
+        Ok(BufReader::new(File::from(OwnedFd::from(r))))
+    }
+
+    #[test]
+    fn sync_messages_parse() -> Result<(), Box<dyn std::error::Error>> {
+        let mut r = reader(b"P42\nR\nEsandbox: mount x: EPERM\nsecond line\n")?;
+        assert_eq!(next_msg(&mut r)?, Msg::Pid(42));
+        assert_eq!(next_msg(&mut r)?, Msg::Ready);
+        assert_eq!(
+            next_msg(&mut r)?,
+            Msg::Failed("mount x: EPERM\nsecond line".into())
+        );
+        assert_eq!(next_msg(&mut r)?, Msg::Eof);
+        assert!(next_msg(&mut reader(b"Pnope\n")?).is_err());
+        assert!(next_msg(&mut reader(b"?\n")?).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn start_time_names_a_live_process() -> Result<(), Box<dyn std::error::Error>> {
+        let me = i32::try_from(std::process::id())?;
+        let t = process_start_time(me)?;
+        assert!(t > 0);
+        assert_eq!(process_start_time(me)?, t);
+        assert!(process_start_time(i32::MAX).is_err());
+        Ok(())
+    }
+}
