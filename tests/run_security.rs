@@ -7,8 +7,8 @@
 //!
 //! Every check is a function over a [`Runner`]: how to run a command in a container with
 //! docker-style flags. Here it is `strata debug sandbox` on a busybox rootfs that holds the
-//! probe at `/bin/probe`; the same checks can drive `strata run` on an image with busybox and
-//! the probe.
+//! probe at `/bin/probe`; the same `check_*` functions can drive `strata run` on an image
+//! with busybox and [`probe`] at `/bin/probe` (implement [`Runner`] for it).
 
 use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ use crate::common::{fresh_dir, repo_root, run, strata, strata_bin};
 type Out = (i32, String, String);
 
 /// How the checks run a command in a container.
-pub trait Runner {
+pub(crate) trait Runner {
     /// Runs `cmd` in a new container with docker-style `flags` (`--cap-add X`, `--cap-drop X`,
     /// `--privileged`, `-m SIZE`, `--cpus N`, `--pids-limit N`, `--read-only`, `-t`,
     /// `--network none`) and stdin from /dev/null.
@@ -32,7 +32,7 @@ pub trait Runner {
 }
 
 /// The probe, built once per test run with `gcc -static` from tests/fixtures/probe/probe.c.
-fn probe() -> &'static Path {
+pub(crate) fn probe() -> &'static Path {
     static PROBE: OnceLock<PathBuf> = OnceLock::new();
     PROBE.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("strata-probe-{}", std::process::id()));
@@ -140,14 +140,14 @@ fn caps(r: &dyn Runner, flags: &[&str]) -> (String, String, String) {
     )
 }
 
-fn check_default_capabilities(r: &dyn Runner) {
+pub(crate) fn check_default_capabilities(r: &dyn Runner) {
     let (eff, prm, bnd) = caps(r, &[]);
     assert_eq!(eff, "00000000a80425fb");
     assert_eq!(prm, eff);
     assert_eq!(bnd, eff);
 }
 
-fn check_cap_add_and_drop(r: &dyn Runner) {
+pub(crate) fn check_cap_add_and_drop(r: &dyn Runner) {
     // CHOWN is bit 0, SYS_ADMIN bit 21.
     let (eff, prm, bnd) = caps(r, &["--cap-drop", "chown", "--cap-add", "CAP_SYS_ADMIN"]);
     assert_eq!(eff, "00000000a82425fa");
@@ -171,7 +171,7 @@ fn probe_all(r: &dyn Runner, flags: &[&str]) -> String {
     so
 }
 
-fn check_denied_syscalls(r: &dyn Runner) {
+pub(crate) fn check_denied_syscalls(r: &dyn Runner) {
     assert_eq!(
         probe_all(r, &[]),
         "mount EPERM\nunshare EPERM\nunshare-user EPERM\nkeyctl EPERM\nclone3 ENOSYS\n"
@@ -183,7 +183,7 @@ fn check_denied_syscalls(r: &dyn Runner) {
     );
 }
 
-fn check_masked_and_readonly_paths(r: &dyn Runner) {
+pub(crate) fn check_masked_and_readonly_paths(r: &dyn Runner) {
     let script = "for f in /proc/kcore /proc/keys /proc/timer_list /proc/sched_debug; do \
                   [ -e $f ] && echo $f $(cat $f | wc -c); done; echo firmware $(ls /sys/firmware | wc -l); \
                   echo 1 > /proc/sys/kernel/domainname && echo sys-writable; \
@@ -206,7 +206,7 @@ fn check_masked_and_readonly_paths(r: &dyn Runner) {
     assert_ne!(so.trim(), "0", "{so}");
 }
 
-fn check_host_invisible(r: &dyn Runner) {
+pub(crate) fn check_host_invisible(r: &dyn Runner) {
     let marker = std::env::temp_dir().join(format!("strata-host-marker-{}", std::process::id()));
     std::fs::write(&marker, b"host").expect("marker");
     let script = format!(
@@ -223,7 +223,7 @@ fn check_host_invisible(r: &dyn Runner) {
     assert_eq!(lines.next(), Some("no-marker"));
 }
 
-fn check_memory_limit(r: &dyn Runner) {
+pub(crate) fn check_memory_limit(r: &dyn Runner) {
     let (code, so, se) = r.run(&["-m", "64m"], &["probe", "alloc", "200"]);
     assert_eq!(code, 137, "{so}{se}");
     assert_eq!(so, "");
@@ -232,7 +232,7 @@ fn check_memory_limit(r: &dyn Runner) {
     assert_eq!((code, so.as_str()), (0, "alloc OK\n"), "{se}");
 }
 
-fn check_pids_limit(r: &dyn Runner) {
+pub(crate) fn check_pids_limit(r: &dyn Runner) {
     let (code, so, se) = r.run(&["--pids-limit", "20"], &["probe", "forks", "100"]);
     assert_eq!(code, 0, "{se}");
     let words: Vec<&str> = so.split_whitespace().collect();
@@ -245,7 +245,7 @@ fn check_pids_limit(r: &dyn Runner) {
     assert_eq!(so, "forks 100 OK\n");
 }
 
-fn check_read_only_root(r: &dyn Runner) {
+pub(crate) fn check_read_only_root(r: &dyn Runner) {
     let (code, so, se) = r.run(
         &["--read-only"],
         &[
@@ -261,7 +261,7 @@ fn check_read_only_root(r: &dyn Runner) {
     assert_eq!(so, "rw\n");
 }
 
-fn check_tty(r: &dyn Runner) {
+pub(crate) fn check_tty(r: &dyn Runner) {
     // pid 1 leads its own session (field 6 = 1) with the pty as controlling terminal
     // (field 7, tty_nr, non-zero).
     let (code, so, se) = r.run(
@@ -285,7 +285,7 @@ fn check_tty(r: &dyn Runner) {
 
 const NAMESPACES: [&str; 6] = ["mnt", "pid", "uts", "ipc", "net", "cgroup"];
 
-fn check_exec_joins_every_namespace(r: &dyn Runner) {
+pub(crate) fn check_exec_joins_every_namespace(r: &dyn Runner) {
     let script = NAMESPACES
         .iter()
         .map(|n| format!("echo {n} $(readlink /proc/self/ns/{n}) $(readlink /proc/1/ns/{n});"))
@@ -314,7 +314,7 @@ fn check_exec_joins_every_namespace(r: &dyn Runner) {
     assert!(!so.contains(&host_mnt.display().to_string()), "{so}");
 }
 
-fn check_exec_leaks_no_fd(r: &dyn Runner) {
+pub(crate) fn check_exec_leaks_no_fd(r: &dyn Runner) {
     let secret = fresh_dir();
     // Without O_CLOEXEC: every child of the test process inherits it.
     let fd = nix::fcntl::open(
