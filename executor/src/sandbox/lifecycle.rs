@@ -233,12 +233,14 @@ pub struct Running {
 }
 
 /// How a container process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     /// Its exit status.
     pub status: ExitStatus,
     /// The kernel's OOM killer killed a process of the container's cgroup.
     pub oom_killed: bool,
+    /// Why the container's cgroup could not be removed (the status is still valid).
+    pub cleanup_error: Option<String>,
 }
 
 /// Writes `BUNDLE/config.json` and sets the container up: cgroup (from `linux.resources` and
@@ -441,7 +443,8 @@ impl Running {
     /// [`Running::wait`], also telling whether the OOM killer fired in the container's cgroup.
     ///
     /// # Errors
-    /// waitpid on the helper failed, or the cgroup could not be removed.
+    /// waitpid on the helper failed. A cgroup that can't be removed is reported in
+    /// [`Outcome::cleanup_error`], so the exit status is never lost.
     pub fn wait_outcome(mut self) -> Result<Outcome> {
         let status = self
             .proc_
@@ -449,12 +452,16 @@ impl Running {
             .wait()
             .map_err(|e| sandbox_err("waiting for the sandbox", e))?;
         let status = status_of(status)?;
-        let mut oom_killed = false;
+        let (mut oom_killed, mut cleanup_error) = (false, None);
         if let Some(cg) = self.proc_.cgroup.take() {
             oom_killed = cg.oom_killed();
-            cg.remove()?;
+            cleanup_error = cg.remove().err().map(|e| e.to_string());
         }
-        Ok(Outcome { status, oom_killed })
+        Ok(Outcome {
+            status,
+            oom_killed,
+            cleanup_error,
+        })
     }
 }
 
@@ -465,6 +472,9 @@ pub(super) struct ExecConfig {
     pub process: Process,
     /// The container's seccomp profile.
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// The target's start time when `exec` was called: the helper checks it after opening the
+    /// namespaces, so they belong to that process and not to a reuse of its pid.
+    pub target_start: u64,
 }
 
 /// Starts `process` inside the running container whose pid 1 is `target_pid`: the helper
@@ -476,7 +486,7 @@ pub(super) struct ExecConfig {
 /// host pid.
 ///
 /// # Errors
-/// The target's cgroups can't be joined, spawning the helper, or a setup failure it reports
+/// The target is gone, its cgroups can't be joined, spawning the helper, or a setup failure it reports
 /// (a namespace that can't be joined, a bad cwd, ...).
 pub fn exec(
     helper_exe: &Path,
@@ -488,6 +498,7 @@ pub fn exec(
     let config = ExecConfig {
         process: process.clone(),
         seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+        target_start: process_start_time(target_pid)?,
     };
     let json = serde_json::to_vec(&config)
         .map_err(|e| Error::Sandbox(format!("cannot serialize the exec config: {e}")))?;
