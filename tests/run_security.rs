@@ -573,4 +573,60 @@ mod api {
             "cgroup left"
         );
     }
+
+    #[test]
+    fn cgroups_path_nests_under_our_own_cgroup_and_is_exclusive() {
+        let b = DebugSandbox::new();
+        let (mut spec, bundle) = spec(&b, &["sleep", "1000"]);
+        let parent = format!("strata-test-{}", std::process::id());
+        let mut linux = spec.linux().clone().expect("linux");
+        linux.set_cgroups_path(Some(PathBuf::from(format!("/{parent}/c1"))));
+        spec.set_linux(Some(linux));
+        let stdio = || {
+            let (_r, out_w) = pipe();
+            let (_r2, err_w) = pipe();
+            sandbox::Stdio {
+                stdin: None,
+                stdout: out_w,
+                stderr: err_w,
+            }
+        };
+        let created = sandbox::create(&strata_bin(), &bundle, &spec, stdio()).expect("create");
+        let pid = created.pid();
+        let ours = std::fs::read_to_string("/proc/self/cgroup").expect("own cgroup");
+        let theirs = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+        let path_of = |text: &str, ctrl: &str| {
+            text.lines()
+                .find_map(|l| {
+                    l.split_once(&format!(":{ctrl}:"))
+                        .map(|(_, p)| p.to_string())
+                })
+                .unwrap_or_else(|| panic!("no {ctrl} line in {text}"))
+        };
+        let own_mem = path_of(&ours, "memory");
+        let want = format!("{}/{parent}/c1", own_mem.trim_end_matches('/'));
+        assert_eq!(path_of(&theirs, "memory"), want);
+        // The same cgroupsPath while it is in use is refused.
+        let bundle2 = b.dir.path().join("bundle2");
+        let mut spec2 = spec.clone();
+        if let Some(r) = spec2.root_mut() {
+            r.set_path(bundle2.join("rootfs"));
+        }
+        std::fs::create_dir_all(bundle2.join("rootfs")).expect("rootfs2");
+        let e = sandbox::create(&strata_bin(), &bundle2, &spec2, stdio())
+            .err()
+            .expect("a second container in the same cgroup");
+        assert!(e.to_string().contains("is in use"), "{e}");
+        let running = created.start().expect("start");
+        running.signal(9).expect("kill");
+        let outcome = running.wait_outcome().expect("wait");
+        assert_eq!(outcome.status, ExitStatus::Signal(9));
+        assert!(!outcome.oom_killed);
+        assert_eq!(outcome.cleanup_error, None);
+        let mem_root = format!("/sys/fs/cgroup/memory{}", own_mem.trim_end_matches('/'));
+        assert!(
+            !Path::new(&format!("{mem_root}/{parent}")).exists(),
+            "parent left"
+        );
+    }
 }

@@ -295,7 +295,8 @@ impl Limits {
 pub struct Cgroup {
     /// The leaf directories (the container's cgroup in each hierarchy).
     leaves: Vec<PathBuf>,
-    /// Every directory we created, parents first (removed in reverse).
+    /// The parent directories we created on the way to the leaves, parents first (removed
+    /// in reverse, when empty).
     created: Vec<PathBuf>,
     /// Where the memory controller's files are.
     memory: Option<PathBuf>,
@@ -387,13 +388,32 @@ impl Cgroup {
     }
 
     /// mkdir -p of `base/rel`, remembering what was new.
-    fn make_dirs(&mut self, base: &Path, rel: &Path) -> Result<PathBuf> {
+    /// mkdir -p of `base/rel`, remembering the parents that were new; `prepare` runs on each
+    /// parent before its child is made. The leaf is the container's own: a leftover (empty)
+    /// one is taken over, one with processes in it is refused.
+    fn make_dirs(
+        &mut self,
+        base: &Path,
+        rel: &Path,
+        prepare: impl Fn(&Path) -> Result<()>,
+    ) -> Result<PathBuf> {
         let mut dir = base.to_path_buf();
-        for c in rel.components() {
+        let count = rel.components().count();
+        for (i, c) in rel.components().enumerate() {
+            prepare(&dir)?;
             dir.push(c);
+            let leaf = i + 1 == count;
             match std::fs::create_dir(&dir) {
+                Ok(()) if leaf => {}
                 Ok(()) => self.created.push(dir.clone()),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if leaf && !members(&dir).is_empty() {
+                        return Err(Error::Sandbox(format!(
+                            "cgroup {} is in use by other processes",
+                            dir.display()
+                        )));
+                    }
+                }
                 Err(e) => return Err(Error::io(&dir, e)),
             }
         }
@@ -402,7 +422,7 @@ impl Cgroup {
     }
 
     fn create_v1(&mut self, h: &Hierarchy, own: &Path, rel: &Path, l: &Limits) -> Result<()> {
-        let dir = self.make_dirs(own, rel)?;
+        let dir = self.make_dirs(own, rel, |_| Ok(()))?;
         let has = |c: &str| h.controllers.iter().any(|x| x == c);
         if has("memory") {
             if let Some(m) = l.memory {
@@ -440,19 +460,13 @@ impl Cgroup {
             .map(|c| format!("+{c}"))
             .collect();
         // Every level from our own cgroup down to the leaf's parent delegates the controllers.
-        let mut dir = own.to_path_buf();
-        for c in rel.components() {
-            if !enable.is_empty() {
-                write_file(&dir, "cgroup.subtree_control", &enable.join(" "))?;
+        let dir = self.make_dirs(own, rel, |parent| {
+            if enable.is_empty() {
+                Ok(())
+            } else {
+                write_file(parent, "cgroup.subtree_control", &enable.join(" "))
             }
-            dir.push(c);
-            match std::fs::create_dir(&dir) {
-                Ok(()) => self.created.push(dir.clone()),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(Error::io(&dir, e)),
-            }
-        }
-        self.leaves.push(dir.clone());
+        })?;
         if let Some(m) = l.memory {
             write_file(&dir, "memory.max", &m.to_string())?;
             if let Some(s) = l.swap
@@ -519,7 +533,8 @@ impl Cgroup {
     /// # Errors
     /// A directory that stays busy.
     pub fn remove(self) -> Result<()> {
-        for dir in self.created.iter().rev() {
+        let mut first_error = None;
+        for dir in &self.leaves {
             let mut tries = 0;
             loop {
                 match std::fs::remove_dir(dir) {
@@ -530,21 +545,34 @@ impl Cgroup {
                         kill_members(dir);
                         std::thread::sleep(std::time::Duration::from_millis(10));
                     }
-                    Err(e) => return Err(Error::io(dir, e)),
+                    Err(e) => {
+                        first_error.get_or_insert(Error::io(dir, e));
+                        break;
+                    }
                 }
             }
         }
-        Ok(())
+        // The parents we made go too, unless another container's cgroup is in them now.
+        for dir in self.created.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+        first_error.map_or(Ok(()), Err)
     }
 }
 
-/// SIGKILLs every process listed in `dir/cgroup.procs` (what outlived the container's pid 1,
-/// e.g. an exec helper on its way out).
+/// The pids listed in `dir/cgroup.procs` (the cgroup's own processes, not its children's).
+fn members(dir: &Path) -> Vec<i32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// SIGKILLs every process in the cgroup `dir` (what outlived the container's pid 1, e.g. an
+/// exec helper on its way out).
 fn kill_members(dir: &Path) {
-    let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) else {
-        return;
-    };
-    for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+    for pid in members(dir) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
@@ -644,9 +672,8 @@ mod tests {
         assert_eq!(read(&tmp.path().join("pids/strata/c1"), "pids.max"), "20");
         assert_eq!(cg.dirs().len(), 3);
         assert_eq!(cg.memory.as_deref(), Some(m.as_path()));
-        // Parents first; remove() takes them in reverse (here: plain dirs with files, so
-        // only the ordering is checked).
-        assert_eq!(cg.created.len(), 6);
+        // The parents made on the way (removed after the leaves, when empty).
+        assert_eq!(cg.created.len(), 3);
         assert!(cg.created[0].ends_with("memory/strata"));
         Ok(())
     }
