@@ -614,8 +614,7 @@ mod api {
         }
         std::fs::create_dir_all(bundle2.join("rootfs")).expect("rootfs2");
         let e = sandbox::create(&strata_bin(), &bundle2, &spec2, stdio())
-            .err()
-            .expect("a second container in the same cgroup");
+            .expect_err("a second container in the same cgroup");
         assert!(e.to_string().contains("is in use"), "{e}");
         let running = created.start().expect("start");
         running.signal(9).expect("kill");
