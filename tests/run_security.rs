@@ -31,18 +31,22 @@ pub(crate) trait Runner {
     fn exec(&self, flags: &[&str], cmd: &[&str], script: &str) -> Out;
 }
 
-/// The probe, built once per test run with `gcc -static` from tests/fixtures/probe/probe.c.
+/// The probe, built once per test run with `gcc -static` from tests/fixtures/probe/probe.c
+/// into cargo's temp dir for tests (a temp name renamed into place, so concurrent test
+/// processes never see half a binary).
 pub(crate) fn probe() -> &'static Path {
     static PROBE: OnceLock<PathBuf> = OnceLock::new();
     PROBE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("strata-probe-{}", std::process::id()));
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
         std::fs::create_dir_all(&dir).expect("probe dir");
-        let out = dir.join("probe");
+        let out = dir.join("strata-probe");
+        let tmp = dir.join(format!("strata-probe.{}", std::process::id()));
         let (o, _, se) = run(Command::new("gcc")
             .args(["-static", "-O2", "-Wall", "-Werror", "-o"])
-            .arg(&out)
+            .arg(&tmp)
             .arg(repo_root().join("tests/fixtures/probe/probe.c")));
         assert!(o.status.success(), "gcc -static failed: {se}");
+        std::fs::rename(&tmp, &out).expect("rename the probe");
         out
     })
 }
