@@ -227,6 +227,24 @@ pub(crate) fn check_host_invisible(r: &dyn Runner) {
     assert_eq!(lines.next(), Some("no-marker"));
 }
 
+pub(crate) fn check_network_none_cannot_reach_the_host(r: &dyn Runner) {
+    use std::io::Write as _;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let _ = s.write_all(b"pong\n");
+        }
+    });
+    let script = format!("nc 127.0.0.1 {port} </dev/null; echo rc=$?");
+    let (code, so, se) = r.run(&["--network", "none"], &["sh", "-c", &script]);
+    assert_eq!(code, 0, "{se}");
+    assert_eq!(so, "rc=1\n", "{se}");
+    // Positive control: with the host's network the server answers.
+    let (_, so, _) = r.run(&["--network", "host"], &["sh", "-c", &script]);
+    assert_eq!(so, "pong\nrc=0\n");
+}
+
 pub(crate) fn check_memory_limit(r: &dyn Runner) {
     let (code, so, se) = r.run(&["-m", "64m"], &["probe", "alloc", "200"]);
     assert_eq!(code, 137, "{so}{se}");
@@ -357,6 +375,11 @@ fn masked_paths_read_empty_and_readonly_paths_refuse_writes() {
 #[test]
 fn host_processes_and_files_are_invisible() {
     check_host_invisible(&DebugSandbox::new());
+}
+
+#[test]
+fn network_none_cannot_reach_the_host() {
+    check_network_none_cannot_reach_the_host(&DebugSandbox::new());
 }
 
 #[test]
