@@ -257,6 +257,9 @@ fn build_and_run(
     if let Some(c) = copier {
         let _ = c.join();
     }
+    if let Some(e) = &outcome.cleanup_error {
+        eprintln!("strata: {e}");
+    }
     if outcome.oom_killed {
         eprintln!("strata: the container was OOM-killed");
     }

@@ -13,6 +13,7 @@ mod no_panic;
 mod parser_golden;
 mod run;
 mod run_net;
+mod run_security;
 mod sandbox;
 mod store;
 mod volumes;

@@ -295,7 +295,8 @@ impl Limits {
 pub struct Cgroup {
     /// The leaf directories (the container's cgroup in each hierarchy).
     leaves: Vec<PathBuf>,
-    /// Every directory we created, parents first (removed in reverse).
+    /// The parent directories we created on the way to the leaves, parents first (removed
+    /// in reverse, when empty).
     created: Vec<PathBuf>,
     /// Where the memory controller's files are.
     memory: Option<PathBuf>,
@@ -387,13 +388,32 @@ impl Cgroup {
     }
 
     /// mkdir -p of `base/rel`, remembering what was new.
-    fn make_dirs(&mut self, base: &Path, rel: &Path) -> Result<PathBuf> {
+    /// mkdir -p of `base/rel`, remembering the parents that were new; `prepare` runs on each
+    /// parent before its child is made. The leaf is the container's own: a leftover (empty)
+    /// one is taken over, one with processes in it is refused.
+    fn make_dirs(
+        &mut self,
+        base: &Path,
+        rel: &Path,
+        prepare: impl Fn(&Path) -> Result<()>,
+    ) -> Result<PathBuf> {
         let mut dir = base.to_path_buf();
-        for c in rel.components() {
+        let count = rel.components().count();
+        for (i, c) in rel.components().enumerate() {
+            prepare(&dir)?;
             dir.push(c);
+            let leaf = i + 1 == count;
             match std::fs::create_dir(&dir) {
+                Ok(()) if leaf => {}
                 Ok(()) => self.created.push(dir.clone()),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if leaf && !members(&dir).is_empty() {
+                        return Err(Error::Sandbox(format!(
+                            "cgroup {} is in use by other processes",
+                            dir.display()
+                        )));
+                    }
+                }
                 Err(e) => return Err(Error::io(&dir, e)),
             }
         }
@@ -402,7 +422,7 @@ impl Cgroup {
     }
 
     fn create_v1(&mut self, h: &Hierarchy, own: &Path, rel: &Path, l: &Limits) -> Result<()> {
-        let dir = self.make_dirs(own, rel)?;
+        let dir = self.make_dirs(own, rel, |_| Ok(()))?;
         let has = |c: &str| h.controllers.iter().any(|x| x == c);
         if has("memory") {
             if let Some(m) = l.memory {
@@ -440,19 +460,13 @@ impl Cgroup {
             .map(|c| format!("+{c}"))
             .collect();
         // Every level from our own cgroup down to the leaf's parent delegates the controllers.
-        let mut dir = own.to_path_buf();
-        for c in rel.components() {
-            if !enable.is_empty() {
-                write_file(&dir, "cgroup.subtree_control", &enable.join(" "))?;
+        let dir = self.make_dirs(own, rel, |parent| {
+            if enable.is_empty() {
+                Ok(())
+            } else {
+                write_file(parent, "cgroup.subtree_control", &enable.join(" "))
             }
-            dir.push(c);
-            match std::fs::create_dir(&dir) {
-                Ok(()) => self.created.push(dir.clone()),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(Error::io(&dir, e)),
-            }
-        }
-        self.leaves.push(dir.clone());
+        })?;
         if let Some(m) = l.memory {
             write_file(&dir, "memory.max", &m.to_string())?;
             if let Some(s) = l.swap
@@ -519,7 +533,8 @@ impl Cgroup {
     /// # Errors
     /// A directory that stays busy.
     pub fn remove(self) -> Result<()> {
-        for dir in self.created.iter().rev() {
+        let mut first_error = None;
+        for dir in &self.leaves {
             let mut tries = 0;
             loop {
                 match std::fs::remove_dir(dir) {
@@ -530,21 +545,34 @@ impl Cgroup {
                         kill_members(dir);
                         std::thread::sleep(std::time::Duration::from_millis(10));
                     }
-                    Err(e) => return Err(Error::io(dir, e)),
+                    Err(e) => {
+                        first_error.get_or_insert(Error::io(dir, e));
+                        break;
+                    }
                 }
             }
         }
-        Ok(())
+        // The parents we made go too, unless another container's cgroup is in them now.
+        for dir in self.created.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+        first_error.map_or(Ok(()), Err)
     }
 }
 
-/// SIGKILLs every process listed in `dir/cgroup.procs` (what outlived the container's pid 1,
-/// e.g. an exec helper on its way out).
+/// The pids listed in `dir/cgroup.procs` (the cgroup's own processes, not its children's).
+fn members(dir: &Path) -> Vec<i32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// SIGKILLs every process in the cgroup `dir` (what outlived the container's pid 1, e.g. an
+/// exec helper on its way out).
 fn kill_members(dir: &Path) {
-    let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) else {
-        return;
-    };
-    for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+    for pid in members(dir) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
@@ -591,6 +619,97 @@ mod tests {
         let outside = parse_proc_cgroup("8:pids:/subway\n");
         assert_eq!(dir_in(&hs[2], &outside[0]), None);
         assert_eq!(unescape("/a\\040b"), "/a b");
+    }
+
+    fn limited_spec() -> Result<Spec, Box<dyn std::error::Error>> {
+        let mut spec = Spec::default();
+        set_resources(
+            &mut spec,
+            &Resources {
+                memory: Some(64 << 20),
+                nano_cpus: Some(1_500_000_000),
+                pids_limit: Some(20),
+            },
+        )?;
+        Ok(spec)
+    }
+
+    fn read(dir: &Path, name: &str) -> String {
+        std::fs::read_to_string(dir.join(name)).unwrap_or_default()
+    }
+
+    #[test]
+    fn v1_limits_are_written_per_controller() -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let limits = Limits::of(&limited_spec()?);
+        assert_eq!(limits.swap, Some(64 << 20), "swap = limit: -m really kills");
+        let mut cg = Cgroup {
+            leaves: Vec::new(),
+            created: Vec::new(),
+            memory: None,
+            v2: false,
+        };
+        let rel = Path::new("strata/c1");
+        for c in ["memory", "cpu", "pids"] {
+            let h = Hierarchy {
+                mount_point: tmp.path().join(c),
+                root: "/".into(),
+                controllers: vec![c.into()],
+                v2: false,
+            };
+            std::fs::create_dir_all(&h.mount_point)?;
+            cg.create_v1(&h, &h.mount_point, rel, &limits)?;
+        }
+        let m = tmp.path().join("memory/strata/c1");
+        assert_eq!(read(&m, "memory.limit_in_bytes"), "67108864");
+        assert!(
+            !m.join("memory.memsw.limit_in_bytes").exists(),
+            "no swap accounting"
+        );
+        let c = tmp.path().join("cpu/strata/c1");
+        assert_eq!(read(&c, "cpu.cfs_period_us"), "100000");
+        assert_eq!(read(&c, "cpu.cfs_quota_us"), "150000");
+        assert_eq!(read(&tmp.path().join("pids/strata/c1"), "pids.max"), "20");
+        assert_eq!(cg.dirs().len(), 3);
+        assert_eq!(cg.memory.as_deref(), Some(m.as_path()));
+        // The parents made on the way (removed after the leaves, when empty).
+        assert_eq!(cg.created.len(), 3);
+        assert!(cg.created[0].ends_with("memory/strata"));
+        Ok(())
+    }
+
+    #[test]
+    fn v2_delegates_controllers_and_writes_limits() -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let own = tmp.path();
+        std::fs::write(
+            own.join("cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )?;
+        let limits = Limits::of(&limited_spec()?);
+        let mut cg = Cgroup {
+            leaves: Vec::new(),
+            created: Vec::new(),
+            memory: None,
+            v2: true,
+        };
+        // A real leaf has memory.max and memory.swap.max; make the fake look like one.
+        std::fs::create_dir_all(own.join("c1"))?;
+        std::fs::write(own.join("c1/memory.max"), "max\n")?;
+        std::fs::write(own.join("c1/memory.swap.max"), "max\n")?;
+        std::fs::write(
+            own.join("c1/memory.events"),
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+        )?;
+        cg.create_v2(own, Path::new("c1"), &limits)?;
+        assert_eq!(read(own, "cgroup.subtree_control"), "+memory +cpu +pids");
+        let leaf = own.join("c1");
+        assert_eq!(read(&leaf, "memory.max"), "67108864");
+        assert_eq!(read(&leaf, "memory.swap.max"), "0");
+        assert_eq!(read(&leaf, "cpu.max"), "150000 100000");
+        assert_eq!(read(&leaf, "pids.max"), "20");
+        assert!(cg.oom_killed());
+        Ok(())
     }
 
     #[test]

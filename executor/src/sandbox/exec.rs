@@ -95,6 +95,11 @@ fn helper(target: i32) -> Result<i32> {
     set_cloexec(SYNC_FD);
     let config = read_config()?;
     let namespaces = open_namespaces(target)?;
+    // Checked after the opens: the namespaces are those of the process `exec` was asked for,
+    // not of a process that reused its pid since.
+    if super::process_start_time(target).ok() != Some(config.target_start) {
+        return Err(Error::Sandbox(format!("process {target} is gone")));
+    }
     for (f, flag) in &namespaces {
         // Why setns: joins the container's namespace; for pid only our children are in it,
         // hence the fork below. https://man7.org/linux/man-pages/man2/setns.2.html

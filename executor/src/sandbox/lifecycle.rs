@@ -153,6 +153,22 @@ fn pidfd_open(pid: i32) -> Result<Option<OwnedFd>> {
     }
 }
 
+fn pidfd_send_signal(fd: &OwnedFd, signal: i32) -> nix::Result<()> {
+    // Why pidfd_send_signal: the pidfd names this process even if its pid was reused.
+    // https://man7.org/linux/man-pages/man2/pidfd_send_signal.2.html
+    // SAFETY: plain syscall; a null siginfo means "as kill(2)".
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    Errno::result(rc).map(drop)
+}
+
 /// The start time of process `pid` (`/proc/<pid>/stat` field 22, clock ticks since boot):
 /// with the pid it names one process for good (a reused pid has another start time).
 ///
@@ -180,9 +196,18 @@ struct Proc {
 }
 
 impl Proc {
-    /// Reaps the helper after a failure and removes the cgroup; returns `err`.
+    /// Kills the container process (through its pidfd, so the helper reaps it; else the
+    /// helper, and PR_SET_PDEATHSIG takes the process along), reaps the helper and removes
+    /// the cgroup; returns `err`.
     fn fail(mut self, err: Error) -> Error {
-        let _ = self.child.kill();
+        match &self.pidfd {
+            Some(fd) => {
+                let _ = pidfd_send_signal(fd, libc::SIGKILL);
+            }
+            None => {
+                let _ = self.child.kill();
+            }
+        }
         let _ = self.child.wait();
         if let Some(cg) = self.cgroup.take() {
             let _ = cg.remove();
@@ -208,12 +233,14 @@ pub struct Running {
 }
 
 /// How a container process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     /// Its exit status.
     pub status: ExitStatus,
     /// The kernel's OOM killer killed a process of the container's cgroup.
     pub oom_killed: bool,
+    /// Why the container's cgroup could not be removed (the status is still valid).
+    pub cleanup_error: Option<String>,
 }
 
 /// Writes `BUNDLE/config.json` and sets the container up: cgroup (from `linux.resources` and
@@ -400,20 +427,7 @@ impl Running {
             .pidfd
             .as_ref()
             .ok_or_else(|| Error::Sandbox("the process is gone".into()))?;
-        // Why pidfd_send_signal: the pidfd names this process even if its pid was reused.
-        // https://man7.org/linux/man-pages/man2/pidfd_send_signal.2.html
-        // SAFETY: plain syscall; a null siginfo means "as kill(2)".
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                fd.as_raw_fd(),
-                signal,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
-        Errno::result(rc)
-            .map(drop)
+        pidfd_send_signal(fd, signal)
             .map_err(|e| sandbox_err(&format!("signal {signal} to {}", self.proc_.pid), e))
     }
 
@@ -429,7 +443,8 @@ impl Running {
     /// [`Running::wait`], also telling whether the OOM killer fired in the container's cgroup.
     ///
     /// # Errors
-    /// waitpid on the helper failed, or the cgroup could not be removed.
+    /// waitpid on the helper failed. A cgroup that can't be removed is reported in
+    /// [`Outcome::cleanup_error`], so the exit status is never lost.
     pub fn wait_outcome(mut self) -> Result<Outcome> {
         let status = self
             .proc_
@@ -437,12 +452,16 @@ impl Running {
             .wait()
             .map_err(|e| sandbox_err("waiting for the sandbox", e))?;
         let status = status_of(status)?;
-        let mut oom_killed = false;
+        let (mut oom_killed, mut cleanup_error) = (false, None);
         if let Some(cg) = self.proc_.cgroup.take() {
             oom_killed = cg.oom_killed();
-            cg.remove()?;
+            cleanup_error = cg.remove().err().map(|e| e.to_string());
         }
-        Ok(Outcome { status, oom_killed })
+        Ok(Outcome {
+            status,
+            oom_killed,
+            cleanup_error,
+        })
     }
 }
 
@@ -453,6 +472,9 @@ pub(super) struct ExecConfig {
     pub process: Process,
     /// The container's seccomp profile.
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// The target's start time when `exec` was called: the helper checks it after opening the
+    /// namespaces, so they belong to that process and not to a reuse of its pid.
+    pub target_start: u64,
 }
 
 /// Starts `process` inside the running container whose pid 1 is `target_pid`: the helper
@@ -464,7 +486,7 @@ pub(super) struct ExecConfig {
 /// host pid.
 ///
 /// # Errors
-/// The target's cgroups can't be joined, spawning the helper, or a setup failure it reports
+/// The target is gone, its cgroups can't be joined, spawning the helper, or a setup failure it reports
 /// (a namespace that can't be joined, a bad cwd, ...).
 pub fn exec(
     helper_exe: &Path,
@@ -476,6 +498,7 @@ pub fn exec(
     let config = ExecConfig {
         process: process.clone(),
         seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+        target_start: process_start_time(target_pid)?,
     };
     let json = serde_json::to_vec(&config)
         .map_err(|e| Error::Sandbox(format!("cannot serialize the exec config: {e}")))?;
@@ -525,4 +548,41 @@ pub fn exec(
     }
     proc_.pid_start = process_start_time(pid).unwrap_or(0);
     Ok(Running { proc_ })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(bytes: &[u8]) -> Result<BufReader<File>, Box<dyn std::error::Error>> {
+        let (r, mut w) = std::io::pipe()?;
+        w.write_all(bytes)?;
+        drop(w);
+        Ok(BufReader::new(File::from(OwnedFd::from(r))))
+    }
+
+    #[test]
+    fn sync_messages_parse() -> Result<(), Box<dyn std::error::Error>> {
+        let mut r = reader(b"P42\nR\nEsandbox: mount x: EPERM\nsecond line\n")?;
+        assert_eq!(next_msg(&mut r)?, Msg::Pid(42));
+        assert_eq!(next_msg(&mut r)?, Msg::Ready);
+        assert_eq!(
+            next_msg(&mut r)?,
+            Msg::Failed("mount x: EPERM\nsecond line".into())
+        );
+        assert_eq!(next_msg(&mut r)?, Msg::Eof);
+        assert!(next_msg(&mut reader(b"Pnope\n")?).is_err());
+        assert!(next_msg(&mut reader(b"?\n")?).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn start_time_names_a_live_process() -> Result<(), Box<dyn std::error::Error>> {
+        let me = i32::try_from(std::process::id())?;
+        let t = process_start_time(me)?;
+        assert!(t > 0);
+        assert_eq!(process_start_time(me)?, t);
+        assert!(process_start_time(i32::MAX).is_err());
+        Ok(())
+    }
 }

@@ -1,19 +1,26 @@
-//! The sandbox that runs every RUN step (and, later, every container of `strata run`).
+//! The sandbox that runs every RUN step and every container of `strata run`.
 //!
 //! It is driven by an OCI runtime spec written as `BUNDLE/config.json` and obeys it the way
-//! `runc` does: process args/env/cwd/user, host name, mounts, namespaces (no `network` entry
-//! means the host's network), capabilities, masked and read-only paths, devices, rlimits,
-//! `noNewPrivileges` and seccomp. [`default_spec`] builds Docker's default profile.
+//! `runc` does: process args/env/cwd/user/terminal, host name, mounts, namespaces (no `network`
+//! entry means the host's network), capabilities, masked and read-only paths, devices, rlimits,
+//! `noNewPrivileges`, seccomp, `root.readonly`, and cgroups from `linux.resources` /
+//! `linux.cgroupsPath` ([`cgroup`]). [`default_spec`] builds Docker's default profile;
+//! [`adjust_capabilities`], [`make_privileged`] and [`set_resources`] apply docker's flags.
 //!
-//! Process model (like `runc init`): [`run`] spawns the strata binary as
-//! `strata __sandbox-init BUNDLE` ([`init_main`]) with the caller's stdio and no other fds but
-//! an error pipe. The init sets `PR_SET_PDEATHSIG`, unshares pid/uts/ipc(/net) and forks; the
+//! Process model (like `runc create`/`start`): [`create`] makes the cgroup and spawns the
+//! strata binary as `strata __sandbox-init BUNDLE` ([`init_main`]), already in the cgroup, with
+//! the caller's stdio, a sync pipe (fd 3) and a start barrier (fd 4). The init sets
+//! `PR_SET_PDEATHSIG`, unshares pid/uts/ipc(/net), forks and reports the child's host pid; the
 //! child, pid 1 of the new pid namespace, unshares the mount namespace, mounts the overlay
 //! named by the spec's `org.strata.overlay.*` annotations (so a killed sandbox never leaves a
-//! mount behind), the spec's mounts, pivots, masks, closes every fd above 2, drops
-//! capabilities, installs seccomp, changes user and execs. The outer init forwards
-//! SIGINT/SIGTERM and exits like its child. Setup errors come back through the error pipe as
-//! [`Error::Sandbox`]; the command's own status as [`ExitStatus`].
+//! mount behind), the spec's mounts, pivots, masks, closes every fd but 0-2 and the two pipes,
+//! drops capabilities, installs seccomp, changes user, says "ready" and blocks, non-dumpable,
+//! on the barrier. [`Created::start`] releases it: it closes the barrier and execs (the sync
+//! pipe is close-on-exec). The outer init forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT and exits
+//! like its child ([`Running::wait`]). [`exec`] starts `strata __sandbox-exec PID`
+//! ([`exec_main`]), which joins a running container's cgroups and namespaces and runs the same
+//! finishing code. Setup errors come back through the sync pipe as [`Error::Sandbox`]; the
+//! command's own status as [`ExitStatus`]. [`run`] is create + start + wait.
 //!
 //! [`stub_lower`] provides the mount point stubs (`/dev`, `/proc`, `/sys`, `/etc/hosts`, ...)
 //! as the lowest overlay layer, so they never land in the upper dir (the new layer).

@@ -661,6 +661,26 @@ mod tests {
     }
 
     #[test]
+    fn symlinked_api_dirs_are_refused() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let spec = spec_in(dir.path(), Network::Host)?;
+        std::os::unix::fs::symlink("/", dir.path().join("rootfs/dev"))?;
+        let sys = RecordingSyscall::new();
+        let e = setup_rootfs(&sys, &spec, dir.path())
+            .err()
+            .ok_or("a symlinked /dev was accepted")?;
+        assert_eq!(
+            e.to_string(),
+            "sandbox: /dev is a symlink in the image: refused (it must be a directory)"
+        );
+        assert!(
+            sys.calls_of(&[CallKind::Mount]).len() <= 2,
+            "nothing mounted over it"
+        );
+        Ok(())
+    }
+
+    #[test]
     fn namespaces_follow_the_network_and_options_parse() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let none = namespace_flags(&spec_in(dir.path(), Network::None)?)?;
