@@ -439,3 +439,74 @@ fn web_server_published_then_ps_logs_stop_start_rm() {
     assert!(http_get(18080).is_none(), "the port is closed after rm -f");
     assert_eq!(env.ok_args(&["ps", "-a", "-q"]), "");
 }
+
+#[test]
+fn init_read_only_and_tty() {
+    let env = Env::new();
+    // --init: a static init is pid 1, the command its child.
+    let out = env.ok_args(&[
+        "run",
+        "--rm",
+        "--init",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo $$; cat /proc/1/cmdline",
+    ]);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("2"), "{out}");
+    assert!(
+        lines
+            .next()
+            .is_some_and(|l| l.starts_with("/sbin/docker-init\0--\0sh")),
+        "{out:?}"
+    );
+    // --read-only: the root can't be written, /etc/hostname is still there.
+    let (code, so, se) = env.cmd(&[
+        "run",
+        "--rm",
+        "--read-only",
+        IMAGE,
+        "sh",
+        "-c",
+        "touch /x || cat /etc/hostname",
+    ]);
+    assert_eq!(code, 0, "{se}");
+    assert_eq!(so.trim().len(), 12, "{so}");
+    assert!(se.contains("Read-only file system"), "{se}");
+    // -t: the command's stdout is a terminal (its output comes through the pty: \r\n).
+    let out = env.ok_args(&[
+        "run",
+        "--rm",
+        "-t",
+        IMAGE,
+        "sh",
+        "-c",
+        "[ -t 1 ] && echo tty",
+    ]);
+    assert_eq!(out, "tty\r\n");
+}
+
+#[test]
+fn foreground_run_forwards_signals() {
+    use std::io::BufRead as _;
+    let env = Env::new();
+    let script = "trap 'echo got; exit 9' TERM; echo started; while true; do sleep 0.1; done";
+    let mut child = env
+        .strata()
+        .args(["run", "--rm", IMAGE, "sh", "-c", script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn strata run");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    assert_eq!(
+        lines.next().and_then(Result::ok).as_deref(),
+        Some("started")
+    );
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("got"));
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(9));
+}

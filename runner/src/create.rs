@@ -417,6 +417,23 @@ fn set_resources(spec: &mut Spec, c: &Container) -> Result<()> {
     Ok(())
 }
 
+/// Where `--init`'s init is bound in the container (docker's path).
+const INIT_PATH: &str = "/sbin/docker-init";
+
+/// A statically linked init on the host for `--init` (tini as docker ships it, or podman's
+/// catatonit); both take the command after `--`.
+fn find_init() -> Option<PathBuf> {
+    [
+        "/usr/bin/docker-init",
+        "/usr/bin/tini-static",
+        "/usr/libexec/podman/catatonit",
+        "/usr/bin/catatonit",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+}
+
 /// The home of `uid` in the image's `/etc/passwd` (`/root` when unknown, as runc).
 fn home_of(view: &LayerView, uid: u32) -> String {
     view.read_file("etc/passwd")
@@ -474,6 +491,19 @@ pub fn build_spec(store: &Store, cstore: &ContainerStore, c: &Container) -> Resu
     }
     let mut argv = vec![c.path.clone()];
     argv.extend(c.args.iter().cloned());
+    let init = if c.config.init {
+        let host = find_init().ok_or_else(|| {
+            Error::Invalid(
+                "--init needs a static init on the host: Debian's tini (/usr/bin/tini-static) \
+                 or catatonit"
+                    .into(),
+            )
+        })?;
+        argv.splice(0..0, [INIT_PATH.to_string(), "--".to_string()]);
+        Some(host)
+    } else {
+        None
+    };
     let mode: NetworkMode = c.config.network_mode.parse()?;
     let network = crate::net::netns_kinds(mode);
     let rootfs = dir.join("bundle").join("rootfs");
@@ -498,6 +528,9 @@ pub fn build_spec(store: &Store, cstore: &ContainerStore, c: &Container) -> Resu
         },
     );
     etc_files(&mut spec, &dir.join("etc"), c)?;
+    if let Some(host) = &init {
+        sandbox::add_bind(&mut spec, host, INIT_PATH, true);
+    }
     crate::volume::add_to_spec(&mut spec, &Volumes::new(store.root()), &c.config.mounts)?;
     if let Some(p) = spec.process_mut() {
         p.set_terminal(Some(c.config.tty));

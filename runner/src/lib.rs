@@ -15,6 +15,6 @@ pub mod tty;
 pub use error::{Error, Result};
 pub mod commit;
 pub mod cp;
+pub mod gc;
 pub mod mounts;
 pub mod volume;
-pub mod gc;
