@@ -147,7 +147,8 @@ pub fn supervise(
             return Err(e);
         }
     };
-    let outcome = run_sandbox(&store, &cstore, &c, exe, fg, &tell, pid_cell);
+    let mut teardown = None;
+    let outcome = run_sandbox(&store, &cstore, &c, exe, fg, &tell, pid_cell, &mut teardown);
     let (code, oom, error) = match outcome {
         Ok(o) => (o.status.code(), o.oom_killed, String::new()),
         Err(e) => (EXIT_START_FAILED, false, e.to_string()),
@@ -169,6 +170,10 @@ pub fn supervise(
         c.state.finished_at = now();
         Ok(())
     })?;
+    // The network (proxy, slirp4netns) stops meanwhile; its ports are free once we return.
+    if let Some(t) = teardown {
+        let _ = t.join();
+    }
     if c.config.auto_remove {
         remove_after_exit(root, &cstore, &c)?;
     }
@@ -194,6 +199,10 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     Ok((OwnedFd::from(r), OwnedFd::from(w)))
 }
 
+/// One start: spec, log, stdio (pipes or the pty), sandbox create, network, start, wait.
+/// `teardown` receives the thread that stops the network, so the caller overlaps it with
+/// recording the exit.
+#[allow(clippy::too_many_arguments)]
 fn run_sandbox(
     store: &Store,
     cstore: &ContainerStore,
@@ -202,6 +211,7 @@ fn run_sandbox(
     fg: Option<Foreground>,
     tell: &(dyn Fn(std::result::Result<Vec<String>, String>) + Sync),
     pid_cell: Option<Arc<AtomicI32>>,
+    teardown: &mut Option<std::thread::JoinHandle<()>>,
 ) -> Result<Outcome> {
     let spec = crate::create::build_spec(store, cstore, c)?;
     let dir = cstore.container_dir(&c.id);
@@ -290,7 +300,7 @@ fn run_sandbox(
         let running = created.start()?;
         tell(Ok(net.warnings().to_vec()));
         let outcome = running.wait_outcome();
-        drop(net);
+        *teardown = Some(std::thread::spawn(move || drop(net)));
         if let Some(cell) = &pid_cell {
             cell.store(0, Ordering::Release);
         }
