@@ -485,6 +485,11 @@ fn init_read_only_and_tty() {
         "[ -t 1 ] && echo tty",
     ]);
     assert_eq!(out, "tty\r\n");
+    // ... which ttyname() finds in the container's /dev, as with runc.
+    assert_eq!(
+        env.ok_args(&["run", "--rm", "-t", IMAGE, "tty"]),
+        "/dev/console\r\n"
+    );
 }
 
 #[test]

@@ -213,7 +213,7 @@ fn run_sandbox(
     pid_cell: Option<Arc<AtomicI32>>,
     teardown: &mut Option<std::thread::JoinHandle<()>>,
 ) -> Result<Outcome> {
-    let spec = crate::create::build_spec(store, cstore, c)?;
+    let mut spec = crate::create::build_spec(store, cstore, c)?;
     let dir = cstore.container_dir(&c.id);
     let bundle = dir.join("bundle");
     let log = LogWriter::open(&log_path(&dir, &c.id))?;
@@ -234,6 +234,11 @@ fn run_sandbox(
     let dup = |fd: std::os::fd::BorrowedFd<'_>| {
         fd.try_clone_to_owned().map_err(|e| Error::io("<dup>", e))
     };
+    if let Some(p) = &pty {
+        // As runc: the terminal is also /dev/console, so ttyname() finds it in the
+        // container's /dev (its /dev/pts is a new devpts instance without our pty).
+        sandbox::add_bind(&mut spec, &p.slave_path()?, "/dev/console", false);
+    }
     let (stdio, out_r, err_r, stdin_feed) = match &pty {
         Some(p) => {
             let slave = p

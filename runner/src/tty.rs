@@ -74,6 +74,22 @@ impl Pty {
         self.master.as_fd()
     }
 
+    /// The host path of the slave side (`/dev/pts/N`).
+    ///
+    /// # Errors
+    /// `ptsname` failing.
+    pub fn slave_path(&self) -> Result<std::path::PathBuf> {
+        // Why TIOCGPTN: the pty's number, to name its slave (ptsname_r without libc's
+        // buffer handling). https://man7.org/linux/man-pages/man2/ioctl_tty.2.html
+        let mut n: libc::c_uint = 0;
+        // SAFETY: `n` is a valid c_uint the kernel fills; the fd is open.
+        let rc = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCGPTN, &mut n) };
+        if rc < 0 {
+            return Err(tty_err("TIOCGPTN", std::io::Error::last_os_error()));
+        }
+        Ok(std::path::PathBuf::from(format!("/dev/pts/{n}")))
+    }
+
     /// Takes the slave side (once): the caller hands it to the container and must not keep a
     /// copy, so the master sees EOF (EIO) when the container is gone.
     pub fn take_slave(&self) -> Option<OwnedFd> {
