@@ -32,7 +32,7 @@ impl Env {
         std::fs::write(
             ctx.join("Dockerfile"),
             "FROM strata-test/busybox:latest\nENV GREETING=hello\n\
-             RUN echo built > /built.txt && ln -sf busybox /bin/httpd && mkdir /www && echo hello-web > /www/index.html\nWORKDIR /srv\nCMD [\"sh\", \"-c\", \"echo $GREETING\"]\n",
+             RUN echo built > /built.txt && ln -sf busybox /bin/httpd && ln -sf busybox /bin/tty && mkdir /www && echo hello-web > /www/index.html\nWORKDIR /srv\nCMD [\"sh\", \"-c\", \"echo $GREETING\"]\n",
         )
         .expect("write Dockerfile");
         env.ok(env.strata().args(["build", "-q", "-t", IMAGE]).arg(&ctx));
