@@ -515,3 +515,61 @@ fn foreground_run_forwards_signals() {
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(9));
 }
+
+/// Unmounts the overlay it names when dropped.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn the_bundle_runs_the_same_under_runc() {
+    let env = Env::new();
+    let script = "grep -E '^(Cap|Seccomp:|NoNewPrivs)' /proc/self/status; hostname; id; \
+                  cat /etc/hostname /etc/hosts; ls /; cat /built.txt; echo $GREETING; pwd";
+    let id = env.ok_args(&["create", "-h", "refhost", IMAGE, "sh", "-c", script]);
+    let id = id.trim();
+    let (code, ours, se) = env.cmd(&["start", "-a", id]);
+    assert_eq!(code, 0, "{se}");
+    // The bundle strata ran: config.json names the overlay in its annotations (runc ignores
+    // them), so mount that root for runc, with a fresh upper dir.
+    let bundle = env.root().join("containers").join(id).join("bundle");
+    let text = std::fs::read_to_string(bundle.join("config.json")).expect("config.json");
+    let spec: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let ann = &spec["annotations"];
+    let lower = ann["org.strata.overlay.lowerdir"]
+        .as_str()
+        .expect("lowerdir");
+    let chdir = ann["org.strata.overlay.chdir"].as_str().expect("chdir");
+    let rootfs = PathBuf::from(spec["root"]["path"].as_str().expect("root.path"));
+    let (upper, work) = (env.path().join("runc-upper"), env.path().join("runc-work"));
+    std::fs::create_dir_all(&upper).expect("mkdir");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    let opts = format!(
+        "lowerdir={lower},upperdir={},workdir={}",
+        upper.display(),
+        work.display()
+    );
+    env.ok(Command::new("mount")
+        .current_dir(chdir)
+        .args(["-t", "overlay", "overlay", "-o", &opts])
+        .arg(&rootfs));
+    let _unmount = Unmount(rootfs);
+    let state = env.path().join("runc-state");
+    let theirs = env.ok(Command::new("runc")
+        .arg("--root")
+        .arg(&state)
+        .args(["run", "-b"])
+        .arg(&bundle)
+        .arg(format!("strata-ref-{}", &id[..12])));
+    assert_eq!(ours, theirs);
+    assert!(
+        ours.contains("CapEff:\t00000000a80425fb\nCapBnd:\t00000000a80425fb"),
+        "{ours}"
+    );
+    assert!(ours.contains("refhost\nuid=0(root)"), "{ours}");
+    assert!(ours.contains("built\nhello\n/srv\n"), "{ours}");
+}
