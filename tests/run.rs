@@ -573,3 +573,30 @@ fn the_bundle_runs_the_same_under_runc() {
     assert!(ours.contains("refhost\nuid=0(root)"), "{ours}");
     assert!(ours.contains("built\nhello\n/srv\n"), "{ours}");
 }
+
+#[test]
+fn attach_sends_input_and_gets_output_and_code() {
+    use std::io::Write as _;
+    let env = Env::new();
+    let id = env.ok_args(&["run", "-d", "-i", IMAGE, "sh"]);
+    let id = id.trim();
+    env.wait_status(id, "running");
+    let mut child = env
+        .strata()
+        .args(["attach", id])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn attach");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"echo hi from $GREETING; exit 3\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("attach");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi from hello\n");
+    assert_eq!(out.status.code(), Some(3));
+    // The attached output is in the log too.
+    assert_eq!(env.ok_args(&["logs", id]), "hi from hello\n");
+}

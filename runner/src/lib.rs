@@ -2,6 +2,7 @@
 //! run in the executor's sandbox (the same one RUN steps use), watched by a per-container
 //! supervisor; named and anonymous volumes under `ROOT/volumes/`.
 
+pub mod attach;
 pub mod container;
 pub mod create;
 pub mod error;

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use strata_cas::Store;
 use strata_executor::sandbox::{self, Outcome};
 
+use crate::attach::AttachServer;
 use crate::container::{Container, ContainerStore, NEVER, Status, proc_start_time};
 use crate::error::{Error, Result};
 use crate::logs::{LogWriter, Stream, log_path};
@@ -62,8 +63,14 @@ fn now() -> String {
     strata_oci::image::now_rfc3339()
 }
 
-/// Copies `from` into the log (as `stream`) and to `tee`, until EOF.
-fn copy_out(from: OwnedFd, log: &LogWriter, stream: Stream, mut tee: Option<std::fs::File>) {
+/// Copies `from` into the log (as `stream`), to `tee` and to attached clients, until EOF.
+fn copy_out(
+    from: OwnedFd,
+    log: &LogWriter,
+    stream: Stream,
+    mut tee: Option<std::fs::File>,
+    attach: Option<&AttachServer>,
+) {
     let mut reader = std::fs::File::from(from);
     let mut lines = log.stream(stream);
     let mut buf = vec![0u8; 32 * 1024];
@@ -75,6 +82,9 @@ fn copy_out(from: OwnedFd, log: &LogWriter, stream: Stream, mut tee: Option<std:
             Err(_) => break,
         };
         let _ = lines.feed(&buf[..n]);
+        if let Some(a) = attach {
+            a.broadcast(&buf[..n]);
+        }
         if let Some(t) = tee.as_mut()
             && t.write_all(&buf[..n]).is_err()
         {
@@ -239,6 +249,9 @@ fn run_sandbox(
         // container's /dev (its /dev/pts is a new devpts instance without our pty).
         sandbox::add_bind(&mut spec, &p.slave_path()?, "/dev/console", false);
     }
+    let detached = tee_out.is_none();
+    // Detached: attach clients' input goes here (the container's stdin with -i).
+    let mut attach_input = None;
     let (stdio, out_r, err_r, stdin_feed) = match &pty {
         Some(p) => {
             let slave = p
@@ -248,6 +261,9 @@ fn run_sandbox(
                 Some(src) if c.config.open_stdin => Some((src, dup(p.master())?)),
                 _ => None,
             };
+            if detached && c.config.open_stdin {
+                attach_input = Some(std::fs::File::from(dup(p.master())?));
+            }
             let stdio = sandbox::Stdio {
                 stdin: Some(dup(slave.as_fd())?),
                 stdout: dup(slave.as_fd())?,
@@ -263,6 +279,11 @@ fn run_sandbox(
                     let (r, w) = pipe()?;
                     (Some(r), Some((src, w)))
                 }
+                _ if detached && c.config.open_stdin => {
+                    let (r, w) = pipe()?;
+                    attach_input = Some(std::fs::File::from(w));
+                    (Some(r), None)
+                }
                 _ => (None, None),
             };
             let stdio = sandbox::Stdio {
@@ -273,12 +294,18 @@ fn run_sandbox(
             (stdio, out_r, Some(err_r), feed)
         }
     };
+    let server = if detached {
+        Some(AttachServer::listen(&dir, attach_input)?)
+    } else {
+        None
+    };
+    let server = server.as_ref();
     std::thread::scope(|s| {
         let log2 = log.clone();
-        s.spawn(move || copy_out(out_r, &log2, Stream::Stdout, tee_out));
+        s.spawn(move || copy_out(out_r, &log2, Stream::Stdout, tee_out, server));
         if let Some(err_r) = err_r {
             let log3 = log.clone();
-            s.spawn(move || copy_out(err_r, &log3, Stream::Stderr, tee_err));
+            s.spawn(move || copy_out(err_r, &log3, Stream::Stderr, tee_err, server));
         }
         if let Some((src, w)) = stdin_feed {
             // Not scoped: a read of the terminal may block past the container's end.

@@ -355,7 +355,8 @@ fn follow_to_end(root: &Path, c: &Container) -> Result<ExitCode, Failure> {
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
-/// `strata attach C`: the container's output until it exits (stdin is not attached).
+/// `strata attach C`: the container's output (and, for `-i` containers, our stdin as its
+/// input) until it exits; exits with its code.
 ///
 /// # Errors
 /// An unknown or stopped container.
@@ -365,7 +366,27 @@ pub fn attach(root: &Path, args: &AttachArgs) -> Result<ExitCode, Failure> {
     if c.state.status != Status::Running {
         return Err(anyhow!("you cannot attach to a stopped container, start it first").into());
     }
-    follow_to_end(root, &c)
+    let dup = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned().context("dup");
+    let stdin = if c.config.open_stdin {
+        Some(dup(std::io::stdin().as_fd())?)
+    } else {
+        None
+    };
+    let raw = if c.config.tty && c.config.open_stdin {
+        strata_runner::tty::RawMode::enable().ok().flatten()
+    } else {
+        None
+    };
+    strata_runner::attach::attach(
+        &store.container_dir(&c.id),
+        &c.name,
+        stdin,
+        dup(std::io::stdout().as_fd())?,
+    )
+    .map_err(anyhow::Error::from)?;
+    drop(raw);
+    let code = lifecycle::wait(&store, &c.id).unwrap_or(0);
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
 /// `strata stop [-t S] C...`.
