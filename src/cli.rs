@@ -1010,6 +1010,23 @@ mod tests {
     }
 
     #[test]
+    fn run_stops_at_the_image_like_docker() {
+        let cli = Cli::try_parse_from([
+            "strata", "run", "--rm", "-h", "box", "-e", "A=1", "-p", "80:80", "img", "ls", "-l",
+            "--rm",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert!(args.rm);
+        assert_eq!(args.hostname.as_deref(), Some("box"));
+        assert_eq!(args.image, "img");
+        assert_eq!(args.command, ["ls", "-l", "--rm"]);
+        assert_eq!(args.network, "bridge");
+    }
+
+    #[test]
     fn sandbox_command_parses() {
         let cli = Cli::try_parse_from([
             "strata",
