@@ -504,18 +504,44 @@ impl ContainerStore {
             )));
         }
         let path = self.name_path(name);
-        match OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(mut f) => f.write_all(id.as_bytes()).map_err(|e| Error::io(&path, e)),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                let owner = std::fs::read_to_string(&path).unwrap_or_default();
-                Err(Error::Conflict(format!(
-                    "Conflict. The container name \"/{name}\" is already in use by container \
-                     \"{owner}\". You have to remove (or rename) that container to be able to \
-                     reuse that name."
-                )))
+        let mut retried = false;
+        loop {
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => return f.write_all(id.as_bytes()).map_err(|e| Error::io(&path, e)),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    if !retried && self.stale_name(&path) {
+                        // A create that crashed between taking the name and writing the
+                        // record: the name is free again.
+                        let _ = std::fs::remove_file(&path);
+                        retried = true;
+                        continue;
+                    }
+                    return Err(self.name_conflict(name, &path));
+                }
+                Err(e) => return Err(Error::io(&path, e)),
             }
-            Err(e) => Err(Error::io(&path, e)),
         }
+    }
+
+    /// Whether the name file at `path` belongs to no container and is older than a create
+    /// takes (a minute), i.e. left by a crashed create.
+    fn stale_name(&self, path: &Path) -> bool {
+        let owner = std::fs::read_to_string(path).unwrap_or_default();
+        let old = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(60));
+        old && !(valid_id(owner.trim()) && self.record_path(owner.trim()).exists())
+    }
+
+    fn name_conflict(&self, name: &str, path: &Path) -> Error {
+        let owner = std::fs::read_to_string(path).unwrap_or_default();
+        Error::Conflict(format!(
+            "Conflict. The container name \"/{name}\" is already in use by container \
+             \"{owner}\". You have to remove (or rename) that container to be able to reuse \
+             that name."
+        ))
     }
 
     /// Creates the record of a new container: takes its name (a random one when `name` is
@@ -792,6 +818,31 @@ mod tests {
         store
             .create(sample(new_id().unwrap()), Some("web"))
             .unwrap();
+    }
+
+    #[test]
+    fn a_name_left_by_a_crashed_create_is_reused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = ContainerStore::open(tmp.path()).unwrap();
+        let ghost = new_id().unwrap();
+        let name = store.dir().join("names").join("ghost");
+        std::fs::write(&name, &ghost).unwrap();
+        // Fresh: maybe a create in progress, so still taken.
+        assert!(matches!(
+            store.create(sample(new_id().unwrap()), Some("ghost")),
+            Err(Error::Conflict(_))
+        ));
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+        File::options()
+            .write(true)
+            .open(&name)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let c = store
+            .create(sample(new_id().unwrap()), Some("ghost"))
+            .unwrap();
+        assert_eq!(store.resolve("ghost").unwrap(), c.id);
     }
 
     #[test]

@@ -269,6 +269,9 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<Container> {
     let mut labels = ic.labels.clone().unwrap_or_default();
     labels.extend(parse_labels(&opts.labels));
     config.labels = labels;
+    if !config.stop_signal.is_empty() {
+        crate::lifecycle::parse_signal(&config.stop_signal)?;
+    }
     if config.stop_signal.is_empty() {
         config.stop_signal = ic.stop_signal.clone().unwrap_or_else(|| "SIGTERM".into());
     }
