@@ -158,7 +158,13 @@ pub fn supervise(
         }
     };
     let mut teardown = None;
+    let foreground = fg.is_some();
     let outcome = run_sandbox(&store, &cstore, &c, exe, fg, &tell, pid_cell, &mut teardown);
+    if !foreground && let Some(t) = teardown.take() {
+        // Detached: others watch the record (`stop`, `wait`), so the published ports are
+        // free before it says `exited`.
+        let _ = t.join();
+    }
     let (code, oom, error) = match outcome {
         Ok(o) => (o.status.code(), o.oom_killed, String::new()),
         Err(e) => (EXIT_START_FAILED, false, e.to_string()),
@@ -180,13 +186,14 @@ pub fn supervise(
         c.state.finished_at = now();
         Ok(())
     })?;
-    // The network (proxy, slirp4netns) stops meanwhile; its ports are free once we return.
-    if let Some(t) = teardown {
-        let _ = t.join();
-    }
     if c.config.auto_remove {
         remove_after_exit(root, &cstore, &c)?;
     }
+    // Foreground: the network (proxy, slirp4netns) stops on its thread, not waited for:
+    // slirp4netns's exit (with the kernel's teardown of the network namespace, ~15 ms)
+    // happens anyway, at the latest when this process exits (its exit fd), and so does the
+    // closing of the proxy's sockets, before `run` returns to its caller.
+    drop(teardown);
     Ok(Exit {
         code,
         error: (!error.is_empty()).then_some(error),
