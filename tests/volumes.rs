@@ -157,6 +157,23 @@ fn named_volume_outlives_its_container_and_ro_is_read_only() {
         fs::read_to_string(host.join("out")).expect("read"),
         "back\n"
     );
+    // tmpfs mounts, by --tmpfs and --mount, with their size.
+    let out = env.strata(&[
+        "run",
+        "--rm",
+        "--tmpfs",
+        "/scratch:size=1m",
+        "--mount",
+        "type=tmpfs,dst=/t2",
+        IMAGE,
+        "sh",
+        "-c",
+        "grep -E ' /(scratch|t2) ' /proc/mounts | cut -d' ' -f2,3; df -k /scratch | tail -1",
+    ]);
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines[..2].sort();
+    assert_eq!(lines[..2], ["/scratch tmpfs", "/t2 tmpfs"], "{out}");
+    assert_eq!(lines[2].split_whitespace().nth(1), Some("1024"), "{out}");
     // -v makes a missing host directory; --mount refuses it.
     let made = env.path().join("made-by-v");
     let bind = format!("{}:/m", made.display());
