@@ -600,3 +600,53 @@ fn attach_sends_input_and_gets_output_and_code() {
     // The attached output is in the log too.
     assert_eq!(env.ok_args(&["logs", id]), "hi from hello\n");
 }
+
+#[test]
+fn restart_kill_signal_follow_and_ps_filters() {
+    let env = Env::new();
+    let script = "trap 'echo hup' HUP; echo up; while true; do sleep 0.1; done";
+    let id = env.ok_args(&["run", "-d", "--name", "sig", IMAGE, "sh", "-c", script]);
+    let id = id.trim();
+    env.wait_for_log("sig", "up\n");
+    // kill -s delivers the signal (the trap runs; the container keeps running).
+    assert_eq!(env.ok_args(&["kill", "-s", "HUP", "sig"]), "sig\n");
+    env.wait_for_log("sig", "up\nhup\n");
+    // ps: filters, -l, --no-trunc, --format.
+    let exited = env.ok_args(&["run", "-d", IMAGE, "true"]);
+    env.ok_args(&["wait", exited.trim()]);
+    assert_eq!(
+        env.ok_args(&["ps", "-q", "--no-trunc", "-f", "status=running"])
+            .trim(),
+        id
+    );
+    assert_eq!(
+        env.ok_args(&["ps", "-q", "--no-trunc", "-f", "status=exited"])
+            .trim(),
+        exited.trim()
+    );
+    assert_eq!(
+        env.ok_args(&["ps", "-l", "--format", "{{.State}}"]),
+        "exited\n"
+    );
+    // restart: a new run of the same container (the log grows), still running.
+    assert_eq!(env.ok_args(&["restart", "-t", "1", "sig"]), "sig\n");
+    env.wait_for_log("sig", "up\nhup\nup\n");
+    env.wait_status("sig", "running");
+    // logs -t prefixes RFC 3339 times; -f ends when the container does.
+    let stamped = env.ok_args(&["logs", "-t", "sig"]);
+    assert!(
+        stamped.lines().all(|l| l.len() > 31 && &l[29..31] == "Z "),
+        "{stamped}"
+    );
+    let follower = env
+        .strata()
+        .args(["logs", "-f", "sig"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("logs -f");
+    env.ok_args(&["kill", "sig"]);
+    let out = follower.wait_with_output().expect("logs -f ends");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "up\nhup\nup\n");
+    let code = env.ok_args(&["inspect", "-f", "{{.State.ExitCode}}", "sig"]);
+    assert_eq!(code.trim(), "137");
+}
