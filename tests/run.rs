@@ -650,3 +650,79 @@ fn restart_kill_signal_follow_and_ps_filters() {
     let code = env.ok_args(&["inspect", "-f", "{{.State.ExitCode}}", "sig"]);
     assert_eq!(code.trim(), "137");
 }
+
+/// Docker's default profile checked through `strata run` and `strata exec` (the checks of
+/// tests/run_security.rs), on an image built by strata: the busybox base with every applet
+/// and the static probe at /bin/probe.
+struct StrataRun {
+    env: Env,
+}
+
+const SEC_IMAGE: &str = "sec";
+
+impl StrataRun {
+    fn new() -> Self {
+        let env = Env::new();
+        let ctx = env.path().join("sec-ctx");
+        std::fs::create_dir_all(&ctx).expect("mkdir");
+        std::fs::copy(crate::run_security::probe(), ctx.join("probe")).expect("copy probe");
+        std::fs::write(
+            ctx.join("Dockerfile"),
+            "FROM strata-test/busybox:latest\nRUN /bin/busybox --install -s /bin\n\
+             COPY --chmod=0755 probe /bin/probe\n",
+        )
+        .expect("write Dockerfile");
+        env.ok(env
+            .strata()
+            .args(["build", "-q", "-t", SEC_IMAGE])
+            .arg(&ctx));
+        StrataRun { env }
+    }
+}
+
+impl crate::run_security::Runner for StrataRun {
+    fn run(&self, flags: &[&str], cmd: &[&str]) -> (i32, String, String) {
+        let (out, so, se) = run(self
+            .env
+            .strata()
+            .args(["run", "--rm"])
+            .args(flags)
+            .arg(SEC_IMAGE)
+            .args(cmd)
+            .stdin(std::process::Stdio::null()));
+        (out.status.code().unwrap_or(-1), so, se)
+    }
+
+    fn exec(&self, flags: &[&str], cmd: &[&str], script: &str) -> (i32, String, String) {
+        let id = self.env.ok(self
+            .env
+            .strata()
+            .args(["run", "-d"])
+            .args(flags)
+            .arg(SEC_IMAGE)
+            .args(cmd));
+        let id = id.trim();
+        self.env.wait_status(id, "running");
+        let (out, so, se) = run(self.env.strata().args(["exec", id, "sh", "-c", script]));
+        self.env.ok_args(&["rm", "-f", id]);
+        (out.status.code().unwrap_or(-1), so, se)
+    }
+}
+
+#[test]
+fn security_profile_through_strata_run() {
+    use crate::run_security as sec;
+    let r = StrataRun::new();
+    sec::check_default_capabilities(&r);
+    sec::check_cap_add_and_drop(&r);
+    sec::check_denied_syscalls(&r);
+    sec::check_masked_and_readonly_paths(&r);
+    sec::check_host_invisible(&r);
+    sec::check_network_none_cannot_reach_the_host(&r);
+    sec::check_memory_limit(&r);
+    sec::check_pids_limit(&r);
+    sec::check_read_only_root(&r);
+    sec::check_tty(&r);
+    sec::check_exec_joins_every_namespace(&r);
+    sec::check_exec_leaks_no_fd(&r);
+}
