@@ -649,46 +649,61 @@ pub fn ps(root: &Path, args: &PsArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `strata inspect`: containers first (docker's order), then images.
+/// `strata inspect`: each name as a container first (docker's order), else as an image; one
+/// JSON array (or one template line each) in the order given. Names that are neither are
+/// reported and make the exit status 1.
 ///
 /// # Errors
 /// A name that is neither, a template failure.
 pub fn inspect(root: &Path, args: &InspectArgs) -> Result<(), Failure> {
+    let template = args
+        .format
+        .as_deref()
+        .map(format::Template::parse)
+        .transpose()
+        .map_err(|e| Failure::Usage(anyhow!("template parsing error: {e}")))?;
     let store = cstore(root)?;
-    let mut containers = Vec::new();
-    let mut images = Vec::new();
+    let mut images = None;
+    let mut found = Vec::new();
+    let mut failed = false;
     for r in &args.images {
         match lifecycle::refresh(&store, r) {
-            Ok(c) => containers.push(c),
-            Err(strata_runner::Error::NoSuchContainer(_)) => images.push(r.clone()),
-            Err(e) => return Err(anyhow::Error::from(e).into()),
-        }
-    }
-    if containers.is_empty() {
-        return super::image::inspect(root, args);
-    }
-    if !images.is_empty() {
-        return Err(anyhow!(
-            "inspect mixes containers and images ({}): inspect them separately",
-            images.join(", ")
-        )
-        .into());
-    }
-    let values: Vec<Value> = containers
-        .iter()
-        .map(|c| c.inspect_json(&store.container_dir(&c.id)))
-        .collect();
-    match &args.format {
-        Some(f) => {
-            let t = format::Template::parse(f)
-                .map_err(|e| Failure::Usage(anyhow!("template parsing error: {e}")))?;
-            for v in &values {
-                println!("{}", t.render(v).map_err(|e| Failure::Other(e.into()))?);
+            Ok(c) => found.push(c.inspect_json(&store.container_dir(&c.id))),
+            Err(strata_runner::Error::NoSuchContainer(_)) => {
+                if images.is_none() {
+                    images = Some(super::open_images(root)?);
+                }
+                let Some(service) = &images else { continue };
+                match service.inspect(r) {
+                    Ok(v) => found.push(v),
+                    Err(e) => {
+                        eprintln!("error: {:#}", anyhow::Error::from(e));
+                        failed = true;
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {:#}", anyhow::Error::from(e));
+                failed = true;
             }
         }
-        None => println!("{}", format::go_json_pretty(&Value::Array(values))),
     }
-    Ok(())
+    match &template {
+        Some(t) => {
+            let mut out = String::new();
+            for v in &found {
+                out.push_str(&t.render(v).map_err(|e| Failure::Other(e.into()))?);
+                out.push('\n');
+            }
+            print!("{out}");
+        }
+        None => println!("{}", format::go_json_pretty(&Value::Array(found))),
+    }
+    if failed {
+        Err(Failure::Reported)
+    } else {
+        Ok(())
+    }
 }
 
 /// `rmi`'s guard: an image a container uses is refused unless `-f`.
