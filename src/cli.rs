@@ -57,6 +57,49 @@ pub enum Command {
         #[command(subcommand)]
         command: BuilderCommand,
     },
+    /// Manage volumes
+    Volume {
+        #[command(subcommand)]
+        command: VolumeCommand,
+    },
+    /// Create a new image from a container's changes
+    Commit(CommitArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(CpArgs),
+    /// Create and run a new container from an image
+    Run(Box<RunArgs>),
+    /// Create a new container (without starting it)
+    Create(Box<RunArgs>),
+    /// Start stopped containers
+    Start(StartArgs),
+    /// Stop running containers (stop signal, then SIGKILL after the timeout)
+    Stop(StopArgs),
+    /// Restart containers
+    Restart(StopArgs),
+    /// Send a signal to running containers
+    Kill(KillArgs),
+    /// Block until containers stop, then print their exit codes
+    Wait(ContainersArgs),
+    /// Remove containers
+    Rm(RmArgs),
+    /// List containers
+    Ps(PsArgs),
+    /// Fetch the logs of a container
+    Logs(LogsArgs),
+    /// Attach to a running container's output
+    Attach(AttachArgs),
+    /// Run a command in a running container
+    Exec(ExecArgs),
+    /// Internal: the per-container supervisor (started by strata itself)
+    #[command(name = "__supervise", hide = true)]
+    Supervise {
+        /// Report readiness on this fd
+        #[arg(long, value_name = "FD")]
+        ready_fd: Option<i32>,
+        /// The container's full ID
+        #[arg(value_name = "ID")]
+        id: String,
+    },
     /// Internal: the sandbox's init process (started by strata itself)
     #[command(name = "__sandbox-init", hide = true)]
     SandboxInit {
@@ -74,6 +117,13 @@ pub enum Command {
     Logout(LogoutArgs),
     /// Search a registry for images
     Search(SearchArgs),
+    /// Internal: starts a process in a running container's namespaces (started by strata)
+    #[command(name = "__sandbox-exec", hide = true)]
+    SandboxExec {
+        /// The host pid of the container's pid 1
+        #[arg(value_name = "PID")]
+        pid: i32,
+    },
 }
 
 /// `strata builder ...`.
@@ -420,7 +470,31 @@ pub enum DebugCommand {
     /// Print the store root in effect (after --root, STRATA_ROOT and the default)
     Root,
     /// Run a command in the RUN sandbox on an overlay of the given directories
-    Sandbox(SandboxArgs),
+    Sandbox(Box<SandboxArgs>),
+    /// Set up a container network (`--network`, `-p`) for a running process's namespace,
+    /// until stdin closes (for tests)
+    #[command(hide = true)]
+    Net(NetArgs),
+}
+
+/// `strata debug net --pid PID [--network MODE] [-p SPEC]... [--expose PORT]... [-P]`.
+#[derive(Debug, Args)]
+pub struct NetArgs {
+    /// The host pid of a process in the target network namespace
+    #[arg(long, value_name = "PID")]
+    pub pid: i32,
+    /// none, host or bridge
+    #[arg(long, default_value = "bridge", value_name = "MODE")]
+    pub network: String,
+    /// Publish a port (`[IP:][HOST:]CONTAINER[/PROTO]`)
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    pub publish: Vec<String>,
+    /// A port the "image" exposes (`8080/tcp`), for `-P`
+    #[arg(long, value_name = "PORT")]
+    pub expose: Vec<String>,
+    /// Publish every exposed port on a free host port
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
 }
 
 /// `strata debug sandbox ... -- CMD ARG...`.
@@ -461,6 +535,43 @@ pub struct SandboxArgs {
     /// Mount a tmpfs (repeatable)
     #[arg(long, value_name = "DST")]
     pub tmpfs: Vec<String>,
+
+    /// Add a Linux capability, docker style (`NET_ADMIN`, `cap_sys_admin`, `ALL`)
+    #[arg(long, value_name = "CAP")]
+    pub cap_add: Vec<String>,
+
+    /// Drop a Linux capability, docker style
+    #[arg(long, value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+
+    /// Every capability, no seccomp, no masked paths (docker's --privileged)
+    #[arg(long)]
+    pub privileged: bool,
+
+    /// Memory limit (`64m`, `1g`, bytes), swap included
+    #[arg(long, short = 'm', value_name = "SIZE")]
+    pub memory: Option<String>,
+
+    /// CPU quota in cpus (`0.5`)
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+
+    /// Maximum number of processes (0 or less: unlimited)
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub pids_limit: Option<i64>,
+
+    /// Mount the root filesystem read-only
+    #[arg(long)]
+    pub read_only: bool,
+
+    /// Run the command on a new pty (its output is copied to stdout)
+    #[arg(long, short = 't')]
+    pub tty: bool,
+
+    /// After the start, run `sh -c SCRIPT` in the container's namespaces (exec), then kill the
+    /// container; exits with the exec'd script's code
+    #[arg(long, value_name = "SCRIPT")]
+    pub exec_sh: Option<String>,
 
     /// The command and its arguments
     #[arg(value_name = "CMD", required = true, last = true)]
@@ -636,6 +747,246 @@ pub struct SearchArgs {
     pub term: String,
 }
 
+/// `strata run` / `strata create`: docker's flags.
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
+pub struct RunArgs {
+    /// Print help
+    #[arg(long, action = ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Run in the background and print the container ID
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Keep stdin open (forwarded to the container)
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal
+    #[arg(short, long)]
+    pub tty: bool,
+    /// The container's name
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set an environment variable (`K=V`, or `K` to pass strata's own)
+    #[arg(short, long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Bind a host path or a volume (`SRC:DST[:ro]`)
+    #[arg(short, long = "volume", value_name = "SRC:DST[:OPTS]")]
+    pub volume: Vec<String>,
+    /// Attach a filesystem mount (`type=bind|volume|tmpfs,...`)
+    #[arg(long, value_name = "MOUNT")]
+    pub mount: Vec<String>,
+    /// Mount a tmpfs (`DST[:OPTS]`)
+    #[arg(long, value_name = "DST")]
+    pub tmpfs: Vec<String>,
+    /// Mount the volumes of another container
+    #[arg(long, value_name = "CONTAINER")]
+    pub volumes_from: Vec<String>,
+    /// The working directory inside the container
+    #[arg(short, long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// The user (`USER[:GROUP]`, names or numbers)
+    #[arg(short, long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Override the image's ENTRYPOINT
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
+    /// The container's host name
+    #[arg(short = 'h', long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// Network mode: bridge, none or host
+    #[arg(long, alias = "net", value_name = "MODE", default_value = "bridge")]
+    pub network: String,
+    /// Publish a port (`[IP:]HOST:CONTAINER[/udp]`)
+    #[arg(short, long = "publish", value_name = "PORT")]
+    pub publish: Vec<String>,
+    /// Publish every exposed port to a free host port
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
+    /// Memory limit (`64m`, `1g`)
+    #[arg(short, long, value_name = "BYTES")]
+    pub memory: Option<String>,
+    /// Number of CPUs (`1.5`)
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<String>,
+    /// Maximum number of processes
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Mount the root filesystem read-only
+    #[arg(long)]
+    pub read_only: bool,
+    /// Run an init as pid 1 that reaps zombies and forwards signals
+    #[arg(long)]
+    pub init: bool,
+    /// The signal that stops the container
+    #[arg(long, value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+    /// Seconds to wait for the stop signal before SIGKILL
+    #[arg(long, value_name = "SECONDS")]
+    pub stop_timeout: Option<u32>,
+    /// Add a Linux capability
+    #[arg(long, value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a Linux capability
+    #[arg(long, value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Give the container every capability and device
+    #[arg(long)]
+    pub privileged: bool,
+    /// Set a label (`K=V`)
+    #[arg(short, long, value_name = "K=V")]
+    pub label: Vec<String>,
+    /// The image
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// The command and its arguments
+    #[arg(
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
+/// Containers by name or ID.
+#[derive(Debug, Args)]
+pub struct ContainersArgs {
+    /// Container names or IDs
+    #[arg(value_name = "CONTAINER", required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `strata start`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Attach to the output and exit with the container's code
+    #[arg(short, long)]
+    pub attach: bool,
+    /// Container names or IDs
+    #[arg(value_name = "CONTAINER", required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `strata stop` / `strata restart`.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Seconds to wait before killing
+    #[arg(short, long = "time", alias = "timeout", value_name = "SECONDS")]
+    pub time: Option<u32>,
+    /// Container names or IDs
+    #[arg(value_name = "CONTAINER", required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `strata kill`.
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// The signal to send
+    #[arg(short, long, value_name = "SIGNAL", default_value = "KILL")]
+    pub signal: String,
+    /// Container names or IDs
+    #[arg(value_name = "CONTAINER", required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `strata rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Kill and remove a running container
+    #[arg(short, long)]
+    pub force: bool,
+    /// Also remove the container's anonymous volumes
+    #[arg(short, long)]
+    pub volumes: bool,
+    /// Container names or IDs
+    #[arg(value_name = "CONTAINER", required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `strata ps`.
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all containers (not only running ones)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Only the latest created container
+    #[arg(short, long)]
+    pub latest: bool,
+    /// Don't truncate
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Filter (`status=running`, `name=web`, `id=...`, `label=K[=V]`); repeatable
+    #[arg(short, long = "filter", value_name = "FILTER", value_parser = parse_filter)]
+    pub filter: Vec<(String, String)>,
+    /// Go-template output format
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+}
+
+/// `strata logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Follow the output
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Number of lines from the end (`all` for every line)
+    #[arg(short = 'n', long, value_name = "N")]
+    pub tail: Option<String>,
+    /// Show timestamps
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Container name or ID
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+}
+
+/// `strata exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Keep stdin open
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Set an environment variable
+    #[arg(short, long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// The user (`USER[:GROUP]`)
+    #[arg(short, long, value_name = "USER")]
+    pub user: Option<String>,
+    /// The working directory
+    #[arg(short, long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Container name or ID
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+    /// The command and its arguments
+    #[arg(
+        value_name = "COMMAND",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
+/// `strata attach`.
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// Container name or ID
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -769,6 +1120,23 @@ mod tests {
     }
 
     #[test]
+    fn run_stops_at_the_image_like_docker() {
+        let cli = Cli::try_parse_from([
+            "strata", "run", "--rm", "-h", "box", "-e", "A=1", "-p", "80:80", "img", "ls", "-l",
+            "--rm",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert!(args.rm);
+        assert_eq!(args.hostname.as_deref(), Some("box"));
+        assert_eq!(args.image, "img");
+        assert_eq!(args.command, ["ls", "-l", "--rm"]);
+        assert_eq!(args.network, "bridge");
+    }
+
+    #[test]
     fn sandbox_command_parses() {
         let cli = Cli::try_parse_from([
             "strata",
@@ -812,4 +1180,151 @@ mod tests {
         assert_eq!(parse_escape("`"), Ok('`'));
         assert!(parse_escape("x").is_err());
     }
+}
+
+/// `strata volume ...`.
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Create a volume
+    Create(VolumeCreateArgs),
+    /// List volumes
+    #[command(alias = "list")]
+    Ls(VolumeLsArgs),
+    /// Display detailed information on one or more volumes
+    Inspect(VolumeInspectArgs),
+    /// Remove one or more volumes
+    #[command(alias = "remove")]
+    Rm(VolumeRmArgs),
+    /// Remove unused local volumes
+    Prune(VolumePruneArgs),
+}
+
+/// `strata volume create [-d local] [--label K=V]... [NAME]`.
+#[derive(Debug, Args)]
+pub struct VolumeCreateArgs {
+    /// Volume driver name (only "local")
+    #[arg(short, long, default_value = "local")]
+    pub driver: String,
+
+    /// Set metadata for a volume (KEY=VALUE)
+    #[arg(long = "label", value_name = "LABEL")]
+    pub labels: Vec<String>,
+
+    /// The volume's name (random when omitted)
+    #[arg(value_name = "VOLUME")]
+    pub name: Option<String>,
+}
+
+/// `strata volume ls [-q] [-f FILTER]... [--format F]`.
+#[derive(Debug, Args)]
+pub struct VolumeLsArgs {
+    /// Only display volume names
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Filter output (dangling=true|false, name=..., label=KEY[=VALUE], driver=local)
+    #[arg(short, long = "filter", value_name = "FILTER")]
+    pub filters: Vec<String>,
+
+    /// Format output using a Go-style template (`{{.Name}}`)
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+}
+
+/// `strata volume inspect [-f F] VOLUME...`.
+#[derive(Debug, Args)]
+pub struct VolumeInspectArgs {
+    /// Format the output using a Go-style template
+    #[arg(short, long, value_name = "FORMAT")]
+    pub format: Option<String>,
+
+    /// The volumes
+    #[arg(value_name = "VOLUME", required = true)]
+    pub volumes: Vec<String>,
+}
+
+/// `strata volume rm [-f] VOLUME...`.
+#[derive(Debug, Args)]
+pub struct VolumeRmArgs {
+    /// Don't fail on volumes that don't exist (volumes in use are still refused)
+    #[arg(short, long)]
+    pub force: bool,
+
+    /// The volumes
+    #[arg(value_name = "VOLUME", required = true)]
+    pub volumes: Vec<String>,
+}
+
+/// `strata volume prune [-a] [-f] [--filter label=...]`.
+#[derive(Debug, Args)]
+pub struct VolumePruneArgs {
+    /// Remove all unused volumes, not just anonymous ones
+    #[arg(short, long)]
+    pub all: bool,
+
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    pub force: bool,
+
+    /// Provide filter values (label=KEY[=VALUE])
+    #[arg(long = "filter", value_name = "FILTER")]
+    pub filters: Vec<String>,
+}
+
+/// `strata commit [-a AUTHOR] [-c INSTR]... [-m MSG] CONTAINER [IMAGE]`.
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")
+    #[arg(short, long)]
+    pub author: Option<String>,
+
+    /// Apply a Dockerfile instruction to the created image (CMD, ENTRYPOINT, ENV, EXPOSE,
+    /// LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR)
+    #[arg(short, long = "change", value_name = "INSTR")]
+    pub changes: Vec<String>,
+
+    /// Commit message
+    #[arg(short, long)]
+    pub message: Option<String>,
+
+    /// Pause the container during commit (accepted; strata commits the upper dir as it is)
+    #[arg(
+        short,
+        long,
+        action = ArgAction::Set,
+        default_value_t = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub pause: bool,
+
+    /// The container
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+
+    /// The new image's name (untagged when omitted)
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub image: Option<String>,
+}
+
+/// `strata cp [-a] [-L] SRC DST` where one side is `CONTAINER:PATH` and the other a host path
+/// or `-` (a tar stream on stdin/stdout).
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Archive mode (copy all uid/gid information)
+    #[arg(short, long)]
+    pub archive: bool,
+
+    /// Always follow symbol link in SRC_PATH
+    #[arg(short = 'L', long)]
+    pub follow_link: bool,
+
+    /// Source: CONTAINER:SRC_PATH, a host path, or - (a tar stream on stdin)
+    #[arg(value_name = "SRC")]
+    pub source: String,
+
+    /// Destination: CONTAINER:DEST_PATH, a host path, or - (a tar stream on stdout)
+    #[arg(value_name = "DEST")]
+    pub dest: String,
 }

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{BuilderCommand, Cli, Command, DebugCommand, ImageCommand, SystemCommand};
-use crate::commands::{build, image, images, registry, system, transfer};
+use crate::commands::{build, image, images, registry, run, system, transfer};
 
 /// Exit code for a failed command (parse error, expansion error, I/O error).
 const EXIT_FAILURE: u8 = 1;
@@ -46,6 +46,7 @@ fn main() -> ExitCode {
             }
             // Exits with the command's own code.
             DebugCommand::Sandbox(args) => return debug::sandbox(root, &args),
+            DebugCommand::Net(args) => debug::net(&args),
         },
         Command::Images(args)
         | Command::Image {
@@ -70,9 +71,9 @@ fn main() -> ExitCode {
         Command::Rmi(args)
         | Command::Image {
             command: ImageCommand::Rm(args),
-        } => image::rmi(root, &args),
-        Command::Inspect(args)
-        | Command::Image {
+        } => run::check_rmi(root, &args.images, args.force).and_then(|()| image::rmi(root, &args)),
+        Command::Inspect(args) => run::inspect(root, &args),
+        Command::Image {
             command: ImageCommand::Inspect(args),
         } => image::inspect(root, &args),
         Command::History(args)
@@ -80,6 +81,7 @@ fn main() -> ExitCode {
             command: ImageCommand::History(args),
         } => image::history(root, &args),
         Command::SandboxInit { bundle } => strata_executor::sandbox::init_main(&bundle),
+        Command::SandboxExec { pid } => strata_executor::sandbox::exec_main(pid),
         Command::System { command } => match command {
             SystemCommand::Df(args) => system::df(root, &args),
             SystemCommand::Prune(args) => system::prune(root, &args),
@@ -94,6 +96,29 @@ fn main() -> ExitCode {
         Command::Builder {
             command: BuilderCommand::Prune(args),
         } => build::prune(root, &args),
+        Command::Volume { command } => commands::volume::run(root, &command),
+        Command::Commit(args) => commands::commit::commit(root, &args),
+        Command::Cp(args) => commands::commit::cp(root, &args),
+        // Exit with the container's own code.
+        Command::Run(args) => return run::run(root, &args),
+        Command::Supervise { ready_fd, id } => return run::supervise(root, &id, ready_fd),
+        Command::Create(args) => run::create(root, &args),
+        Command::Start(args) => match run::start(root, &args) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
+        Command::Attach(args) => match run::attach(root, &args) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
+        Command::Exec(args) => return run::exec(root, &args),
+        Command::Stop(args) => run::stop(root, &args),
+        Command::Restart(args) => run::restart(root, &args),
+        Command::Kill(args) => run::kill(root, &args),
+        Command::Wait(args) => run::wait(root, &args),
+        Command::Rm(args) => run::rm(root, &args),
+        Command::Ps(args) => run::ps(root, &args),
+        Command::Logs(args) => run::logs(root, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -36,6 +36,49 @@ pub enum Error {
     /// A flag or value the user gave is invalid (docker's exit 125).
     #[error("{0}")]
     Invalid(String),
+    /// No volume has this name.
+    #[error("no such volume: {0}")]
+    NoSuchVolume(String),
+    /// A container could not be started (the supervisor's report).
+    #[error("{0}")]
+    StartFailed(String),
+    /// A container is not running (for kill, exec, attach).
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    /// `--network` names a mode strata does not support.
+    #[error("invalid --network {0:?}: strata supports none, host and bridge (default)")]
+    NetworkMode(String),
+    /// A `-p`/`--publish` value (or an image's exposed port) is malformed.
+    #[error("invalid port specification {spec:?}: {reason}")]
+    PortSpec {
+        /// The value as given.
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A published host port cannot be bound (in use, or an address the host lacks).
+    #[error("cannot publish {addr}/{proto}: {source}")]
+    PortBind {
+        /// `IP:PORT` on the host.
+        addr: String,
+        /// `tcp` or `udp`.
+        proto: String,
+        /// The OS error (address in use, ...).
+        #[source]
+        source: io::Error,
+    },
+    /// Setting up a container's network failed (`what` says which step).
+    #[error("network: {what}: {source}")]
+    Net {
+        /// The step that failed.
+        what: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// `slirp4netns` failed to configure the container's network.
+    #[error("slirp4netns failed: {0}")]
+    Slirp(String),
 }
 
 impl Error {

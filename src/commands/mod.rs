@@ -5,11 +5,14 @@
 //! output.
 
 pub mod build;
+pub mod commit;
 pub mod image;
 pub mod images;
 pub mod registry;
+pub mod run;
 pub mod system;
 pub mod transfer;
+pub mod volume;
 
 use std::path::Path;
 

@@ -23,12 +23,19 @@ use crate::format::{self, Format, Timestamp, human_size, object, truncate_id};
 /// The GC roots held by subsystems other than the store itself (refs and leases are always
 /// roots). The build cache, containers and registry append theirs here.
 fn gc_roots(root: &Path) -> Vec<Box<dyn GcRoots>> {
-    vec![Box::new(BuildCache::new(root))]
+    vec![
+        Box::new(BuildCache::new(root)),
+        Box::new(strata_runner::gc::Containers::new(root)),
+    ]
 }
 
 /// The `df` rows of subsystems other than the store itself.
 fn usage_sources(root: &Path) -> Vec<Box<dyn UsageSource>> {
-    vec![Box::new(BuildCache::new(root))]
+    vec![
+        Box::new(BuildCache::new(root)),
+        Box::new(strata_runner::gc::Containers::new(root)),
+        Box::new(strata_runner::volume::VolumeUsage::new(root)),
+    ]
 }
 
 /// docker's default `system df` table.
@@ -162,28 +169,9 @@ fn verbose(root: &Path, u: &Usage) -> Result<String, Failure> {
 /// # Errors
 /// Not confirmed, or the prune failed.
 pub fn prune(root: &Path, args: &PruneArgs) -> Result<(), Failure> {
-    if !args.force {
-        let warning = prune_warning(args.all);
-        if !std::io::stdin().is_terminal() {
-            eprint!("{warning}");
-            return Err(Failure::Other(anyhow::anyhow!(
-                "refusing to prune without confirmation: stdin is not a terminal \
-                 (use --force to prune without a prompt)"
-            )));
-        }
-        print!("{warning}\nAre you sure you want to continue? [y/N] ");
-        std::io::stdout()
-            .flush()
-            .context("cannot write the prompt")?;
-        let mut answer = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut answer)
-            .context("cannot read the answer")?;
-        if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
-            println!("Total reclaimed space: 0B");
-            return Ok(());
-        }
+    if !args.force && !confirm_prune(&format!("{}\n", prune_warning(args.all)))? {
+        println!("Total reclaimed space: 0B");
+        return Ok(());
     }
     let store = open_store(root)?;
     let mut out = String::new();
@@ -231,6 +219,34 @@ pub fn prune(root: &Path, args: &PruneArgs) -> Result<(), Failure> {
     ));
     print!("{out}");
     Ok(())
+}
+
+/// Shows `warning` and asks docker's "Are you sure you want to continue? [y/N]"; refuses
+/// without a terminal on stdin (`--force` skips the question).
+///
+/// # Errors
+/// stdin is not a terminal; the prompt can't be written or the answer read.
+pub fn confirm_prune(warning: &str) -> Result<bool, Failure> {
+    if !std::io::stdin().is_terminal() {
+        eprint!("{warning}");
+        return Err(Failure::Other(anyhow::anyhow!(
+            "refusing to prune without confirmation: stdin is not a terminal \
+             (use --force to prune without a prompt)"
+        )));
+    }
+    print!("{warning}Are you sure you want to continue? [y/N] ");
+    std::io::stdout()
+        .flush()
+        .context("cannot write the prompt")?;
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("cannot read the answer")?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
 }
 
 /// What `prune` says it will remove.

@@ -341,7 +341,8 @@ pub(super) fn execute(
         plan.network,
     )?;
     if r.security == SecurityMode::Insecure {
-        make_privileged(&mut spec);
+        // Like BuildKit's insecure mode; namespaces and the overlay root stay.
+        sandbox::make_privileged(&mut spec);
     }
     sandbox::set_overlay(
         &mut spec,
@@ -588,31 +589,4 @@ fn add_overlay_mount(
     let mut mounts = spec.mounts().clone().unwrap_or_default();
     mounts.push(m);
     spec.set_mounts(Some(mounts));
-}
-
-/// `RUN --security=insecure` (allowed with `--allow security.insecure`): like BuildKit's
-/// insecure mode, a privileged sandbox: every capability strata holds, no seccomp filter, no masked or
-/// read-only /proc paths. Namespaces and the overlay root stay.
-fn make_privileged(spec: &mut oci_spec::runtime::Spec) {
-    use oci_spec::runtime::Capability;
-    // oci-spec names capabilities as the spec does (`CAP_SYS_ADMIN`), through serde.
-    // Every capability strata itself holds (a privileged container gets the caller's set).
-    let held = caps::read(None, caps::CapSet::Permitted).unwrap_or_default();
-    let all: oci_spec::runtime::Capabilities = held
-        .into_iter()
-        .filter_map(|c| serde_json::from_value::<Capability>(c.to_string().into()).ok())
-        .collect();
-    if let Some(process) = spec.process_mut()
-        && let Some(mut c) = process.capabilities().clone()
-    {
-        c.set_bounding(Some(all.clone()));
-        c.set_effective(Some(all.clone()));
-        c.set_permitted(Some(all));
-        process.set_capabilities(Some(c));
-    }
-    if let Some(linux) = spec.linux_mut() {
-        linux.set_seccomp(None);
-        linux.set_masked_paths(None);
-        linux.set_readonly_paths(None);
-    }
 }

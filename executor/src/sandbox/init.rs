@@ -13,7 +13,7 @@ use nix::unistd::{ForkResult, Pid, fork};
 use oci_spec::runtime::{Capabilities, LinuxCapabilities, PosixRlimitType, Process, Spec};
 use strata_sys::{CloneFlags, Create, RealSyscall, Syscall, resolve_in_root};
 
-use super::{DEFAULT_PATH, ERROR_FD, PARENT_ENV, mounts, seccomp};
+use super::{DEFAULT_PATH, PARENT_ENV, START_FD, SYNC_FD, mounts, seccomp};
 use crate::error::{Error, Result};
 
 /// The exit code of an init that failed before the command started (docker's 125).
@@ -34,29 +34,57 @@ pub fn init_main(bundle: &Path) -> ! {
     std::process::exit(code)
 }
 
-/// Writes a setup error where [`super::run`] reads it.
-fn report(e: &Error) {
+/// Writes a setup error where [`super::create`] reads it (`E` + the message, on the sync
+/// pipe), or on stderr when the sync pipe is not open.
+pub(super) fn report(e: &Error) {
     let msg = format!("{e}\n");
-    // Why fcntl(F_GETFD): only write to fd 3 when it is open (it is the error pipe when started
-    // by `run`). https://man7.org/linux/man-pages/man2/fcntl.2.html
-    // SAFETY: plain syscall on an fd number.
-    let open = unsafe { libc::fcntl(ERROR_FD, libc::F_GETFD) } >= 0;
-    if open {
-        // SAFETY: fd 3 is open (checked above) and stays open during the write.
-        let fd = unsafe { BorrowedFd::borrow_raw(ERROR_FD) };
-        if nix::unistd::write(fd, msg.as_bytes()).is_ok() {
-            return;
-        }
+    if send(format!("E{msg}").as_bytes()).is_err() {
+        let _ = std::io::stderr().write_all(msg.as_bytes());
     }
-    let _ = std::io::stderr().write_all(msg.as_bytes());
 }
 
-fn sandbox_err(what: &str, e: impl std::fmt::Display) -> Error {
+/// Writes one message of the sync protocol (`P<pid>\n`, `R\n`, `E<message>`) on fd 3.
+pub(super) fn send(msg: &[u8]) -> Result<()> {
+    // Why fcntl(F_GETFD): only write to fd 3 when it is open (it is the sync pipe when started
+    // by `create`/`exec`). https://man7.org/linux/man-pages/man2/fcntl.2.html
+    // SAFETY: plain syscall on an fd number.
+    if unsafe { libc::fcntl(SYNC_FD, libc::F_GETFD) } < 0 {
+        return Err(Error::Sandbox("the sync pipe is not open".into()));
+    }
+    // SAFETY: fd 3 is open (checked above) and stays open during the write.
+    let fd = unsafe { BorrowedFd::borrow_raw(SYNC_FD) };
+    let mut rest = msg;
+    while !rest.is_empty() {
+        match nix::unistd::write(fd, rest) {
+            Ok(n) => rest = &rest[n..],
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(sandbox_err("writing the sync pipe", e)),
+        }
+    }
+    Ok(())
+}
+
+/// Closes an fd number no Rust object owns (EBADF is fine).
+pub(super) fn close_raw(fd: i32) {
+    // SAFETY: plain close of an fd number no Rust object owns.
+    unsafe { libc::close(fd) };
+}
+
+/// Sets FD_CLOEXEC on an fd number (EBADF is fine).
+pub(super) fn set_cloexec(fd: i32) {
+    // Why FD_CLOEXEC: the exec of the command closes it, so nothing of strata's leaks into the
+    // container (and EOF on the sync pipe tells the caller the exec happened).
+    // https://man7.org/linux/man-pages/man2/fcntl.2.html
+    // SAFETY: plain syscall on an fd number (EBADF when it isn't open, which is fine).
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+}
+
+pub(super) fn sandbox_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Sandbox(format!("{what}: {e}"))
 }
 
 /// Sets the parent-death signal to SIGKILL.
-fn set_pdeathsig() -> Result<()> {
+pub(super) fn set_pdeathsig() -> Result<()> {
     // Why: if our parent dies (kill -9 of strata, or of the outer init), we die too, and with
     // pid 1 of the pid namespace gone the kernel kills every process of the step.
     // https://man7.org/linux/man-pages/man2/pr_set_pdeathsig.2const.html
@@ -64,7 +92,7 @@ fn set_pdeathsig() -> Result<()> {
 }
 
 /// Closes every fd from `first` on.
-fn close_from(first: u32) -> Result<()> {
+pub(super) fn close_from(first: u32) -> Result<()> {
     // Why: the command must inherit nothing but 0-2 (a leaked directory fd is a way out of the
     // root, CVE-2024-21626). https://man7.org/linux/man-pages/man2/close_range.2.html
     // SAFETY: plain syscall; no Rust object owns these fds in the init.
@@ -83,11 +111,9 @@ fn outer(bundle: &Path) -> Result<i32> {
             return Err(Error::Sandbox("the parent exited".into()));
         }
     }
-    close_from(ERROR_FD as u32 + 1)?;
-    // Why FD_CLOEXEC on the error pipe: the exec of the command closes it, which tells `run`
-    // that setup succeeded. https://man7.org/linux/man-pages/man2/fcntl.2.html
-    // SAFETY: plain syscall on an fd number (EBADF when it isn't open, which is fine).
-    unsafe { libc::fcntl(ERROR_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
+    close_from(START_FD as u32 + 1)?;
+    set_cloexec(SYNC_FD);
+    set_cloexec(START_FD);
 
     let config = bundle.join("config.json");
     let bytes = std::fs::read(&config).map_err(|e| Error::io(&config, e))?;
@@ -101,21 +127,7 @@ fn outer(bundle: &Path) -> Result<i32> {
     if !now.is_empty() {
         sys.unshare(now)?;
     }
-    let forwarded = [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGCHLD,
-    ];
-    let mut set = SigSet::empty();
-    for s in forwarded {
-        set.add(s);
-    }
-    // Why block: the outer init takes these signals with sigwait (no async handlers).
-    // https://man7.org/linux/man-pages/man2/sigprocmask.2.html
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
-        .map_err(|e| sandbox_err("sigprocmask", e))?;
+    let set = block_forwarded()?;
     // A pipe whose write end only the outer init holds: the child sees POLLHUP if the outer
     // init died before the child armed its own PDEATHSIG.
     let (alive_r, alive_w) =
@@ -133,18 +145,42 @@ fn outer(bundle: &Path) -> Result<i32> {
         }
         ForkResult::Parent { child } => {
             drop(alive_r);
-            // The child holds the error pipe until its exec; our copy would hide the EOF.
-            // SAFETY: plain close of an fd number no Rust object owns.
-            unsafe { libc::close(ERROR_FD) };
+            close_raw(START_FD);
+            // The caller learns the host pid of the container's pid 1 from us (the child only
+            // knows itself as 1).
+            let sent = send(format!("P{child}\n").as_bytes());
+            // The child holds the sync pipe until its exec; our copy would hide the EOF.
+            close_raw(SYNC_FD);
             let status = wait_forwarding(child, &set)?;
             drop(alive_w);
+            sent?;
             Ok(finish(status))
         }
     }
 }
 
+/// Blocks the signals an outer process forwards to its child (and SIGCHLD) and returns them.
+pub(super) fn block_forwarded() -> Result<SigSet> {
+    let forwarded = [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGCHLD,
+    ];
+    let mut set = SigSet::empty();
+    for s in forwarded {
+        set.add(s);
+    }
+    // Why block: the outer process takes these signals with sigwait (no async handlers).
+    // https://man7.org/linux/man-pages/man2/sigprocmask.2.html
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
+        .map_err(|e| sandbox_err("sigprocmask", e))?;
+    Ok(set)
+}
+
 /// Waits for `child`, forwarding SIGINT/SIGTERM/SIGHUP/SIGQUIT to it.
-fn wait_forwarding(child: Pid, set: &SigSet) -> Result<WaitStatus> {
+pub(super) fn wait_forwarding(child: Pid, set: &SigSet) -> Result<WaitStatus> {
     loop {
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => {}
@@ -164,7 +200,7 @@ fn wait_forwarding(child: Pid, set: &SigSet) -> Result<WaitStatus> {
 }
 
 /// The outer init's exit: the child's code, or the child's signal re-raised on itself.
-fn finish(status: WaitStatus) -> i32 {
+pub(super) fn finish(status: WaitStatus) -> i32 {
     match status {
         WaitStatus::Exited(_, code) => code,
         WaitStatus::Signaled(_, sig, _) => {
@@ -225,9 +261,27 @@ fn child_setup(
     if ns.contains(CloneFlags::CLONE_NEWNET) {
         sys.set_link_up("lo")?;
     }
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    finish_process(sys, process, seccomp, true)
+}
+
+/// The end of every container process, shared by the init's pid 1 and `exec`: rlimits, the
+/// controlling terminal, fds, cwd, capabilities, no_new_privileges, seccomp, user, signals;
+/// then (with `barrier`) "ready" on the sync pipe and a wait for `start`; then the exec.
+pub(super) fn finish_process(
+    sys: &dyn Syscall,
+    process: &Process,
+    seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
+    barrier: bool,
+) -> Result<std::convert::Infallible> {
+    set_dumpable(false)?;
     set_rlimits(process)?;
-    // Nothing but 0-2 (and the close-on-exec error pipe) survives into the command.
-    close_from(ERROR_FD as u32 + 1)?;
+    if process.terminal() == Some(true) {
+        set_controlling_terminal()?;
+    }
+    // Nothing but 0-2, the close-on-exec sync pipe and start barrier survives into the command.
+    let keep = if barrier { START_FD } else { SYNC_FD };
+    close_from(keep as u32 + 1)?;
     enter_cwd(sys, process.cwd())?;
     let caps = process
         .capabilities()
@@ -239,22 +293,73 @@ fn child_setup(
         // https://man7.org/linux/man-pages/man2/pr_set_no_new_privs.2const.html
         nix::sys::prctl::set_no_new_privs().map_err(|e| sandbox_err("prctl(NO_NEW_PRIVS)", e))?;
     }
-    if let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+    if let Some(profile) = seccomp {
         // Installed while CAP_SYS_ADMIN is still held, so no_new_privs isn't needed.
         seccomp::install(&seccomp::compile(profile)?)?;
     }
     change_user(sys, process)?;
     set_capabilities(&caps)?;
-    // Credential changes clear the parent-death signal; arm it again.
+    // Credential changes clear the parent-death signal and reset the dumpable flag; set both
+    // again.
     set_pdeathsig()?;
+    set_dumpable(false)?;
     let umask = process.user().umask().unwrap_or(0o022);
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
     reset_signals();
+    if barrier {
+        send(b"R\n")?;
+        wait_for_start()?;
+    }
     exec(process)
 }
 
+/// Blocks until the caller's `start` writes a byte on the start barrier, then closes it.
+fn wait_for_start() -> Result<()> {
+    let mut byte = [0u8; 1];
+    let n = loop {
+        // Why read: the start barrier is a pipe whose write end only the caller holds; a byte
+        // means "exec now", EOF means the caller gave up. https://man7.org/linux/man-pages/man2/read.2.html
+        // SAFETY: `byte` is a valid 1-byte buffer for the duration of the call.
+        let rc = unsafe { libc::read(START_FD, byte.as_mut_ptr().cast(), 1) };
+        match Errno::result(rc) {
+            Ok(n) => break n,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(sandbox_err("reading the start barrier", e)),
+        }
+    };
+    close_raw(START_FD);
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(Error::Sandbox("the container was never started".into()))
+    }
+}
+
+/// Sets or clears the dumpable flag.
+pub(super) fn set_dumpable(on: bool) -> Result<()> {
+    // Why: a non-dumpable process's /proc/<pid> (exe, fds, mem) is root-owned and can't be
+    // ptraced without CAP_SYS_PTRACE, so nothing in the container can reach the strata binary
+    // through it (CVE-2019-5736). exec of the command makes it dumpable again.
+    // https://man7.org/linux/man-pages/man2/pr_set_dumpable.2const.html
+    nix::sys::prctl::set_dumpable(on).map_err(|e| sandbox_err("prctl(SET_DUMPABLE)", e))
+}
+
+/// Makes stdin (a pty slave) the controlling terminal of a new session.
+fn set_controlling_terminal() -> Result<()> {
+    // Why setsid: only a session leader without a terminal may acquire one.
+    // https://man7.org/linux/man-pages/man2/setsid.2.html
+    nix::unistd::setsid().map_err(|e| sandbox_err("setsid", e))?;
+    // Why TIOCSCTTY: job control and ^C in the container need the pty as its terminal.
+    // https://man7.org/linux/man-pages/man2/TIOCSCTTY.2const.html
+    // SAFETY: plain ioctl on fd 0 with an integer argument.
+    let rc = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
+    Errno::result(rc)
+        .map(drop)
+        .map_err(|e| sandbox_err("ioctl(TIOCSCTTY) on stdin (is it a terminal?)", e))
+}
+
 /// True when the write end of the outer init's liveness pipe is closed (it died).
-fn outer_died(alive: &OwnedFd) -> bool {
+pub(super) fn outer_died(alive: &OwnedFd) -> bool {
     use std::os::fd::AsFd as _;
     let mut pfd = [nix::poll::PollFd::new(
         alive.as_fd(),

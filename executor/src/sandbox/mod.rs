@@ -1,39 +1,51 @@
-//! The sandbox that runs every RUN step (and, later, every container of `strata run`).
+//! The sandbox that runs every RUN step and every container of `strata run`.
 //!
 //! It is driven by an OCI runtime spec written as `BUNDLE/config.json` and obeys it the way
-//! `runc` does: process args/env/cwd/user, host name, mounts, namespaces (no `network` entry
-//! means the host's network), capabilities, masked and read-only paths, devices, rlimits,
-//! `noNewPrivileges` and seccomp. [`default_spec`] builds Docker's default profile.
+//! `runc` does: process args/env/cwd/user/terminal, host name, mounts, namespaces (no `network`
+//! entry means the host's network), capabilities, masked and read-only paths, devices, rlimits,
+//! `noNewPrivileges`, seccomp, `root.readonly`, and cgroups from `linux.resources` /
+//! `linux.cgroupsPath` ([`cgroup`]). [`default_spec`] builds Docker's default profile;
+//! [`adjust_capabilities`], [`make_privileged`] and [`set_resources`] apply docker's flags.
 //!
-//! Process model (like `runc init`): [`run`] spawns the strata binary as
-//! `strata __sandbox-init BUNDLE` ([`init_main`]) with the caller's stdio and no other fds but
-//! an error pipe. The init sets `PR_SET_PDEATHSIG`, unshares pid/uts/ipc(/net) and forks; the
+//! Process model (like `runc create`/`start`): [`create`] makes the cgroup and spawns the
+//! strata binary as `strata __sandbox-init BUNDLE` ([`init_main`]), already in the cgroup, with
+//! the caller's stdio, a sync pipe (fd 3) and a start barrier (fd 4). The init sets
+//! `PR_SET_PDEATHSIG`, unshares pid/uts/ipc(/net), forks and reports the child's host pid; the
 //! child, pid 1 of the new pid namespace, unshares the mount namespace, mounts the overlay
 //! named by the spec's `org.strata.overlay.*` annotations (so a killed sandbox never leaves a
-//! mount behind), the spec's mounts, pivots, masks, closes every fd above 2, drops
-//! capabilities, installs seccomp, changes user and execs. The outer init forwards
-//! SIGINT/SIGTERM and exits like its child. Setup errors come back through the error pipe as
-//! [`Error::Sandbox`]; the command's own status as [`ExitStatus`].
+//! mount behind), the spec's mounts, pivots, masks, closes every fd but 0-2 and the two pipes,
+//! drops capabilities, installs seccomp, changes user, says "ready" and blocks, non-dumpable,
+//! on the barrier. [`Created::start`] releases it: it closes the barrier and execs (the sync
+//! pipe is close-on-exec). The outer init forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT and exits
+//! like its child ([`Running::wait`]). [`exec`] starts `strata __sandbox-exec PID`
+//! ([`exec_main`]), which joins a running container's cgroups and namespaces and runs the same
+//! finishing code. Setup errors come back through the sync pipe as [`Error::Sandbox`]; the
+//! command's own status as [`ExitStatus`]. [`run`] is create + start + wait.
 //!
 //! [`stub_lower`] provides the mount point stubs (`/dev`, `/proc`, `/sys`, `/etc/hosts`, ...)
 //! as the lowest overlay layer, so they never land in the upper dir (the new layer).
 
+mod capabilities;
+pub mod cgroup;
+mod exec;
 mod init;
+mod lifecycle;
 pub mod mounts;
 pub mod seccomp;
 
-use std::io::Read as _;
-use std::os::fd::{AsRawFd as _, OwnedFd};
-use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
     Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
+pub use capabilities::{adjust_capabilities, make_privileged};
+pub use cgroup::{Resources, set_resources};
+pub use exec::exec_main;
 pub use init::init_main;
+pub use lifecycle::{Created, Outcome, Running, create, exec, process_start_time};
 pub use mounts::{ANN_CHDIR, ANN_LOWER, ANN_UPPER, ANN_WORK};
 pub use oci_spec::runtime;
 
@@ -424,66 +436,23 @@ impl ExitStatus {
     }
 }
 
-/// The fd the init reports setup errors on (closed on exec).
-pub(crate) const ERROR_FD: i32 = 3;
-/// The env var carrying the pid of the process that ran [`run`].
+/// The fd of the sync pipe the init and exec helpers talk to the caller on (close-on-exec):
+/// `P<host pid>\n` (the container process's pid), `R\n` (ready, blocked before exec), `E<message>`
+/// (a setup failure); EOF after the exec.
+pub(crate) const SYNC_FD: i32 = 3;
+/// The fd of the start barrier (init: a pipe the caller writes one byte on to start; exec
+/// helper: the pipe carrying its JSON config).
+pub(crate) const START_FD: i32 = 4;
+/// The env var carrying the pid of the process that ran [`create`].
 pub(crate) const PARENT_ENV: &str = "STRATA_SANDBOX_PARENT";
 
-/// Writes `BUNDLE/config.json` and runs it to completion; blocks. `helper_exe` is the strata
-/// binary (it runs `strata __sandbox-init BUNDLE`).
+/// Writes `BUNDLE/config.json` and runs it to completion: [`create`], [`Created::start`],
+/// [`Running::wait`]; blocks. `helper_exe` is the strata binary (it runs
+/// `strata __sandbox-init BUNDLE`).
 ///
 /// # Errors
 /// Writing the bundle, spawning the helper, or a setup failure reported by the init (a failed
 /// mount, a bad cwd, ...). The command's own failure is an [`ExitStatus`].
 pub fn run(helper_exe: &Path, bundle: &Path, spec: &Spec, stdio: Stdio) -> Result<ExitStatus> {
-    std::fs::create_dir_all(bundle).map_err(|e| Error::io(bundle, e))?;
-    let config = bundle.join("config.json");
-    let json = serde_json::to_vec_pretty(spec)
-        .map_err(|e| Error::Sandbox(format!("cannot serialize the spec: {e}")))?;
-    std::fs::write(&config, json).map_err(|e| Error::io(&config, e))?;
-
-    // Why pipe2(O_CLOEXEC): no other child spawned meanwhile inherits the write end, so EOF
-    // means "the init exec'd or exited". https://man7.org/linux/man-pages/man2/pipe.2.html
-    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| Error::Sandbox(format!("pipe2: {e}")))?;
-    let mut cmd = Command::new(helper_exe);
-    cmd.arg("__sandbox-init")
-        .arg(bundle)
-        .env(PARENT_ENV, std::process::id().to_string())
-        .stdout(stdio.stdout)
-        .stderr(stdio.stderr);
-    match stdio.stdin {
-        Some(fd) => cmd.stdin(fd),
-        None => cmd.stdin(std::process::Stdio::null()),
-    };
-    let wfd = write_end.as_raw_fd();
-    // SAFETY: the closure only calls dup2 and fcntl, both async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Why dup2: the init finds its error pipe at a fixed number; dup2 clears
-            // FD_CLOEXEC on the copy. https://man7.org/linux/man-pages/man2/dup.2.html
-            if wfd == ERROR_FD {
-                if libc::fcntl(wfd, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(wfd, ERROR_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().map_err(|e| Error::io(helper_exe, e))?;
-    drop(write_end);
-    let mut message = String::new();
-    let read = std::fs::File::from(read_end).read_to_string(&mut message);
-    let status = child.wait().map_err(|e| Error::io(helper_exe, e))?;
-    read.map_err(|e| Error::Sandbox(format!("reading the init's error pipe: {e}")))?;
-    if !message.is_empty() {
-        return Err(Error::Sandbox(message.trim_end().to_string()));
-    }
-    match (status.code(), status.signal()) {
-        (Some(c), _) => Ok(ExitStatus::Code(c)),
-        (None, Some(s)) => Ok(ExitStatus::Signal(s)),
-        (None, None) => Err(Error::Sandbox(format!("unexpected init status {status}"))),
-    }
+    create(helper_exe, bundle, spec, stdio)?.start()?.wait()
 }

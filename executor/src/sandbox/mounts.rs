@@ -248,6 +248,7 @@ pub fn setup_rootfs(sys: &dyn Syscall, spec: &Spec, bundle: &Path) -> Result<()>
             None,
         )?,
     }
+    refuse_symlinked_api_dirs(&root)?;
     let mut dev_tmpfs = false;
     for m in spec.mounts().iter().flatten() {
         let dest = m.destination();
@@ -333,6 +334,23 @@ pub fn setup_rootfs(sys: &dyn Syscall, spec: &Spec, bundle: &Path) -> Result<()>
         && ns.contains(CloneFlags::CLONE_NEWUTS)
     {
         sys.sethostname(name)?;
+    }
+    Ok(())
+}
+
+/// Refuses an image whose `/proc`, `/sys` or `/dev` is a symlink: the kernel filesystems
+/// mounted there must be where the masked and read-only paths say they are.
+fn refuse_symlinked_api_dirs(root: &Path) -> Result<()> {
+    for name in ["proc", "sys", "dev"] {
+        let path = root.join(name);
+        if path
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink())
+        {
+            return Err(Error::Sandbox(format!(
+                "/{name} is a symlink in the image: refused (it must be a directory)"
+            )));
+        }
     }
     Ok(())
 }
@@ -638,6 +656,26 @@ mod tests {
                 "mount proc -> {}: Operation not permitted (os error 1)",
                 proc.display()
             )
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn symlinked_api_dirs_are_refused() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let spec = spec_in(dir.path(), Network::Host)?;
+        std::os::unix::fs::symlink("/", dir.path().join("rootfs/dev"))?;
+        let sys = RecordingSyscall::new();
+        let e = setup_rootfs(&sys, &spec, dir.path())
+            .err()
+            .ok_or("a symlinked /dev was accepted")?;
+        assert_eq!(
+            e.to_string(),
+            "sandbox: /dev is a symlink in the image: refused (it must be a directory)"
+        );
+        assert!(
+            sys.calls_of(&[CallKind::Mount]).len() <= 2,
+            "nothing mounted over it"
         );
         Ok(())
     }
