@@ -18,6 +18,9 @@ pub enum Error {
     /// A digest string that is not `sha256:<64 lowercase hex>`.
     #[error("invalid digest {input:?}: {reason}")]
     InvalidDigest { input: String, reason: String },
+    /// A platform is not `os/arch[/variant]`.
+    #[error("invalid platform {0:?}: expected os/arch[/variant], e.g. linux/amd64")]
+    InvalidPlatform(String),
     /// An image reference that docker would not accept.
     #[error("invalid reference format {input:?}: {reason}")]
     InvalidReference { input: String, reason: String },

@@ -6,11 +6,6 @@
 //! given with `--build-arg` without being declared; they reach RUN steps but never a cache key
 //! or the image history.
 
-use std::fmt;
-use std::str::FromStr;
-
-use crate::error::Error;
-
 /// The proxy args, which never enter cache keys.
 pub const PROXY_ARGS: [&str; 10] = [
     "HTTP_PROXY",
@@ -46,81 +41,7 @@ pub fn is_predefined(name: &str) -> bool {
         )
 }
 
-/// An OCI platform (`os/arch[/variant]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Platform {
-    pub os: String,
-    pub arch: String,
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    /// The platform strata runs on.
-    pub fn host() -> Self {
-        let arch = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            "powerpc64" => "ppc64le",
-            other => other,
-        };
-        Platform {
-            os: "linux".into(),
-            arch: arch.into(),
-            variant: None,
-        }
-    }
-}
-
-impl Default for Platform {
-    fn default() -> Self {
-        Self::host()
-    }
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.arch)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
-
-impl FromStr for Platform {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self, Error> {
-        let parts: Vec<&str> = s.split('/').collect();
-        let bad = || {
-            Error::Option(format!(
-                "invalid platform {s:?}: expected os/arch[/variant]"
-            ))
-        };
-        if parts.iter().any(|p| p.is_empty()) {
-            return Err(bad());
-        }
-        let norm_arch = |a: &str| match a {
-            "x86_64" | "x86-64" => "amd64".to_string(),
-            "aarch64" => "arm64".to_string(),
-            other => other.to_lowercase(),
-        };
-        match parts.as_slice() {
-            [os, arch] => Ok(Platform {
-                os: os.to_lowercase(),
-                arch: norm_arch(arch),
-                variant: None,
-            }),
-            [os, arch, variant] => Ok(Platform {
-                os: os.to_lowercase(),
-                arch: norm_arch(arch),
-                variant: Some(variant.to_lowercase()),
-            }),
-            _ => Err(bad()),
-        }
-    }
-}
+pub use strata_cas::Platform;
 
 /// The platform args for a target and a build platform.
 pub fn predefined(target: &Platform, build: &Platform) -> Vec<(String, String)> {

@@ -11,10 +11,7 @@ use strata_oci::{HistoryEntry, Removal};
 use crate::Failure;
 use crate::cli::{HistoryArgs, InspectArgs, RmiArgs, TagArgs};
 use crate::commands::open_images;
-use crate::format::{
-    self, Format, Template, Timestamp, ellipsis, go_json_pretty, human_size_precision, object,
-    truncate_id,
-};
+use crate::format::{self, Format, Timestamp, ellipsis, human_size_precision, object, truncate_id};
 
 /// `strata tag SOURCE TARGET`.
 ///
@@ -73,39 +70,20 @@ pub fn rmi(root: &Path, args: &RmiArgs) -> Result<(), Failure> {
 /// # Errors
 /// Some image was not found, or the template failed.
 pub fn inspect(root: &Path, args: &InspectArgs) -> Result<(), Failure> {
-    let template = args
-        .format
-        .as_deref()
-        .map(Template::parse)
-        .transpose()
-        .map_err(|e| Failure::Usage(anyhow!("template parsing error: {e}")))?;
+    let template = super::inspect_template(args.format.as_deref())?;
     let images = open_images(root)?;
     let mut found = Vec::new();
-    let mut errors = Vec::new();
+    let mut failed = false;
     for spec in &args.images {
         match images.inspect(spec) {
             Ok(v) => found.push(v),
-            Err(err) => errors.push(anyhow::Error::from(err)),
-        }
-    }
-    match &template {
-        Some(t) => {
-            let mut out = String::new();
-            for v in &found {
-                out.push_str(&t.render(v).map_err(|e| Failure::Other(e.into()))?);
-                out.push('\n');
+            Err(err) => {
+                eprintln!("error: {:#}", anyhow::Error::from(err));
+                failed = true;
             }
-            print!("{out}");
         }
-        None => println!("{}", go_json_pretty(&Value::Array(found))),
     }
-    if errors.is_empty() {
-        return Ok(());
-    }
-    for err in &errors {
-        eprintln!("error: {err:#}");
-    }
-    Err(Failure::Reported)
+    super::print_inspected(template.as_ref(), found, failed)
 }
 
 /// docker's default `history` table.

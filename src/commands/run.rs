@@ -656,12 +656,7 @@ pub fn ps(root: &Path, args: &PsArgs) -> Result<(), Failure> {
 /// # Errors
 /// A name that is neither, a template failure.
 pub fn inspect(root: &Path, args: &InspectArgs) -> Result<(), Failure> {
-    let template = args
-        .format
-        .as_deref()
-        .map(format::Template::parse)
-        .transpose()
-        .map_err(|e| Failure::Usage(anyhow!("template parsing error: {e}")))?;
+    let template = super::inspect_template(args.format.as_deref())?;
     let store = cstore(root)?;
     let mut images = None;
     let mut found = Vec::new();
@@ -688,22 +683,7 @@ pub fn inspect(root: &Path, args: &InspectArgs) -> Result<(), Failure> {
             }
         }
     }
-    match &template {
-        Some(t) => {
-            let mut out = String::new();
-            for v in &found {
-                out.push_str(&t.render(v).map_err(|e| Failure::Other(e.into()))?);
-                out.push('\n');
-            }
-            print!("{out}");
-        }
-        None => println!("{}", format::go_json_pretty(&Value::Array(found))),
-    }
-    if failed {
-        Err(Failure::Reported)
-    } else {
-        Ok(())
-    }
+    super::print_inspected(template.as_ref(), found, failed)
 }
 
 /// `rmi`'s guard: an image a container uses is refused unless `-f`.

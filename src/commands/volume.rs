@@ -13,7 +13,7 @@ use crate::Failure;
 use crate::cli::{
     VolumeCommand, VolumeCreateArgs, VolumeInspectArgs, VolumeLsArgs, VolumePruneArgs, VolumeRmArgs,
 };
-use crate::format::{Format, Template, go_json_pretty, human_size, object};
+use crate::format::{Format, human_size, object};
 
 /// Runs one `strata volume` subcommand.
 ///
@@ -151,39 +151,20 @@ fn ls(root: &Path, args: &VolumeLsArgs) -> Result<(), Failure> {
 }
 
 fn inspect(root: &Path, args: &VolumeInspectArgs) -> Result<(), Failure> {
-    let template = args
-        .format
-        .as_deref()
-        .map(Template::parse)
-        .transpose()
-        .map_err(|e| Failure::Usage(anyhow!("template parsing error: {e}")))?;
+    let template = super::inspect_template(args.format.as_deref())?;
     let vols = Volumes::new(root);
     let mut found = Vec::new();
-    let mut errors = Vec::new();
+    let mut failed = false;
     for name in &args.volumes {
         match vols.get(name) {
             Ok(v) => found.push(v.inspect_json()),
-            Err(e) => errors.push(e),
-        }
-    }
-    match &template {
-        Some(t) => {
-            let mut out = String::new();
-            for v in &found {
-                out.push_str(&t.render(v).map_err(|e| Failure::Other(e.into()))?);
-                out.push('\n');
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed = true;
             }
-            print!("{out}");
         }
-        None => println!("{}", go_json_pretty(&Value::Array(found))),
     }
-    if errors.is_empty() {
-        return Ok(());
-    }
-    for e in &errors {
-        eprintln!("error: {e}");
-    }
-    Err(Failure::Reported)
+    super::print_inspected(template.as_ref(), found, failed)
 }
 
 fn rm(root: &Path, args: &VolumeRmArgs) -> Result<(), Failure> {

@@ -18,15 +18,12 @@ use nix::unistd::{ForkResult, fork};
 use strata_sys::RealSyscall;
 
 use super::init::{
-    block_forwarded, close_from, close_raw, finish, finish_process, outer_died, report,
+    EXIT_SETUP, block_forwarded, close_from, close_raw, finish, finish_process, outer_died, report,
     sandbox_err, send, set_cloexec, set_dumpable, set_pdeathsig, wait_forwarding,
 };
 use super::lifecycle::ExecConfig;
 use super::{PARENT_ENV, START_FD, SYNC_FD};
 use crate::error::{Error, Result};
-
-/// The exit code of a helper that failed before the command started (docker's 125).
-const EXIT_SETUP: i32 = 125;
 
 /// The namespaces `exec` joins, in order (the mount namespace last: it changes root and cwd).
 const NAMESPACES: [(&str, CloneFlags); 6] = [

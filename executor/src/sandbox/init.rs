@@ -17,7 +17,7 @@ use super::{DEFAULT_PATH, PARENT_ENV, START_FD, SYNC_FD, mounts, seccomp};
 use crate::error::{Error, Result};
 
 /// The exit code of an init that failed before the command started (docker's 125).
-const EXIT_SETUP: i32 = 125;
+pub(super) const EXIT_SETUP: i32 = 125;
 
 /// The entry point of `strata __sandbox-init BUNDLE` (never returns): reads
 /// `BUNDLE/config.json`, builds the sandbox, runs the command and exits like it (or re-raises

@@ -21,8 +21,6 @@ pub mod push;
 pub mod search;
 
 use std::collections::HashMap;
-use std::fmt;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use strata_cas::Digest;
@@ -34,80 +32,7 @@ pub use push::{PushOptions, Pushed, push};
 
 use crate::error::{Error, Result};
 
-/// An image platform: `os/arch[/variant]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Platform {
-    /// `linux`.
-    pub os: String,
-    /// `amd64`, `arm64`, ...
-    pub arch: String,
-    /// `v8`, `v7`, ... when given.
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    /// The platform strata runs on.
-    pub fn host() -> Platform {
-        let arch = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            "powerpc64" => "ppc64le",
-            "arm" => "arm",
-            other => other,
-        };
-        Platform {
-            os: "linux".into(),
-            arch: arch.into(),
-            variant: None,
-        }
-    }
-
-    /// Whether an index entry's platform fits.
-    pub fn matches(&self, os: &str, arch: &str, variant: Option<&str>) -> bool {
-        os == self.os
-            && arch == self.arch
-            && match (&self.variant, variant) {
-                (Some(want), Some(got)) => want == got,
-                (Some(want), None) => self.arch == "arm64" && want == "v8",
-                (None, _) => true,
-            }
-    }
-}
-
-impl FromStr for Platform {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Platform> {
-        let parts: Vec<&str> = s.split('/').collect();
-        let ok = |p: &str| {
-            !p.is_empty()
-                && p.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        };
-        if !(2..=3).contains(&parts.len()) || !parts.iter().all(|p| ok(p)) {
-            return Err(Error::Registry {
-                context: format!("invalid platform {s:?}"),
-                message: "expected os/arch[/variant], e.g. linux/amd64".into(),
-            });
-        }
-        Ok(Platform {
-            os: parts[0].to_lowercase(),
-            arch: parts[1].to_lowercase(),
-            variant: parts.get(2).map(|v| v.to_lowercase()),
-        })
-    }
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.arch)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
+pub use strata_cas::Platform;
 
 /// What happened to one blob during a pull or push.
 #[derive(Debug, Clone, PartialEq, Eq)]
