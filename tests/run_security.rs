@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+use crate::common::busybox::busybox_rootfs;
 use crate::common::{fresh_dir, repo_root, run, strata, strata_bin};
 
 /// (exit code, stdout, stderr) of a container command.
@@ -60,20 +61,8 @@ impl DebugSandbox {
     fn new() -> Self {
         let dir = fresh_dir();
         let rootfs = dir.path().join("rootfs");
-        std::fs::create_dir_all(rootfs.join("bin")).expect("mkdir bin");
-        std::fs::create_dir_all(rootfs.join("tmp")).expect("mkdir tmp");
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("copy busybox");
+        busybox_rootfs(&rootfs);
         std::fs::copy(probe(), rootfs.join("bin/probe")).expect("copy probe");
-        let out = Command::new("/bin/busybox")
-            .arg("--list")
-            .output()
-            .expect("busybox --list");
-        for applet in String::from_utf8_lossy(&out.stdout).lines() {
-            if applet != "busybox" {
-                std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet))
-                    .expect("applet link");
-            }
-        }
         DebugSandbox { dir }
     }
 

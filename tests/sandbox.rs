@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::busybox::busybox_rootfs;
 use crate::common::{fresh_dir, run, strata};
 
 /// A store root, a busybox rootfs, and fresh upper/work dirs.
@@ -20,19 +21,7 @@ impl Box_ {
     fn new() -> Self {
         let dir = fresh_dir();
         let rootfs = dir.path().join("rootfs");
-        std::fs::create_dir_all(rootfs.join("bin")).expect("mkdir bin");
-        std::fs::create_dir_all(rootfs.join("etc")).expect("mkdir etc");
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("copy busybox");
-        let out = Command::new("/bin/busybox")
-            .arg("--list")
-            .output()
-            .expect("busybox --list");
-        for applet in String::from_utf8_lossy(&out.stdout).lines() {
-            if applet != "busybox" {
-                std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet))
-                    .expect("applet link");
-            }
-        }
+        busybox_rootfs(&rootfs);
         std::fs::write(
             rootfs.join("etc/passwd"),
             "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",

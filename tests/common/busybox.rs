@@ -191,3 +191,22 @@ pub fn busybox_tar(path: &Path) {
         .sync_all()
         .expect("sync busybox tar");
 }
+
+/// Fills `rootfs` with a plain busybox tree for sandbox tests: `/bin/busybox`, one symlink per
+/// applet it lists, and empty `/etc` and `/tmp`.
+pub fn busybox_rootfs(rootfs: &Path) {
+    for d in ["bin", "etc", "tmp"] {
+        std::fs::create_dir_all(rootfs.join(d)).expect("mkdir");
+    }
+    std::fs::copy(BUSYBOX, rootfs.join("bin/busybox")).expect("copy busybox");
+    let out = std::process::Command::new(BUSYBOX)
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    for applet in String::from_utf8_lossy(&out.stdout).lines() {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet))
+                .expect("applet link");
+        }
+    }
+}
