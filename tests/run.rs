@@ -140,6 +140,20 @@ fn exit_codes_are_the_containers() {
     assert!(se.contains("not found"), "{se}");
     let (code, _, se) = env.cmd(&["run", "--rm", IMAGE, "/etc/passwd"]);
     assert_eq!(code, 126, "{se}");
+    // Detached, as docker: the exec failure is the exit code of `run -d` itself, no ID printed.
+    let (code, so, se) = env.cmd(&["run", "-d", "--name", "nocmd", IMAGE, "no-such-command"]);
+    assert_eq!((code, so.as_str()), (127, ""), "{se}");
+    assert!(
+        se.contains("no-such-command") && se.contains("not found"),
+        "{se}"
+    );
+    let (code, _, se) = env.cmd(&["run", "-d", IMAGE, "/etc/passwd"]);
+    assert_eq!(code, 126, "{se}");
+    let (code, _, se) = env.cmd(&["run", "-d", IMAGE, "sh", "-c", "exit 7"]);
+    assert_eq!(
+        code, 0,
+        "a command that runs and fails is not a start failure: {se}"
+    );
     let (code, _, se) = env.cmd(&["run", "--rm", "no-such-image"]);
     assert_eq!(code, 125, "{se}");
     let (code, _, se) = env.cmd(&["run", "--rm", "-w", "relative", IMAGE, "true"]);

@@ -39,9 +39,10 @@ pub enum Error {
     /// No volume has this name.
     #[error("no such volume: {0}")]
     NoSuchVolume(String),
-    /// A container could not be started (the supervisor's report).
-    #[error("{0}")]
-    StartFailed(String),
+    /// A container could not be started (the supervisor's report): docker's exit code (125,
+    /// or 127/126 when its command could not be exec'd) and why.
+    #[error("{message}")]
+    StartFailed { code: i32, message: String },
     /// A container is not running (for kill, exec, attach).
     #[error("container {0} is not running")]
     NotRunning(String),

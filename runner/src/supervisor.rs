@@ -56,8 +56,9 @@ pub struct Exit {
 
 /// What [`supervise`] reports on the way (for the detached caller's ready pipe).
 /// `Ok(warnings)` once the container runs (the network's warnings, for the caller to print),
-/// or why it could not start.
-pub type Ready = Box<dyn FnOnce(std::result::Result<Vec<String>, String>) + Send>;
+/// or why it could not start: docker's exit code (125, or 127/126 when the command could not
+/// be exec'd) and the message.
+pub type Ready = Box<dyn FnOnce(std::result::Result<Vec<String>, (i32, String)>) + Send>;
 
 fn now() -> String {
     strata_oci::image::now_rfc3339()
@@ -122,7 +123,7 @@ pub fn supervise(
     let me = i32::try_from(std::process::id()).unwrap_or(0);
     let my_start = proc_start_time(me).unwrap_or(0);
     let ready = Arc::new(Mutex::new(ready));
-    let tell = |r: std::result::Result<Vec<String>, String>| {
+    let tell = |r: std::result::Result<Vec<String>, (i32, String)>| {
         if let Ok(mut g) = ready.lock()
             && let Some(f) = g.take()
         {
@@ -153,7 +154,7 @@ pub fn supervise(
     let c = match started {
         Ok(c) => c,
         Err(e) => {
-            tell(Err(e.to_string()));
+            tell(Err((EXIT_START_FAILED, e.to_string())));
             return Err(e);
         }
     };
@@ -172,7 +173,7 @@ pub fn supervise(
     tell(if error.is_empty() {
         Ok(Vec::new())
     } else {
-        Err(error.clone())
+        Err((EXIT_START_FAILED, error.clone()))
     });
     let c = cstore.update(id, |c| {
         c.state.status = Status::Exited;
@@ -226,7 +227,7 @@ fn run_sandbox(
     c: &Container,
     exe: &Path,
     fg: Option<Foreground>,
-    tell: &(dyn Fn(std::result::Result<Vec<String>, String>) + Sync),
+    tell: &(dyn Fn(std::result::Result<Vec<String>, (i32, String)>) + Sync),
     pid_cell: Option<Arc<AtomicI32>>,
     teardown: &mut Option<std::thread::JoinHandle<()>>,
 ) -> Result<Outcome> {
@@ -337,7 +338,10 @@ fn run_sandbox(
             cell.store(pid, Ordering::Release);
         }
         let running = created.start()?;
-        tell(Ok(net.warnings().to_vec()));
+        match running.exec_error() {
+            Some(e) => tell(Err((e.code, e.message.clone()))),
+            None => tell(Ok(net.warnings().to_vec())),
+        }
         let outcome = running.wait_outcome();
         *teardown = Some(std::thread::spawn(move || drop(net)));
         if let Some(cell) = &pid_cell {
@@ -436,15 +440,21 @@ pub fn spawn_detached(root: &Path, exe: &Path, id: &str) -> Result<Vec<String>> 
     let _ = r.read_to_string(&mut msg);
     match msg.strip_prefix("ok\n") {
         Some(rest) => Ok(rest.lines().map(str::to_string).collect()),
-        None if msg.is_empty() => Err(Error::StartFailed(
-            "the supervisor exited without reporting".into(),
-        )),
-        None => Err(Error::StartFailed(
-            msg.strip_prefix("error: ")
-                .unwrap_or(&msg)
-                .trim_end()
-                .to_string(),
-        )),
+        None if msg.is_empty() => Err(Error::StartFailed {
+            code: EXIT_START_FAILED,
+            message: "the supervisor exited without reporting".into(),
+        }),
+        None => {
+            let report = msg.strip_prefix("error ").unwrap_or(&msg);
+            let (code, message) = report
+                .split_once(": ")
+                .and_then(|(c, m)| Some((c.parse().ok()?, m)))
+                .unwrap_or((EXIT_START_FAILED, report));
+            Err(Error::StartFailed {
+                code,
+                message: message.trim_end().to_string(),
+            })
+        }
     }
 }
 
@@ -483,7 +493,7 @@ pub fn supervise_main(root: &Path, exe: &Path, id: &str, ready_fd: Option<i32>) 
                     }
                     f.write_all(text.as_bytes())
                 }
-                Err(e) => f.write_all(format!("error: {e}\n").as_bytes()),
+                Err((code, e)) => f.write_all(format!("error {code}: {e}\n").as_bytes()),
             };
         })
     });

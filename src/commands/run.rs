@@ -168,6 +168,10 @@ pub fn run(root: &Path, args: &RunArgs) -> ExitCode {
                 println!("{}", c.id);
                 ExitCode::SUCCESS
             }
+            Err(strata_runner::Error::StartFailed { code, message }) => {
+                eprintln!("error: {message}");
+                ExitCode::from(u8::try_from(code).unwrap_or(EXIT_RUN_FAILED))
+            }
             Err(e) => usage_exit(&e.into()),
         };
     }

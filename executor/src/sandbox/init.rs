@@ -550,7 +550,10 @@ fn exec(process: &Process) -> Result<std::convert::Infallible> {
         .map(|e| to_c(e.as_bytes()))
         .collect::<Result<Vec<_>>>()?;
     let fail = |code: i32, msg: &str| -> ! {
-        let _ = writeln!(std::io::stderr(), "strata: exec: {arg0:?}: {msg}");
+        let text = format!("exec: {arg0:?}: {msg}");
+        // The caller learns it before our exit (a detached `run` fails at once, like docker's).
+        let _ = send(format!("X{code} {}\n", text.replace('\n', " ")).as_bytes());
+        let _ = writeln!(std::io::stderr(), "strata: {text}");
         std::process::exit(code)
     };
     let Some(prog) = lookup(arg0, path) else {

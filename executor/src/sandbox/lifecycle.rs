@@ -34,6 +34,8 @@ enum Msg {
     Pid(i32),
     Ready,
     Failed(String),
+    /// The command could not be exec'd: docker's exit code (127, 126) and message.
+    ExecFailed(i32, String),
     Eof,
 }
 
@@ -54,6 +56,11 @@ fn next_msg(r: &mut BufReader<File>) -> Result<Msg> {
             Ok(Msg::Failed(text.trim_end().to_string()))
         }
         Some(b'R') if line == b"R\n" => Ok(Msg::Ready),
+        Some(b'X') => std::str::from_utf8(&line[1..])
+            .ok()
+            .and_then(|s| s.trim_end().split_once(' '))
+            .and_then(|(code, msg)| Some(Msg::ExecFailed(code.parse().ok()?, msg.to_string())))
+            .ok_or_else(|| Error::Sandbox(format!("bad sync message {line:?}"))),
         Some(b'P') => std::str::from_utf8(&line[1..])
             .ok()
             .and_then(|s| s.trim_end().parse().ok())
@@ -230,6 +237,16 @@ pub struct Created {
 #[derive(Debug)]
 pub struct Running {
     proc_: Proc,
+    exec_error: Option<ExecError>,
+}
+
+/// Why the command could not be exec'd (it then exits with [`ExecError::code`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecError {
+    /// docker's exit code: 127 (not found) or 126 (not executable).
+    pub code: i32,
+    /// docker's message (`exec: "nope": executable file not found in $PATH`).
+    pub message: String,
 }
 
 /// How a container process ended.
@@ -298,6 +315,10 @@ pub fn create(helper_exe: &Path, bundle: &Path, spec: &Spec, stdio: Stdio) -> Re
             Ok(Msg::Pid(p)) => pid = Some(p),
             Ok(Msg::Ready) => ready = true,
             Ok(Msg::Failed(m)) => return Err(proc_.fail(Error::Sandbox(m))),
+            Ok(Msg::ExecFailed(_, m)) => {
+                let e = Error::Sandbox(format!("exec before start: {m}"));
+                return Err(proc_.fail(e));
+            }
             Ok(Msg::Eof) => {
                 let _ = proc_.child.wait();
                 let status = proc_
@@ -376,7 +397,14 @@ impl Created {
             return Err(proc_.fail(sandbox_err("writing the start barrier", e)));
         }
         match next_msg(&mut sync) {
-            Ok(Msg::Eof) => Ok(Running { proc_ }),
+            Ok(Msg::Eof) => Ok(Running {
+                proc_,
+                exec_error: None,
+            }),
+            Ok(Msg::ExecFailed(code, message)) => Ok(Running {
+                proc_,
+                exec_error: Some(ExecError { code, message }),
+            }),
             Ok(Msg::Failed(m)) => Err(proc_.fail(Error::Sandbox(m))),
             Ok(other) => {
                 Err(proc_.fail(Error::Sandbox(format!("unexpected sync message {other:?}"))))
@@ -397,6 +425,12 @@ impl Drop for Created {
 }
 
 impl Running {
+    /// Set when the command could not be exec'd (the process then exits with its code): lets
+    /// a detached caller fail at once, as `docker run -d` does.
+    pub fn exec_error(&self) -> Option<&ExecError> {
+        self.exec_error.as_ref()
+    }
+
     /// The host pid of the container process (pid 1, or the [`exec`]'d process).
     pub fn pid(&self) -> i32 {
         self.proc_.pid
@@ -523,9 +557,11 @@ pub fn exec(
     // which the sync pipe then explains.
     let _ = File::from(cfg_w).write_all(&json);
     let mut pid = None;
+    let mut exec_error = None;
     loop {
         match next_msg(&mut sync) {
             Ok(Msg::Pid(p)) => pid = Some(p),
+            Ok(Msg::ExecFailed(code, message)) => exec_error = Some(ExecError { code, message }),
             Ok(Msg::Eof) => break,
             Ok(Msg::Failed(m)) => return Err(proc_.fail(Error::Sandbox(m))),
             Ok(Msg::Ready) => {
@@ -547,7 +583,7 @@ pub fn exec(
         Err(e) => return Err(proc_.fail(e)),
     }
     proc_.pid_start = process_start_time(pid).unwrap_or(0);
-    Ok(Running { proc_ })
+    Ok(Running { proc_, exec_error })
 }
 
 #[cfg(test)]
@@ -563,6 +599,12 @@ mod tests {
 
     #[test]
     fn sync_messages_parse() -> Result<(), Box<dyn std::error::Error>> {
+        let mut x = reader(b"X127 exec: \"nope\": not found\n")?;
+        assert_eq!(
+            next_msg(&mut x)?,
+            Msg::ExecFailed(127, "exec: \"nope\": not found".into())
+        );
+        assert!(next_msg(&mut reader(b"Xabc oops\n")?).is_err());
         let mut r = reader(b"P42\nR\nEsandbox: mount x: EPERM\nsecond line\n")?;
         assert_eq!(next_msg(&mut r)?, Msg::Pid(42));
         assert_eq!(next_msg(&mut r)?, Msg::Ready);

@@ -45,7 +45,7 @@ pub use capabilities::{adjust_capabilities, make_privileged};
 pub use cgroup::{Resources, set_resources};
 pub use exec::exec_main;
 pub use init::init_main;
-pub use lifecycle::{Created, Outcome, Running, create, exec, process_start_time};
+pub use lifecycle::{Created, ExecError, Outcome, Running, create, exec, process_start_time};
 pub use mounts::{ANN_CHDIR, ANN_LOWER, ANN_UPPER, ANN_WORK};
 pub use oci_spec::runtime;
 
