@@ -296,6 +296,16 @@ fn build_push_rmi_pull_save_roundtrip_and_skopeo_reads_it() {
     assert!(fs::metadata(&saved).expect("saved archive").len() > 0);
     let (so, _) = env.ok(env.cmd("fresh").args(["system", "verify"]));
     assert!(so.contains("store is consistent"), "{so}");
+    // `run` pulls a missing image as docker does, then runs it.
+    let (so, se) = env.ok(env
+        .cmd("runner")
+        .args(["run", "--rm", &app, "cat", "/built"]));
+    assert_eq!(so, "built\n", "{se}");
+    assert!(
+        se.contains(&format!("Unable to find image '{app}' locally")),
+        "{se}"
+    );
+    assert_eq!(env.id("runner", &app), id, "run pulled the same image");
 
     // `COPY --from=IMAGE` pulls a missing image too; `--pull` asks the registry again.
     let copy = env.path().join("copy");

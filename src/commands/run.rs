@@ -108,13 +108,35 @@ fn usage_exit(err: &anyhow::Error) -> ExitCode {
     ExitCode::from(EXIT_RUN_FAILED)
 }
 
+/// Creates the container; an image that is not in the store is pulled first, as docker does
+/// (`Unable to find image 'NAME' locally`, then the pull's lines on stderr).
+///
+/// # Errors
+/// The image is neither here nor pullable; bad flags.
+fn create_pulling(root: &Path, opts: CreateOptions) -> anyhow::Result<Container> {
+    use strata_executor::build::ImagePuller as _;
+    match create::create(root, opts.clone()) {
+        Err(strata_runner::Error::Oci(strata_oci::Error::NoSuchImage(name)))
+            if name.parse::<strata_cas::Reference>().is_ok() =>
+        {
+            eprintln!("Unable to find image '{name}' locally");
+            let platform = strata_cas::Platform::host().to_string();
+            super::registry::BuildPuller::new(root, &[], &platform)?
+                .pull(&name)
+                .map_err(|e| anyhow!("{e}"))?;
+            Ok(create::create(root, opts)?)
+        }
+        other => Ok(other?),
+    }
+}
+
 /// `strata create`: prints the new container's ID.
 ///
 /// # Errors
 /// Bad flags, an unknown image, a taken name.
 pub fn create(root: &Path, args: &RunArgs) -> Result<(), Failure> {
     let opts = options(args).map_err(Failure::Usage)?;
-    let c = create::create(root, opts).map_err(|e| Failure::Usage(e.into()))?;
+    let c = create_pulling(root, opts).map_err(Failure::Usage)?;
     println!("{}", c.id);
     Ok(())
 }
@@ -155,9 +177,9 @@ pub fn run(root: &Path, args: &RunArgs) -> ExitCode {
         Ok(o) => o,
         Err(e) => return usage_exit(&e),
     };
-    let c = match create::create(root, opts) {
+    let c = match create_pulling(root, opts) {
         Ok(c) => c,
-        Err(e) => return usage_exit(&e.into()),
+        Err(e) => return usage_exit(&e),
     };
     if args.detach {
         return match supervisor::spawn_detached(root, &exe, &c.id) {
