@@ -37,7 +37,9 @@ use crate::lease::Lease;
 use crate::object::{ObjectKey, ObjectMeta};
 use crate::record::RecordWriter;
 use crate::store::Store;
-use crate::tarwrite::{Entry, TreeSink, pad, shrank, walk_tree, write_end, write_header};
+use crate::tarwrite::{
+    Entry, Meta, TreeSink, pad, prefetch_tree, shrank, walk_tree, write_end, write_header,
+};
 
 /// A layer being built in place; see the module docs.
 pub struct PendingLayer<'s> {
@@ -188,30 +190,41 @@ impl PendingLayer<'_> {
             std::mem::take(&mut *self.new_objects.lock().map_err(|_| poisoned())?);
         // The walk (syscalls, reads, blake3 of new files) and the sha256 + record of the tar
         // stream run on two threads: the sha256 of a large layer is the longest single task.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Msg>>(8);
-        let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-        for _ in 0..16 {
-            let _ = free_tx.send(Vec::with_capacity(CHUNK));
+        // The walker packs headers and file contents into large batches (no allocation per
+        // file); the hasher hashes each batch in one call and hands it back for reuse.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(POOL - 1);
+        let (free_tx, free_rx) = std::sync::mpsc::channel::<Batch>();
+        for _ in 0..POOL - 1 {
+            let _ = free_tx.send(Batch::new());
         }
         let rootfs = self.tmp.dir.join("rootfs");
+        let stop_prefetch = std::sync::atomic::AtomicBool::new(false);
         let (walked, hashed) = std::thread::scope(|s| {
+            // Files evicted from the page cache since they were written are read back with
+            // many reads in flight, not one at a time by the walk.
+            s.spawn(|| prefetch_tree(&rootfs, &stop_prefetch));
             let hasher = s.spawn(move || -> Result<(Sha256, RecordWriter<BufWriter<File>>)> {
                 let mut sha = Sha256::new();
                 let mut record = record;
-                for msg in rx.into_iter().flatten() {
-                    match msg {
-                        Msg::Raw(b) => {
-                            sha.update(&b);
-                            record.raw(&b).map_err(io_err("record.zst"))?;
-                        }
-                        Msg::Data(b) => {
-                            sha.update(&b);
-                            let _ = free_tx.send(b);
-                        }
-                        Msg::File(key, size) => {
-                            record.file(&key, size).map_err(io_err("record.zst"))?;
+                for mut batch in rx {
+                    sha.update(&batch.bytes);
+                    let mut at = 0;
+                    for ev in batch.events.drain(..) {
+                        match ev {
+                            Ev::Raw(n) => {
+                                record
+                                    .raw(&batch.bytes[at..at + n])
+                                    .map_err(io_err("record.zst"))?;
+                                at += n;
+                            }
+                            Ev::Data(n) => at += n,
+                            Ev::File(key, size) => {
+                                record.file(&key, size).map_err(io_err("record.zst"))?;
+                            }
                         }
                     }
+                    batch.bytes.clear();
+                    let _ = free_tx.send(batch);
                 }
                 Ok((sha, record))
             });
@@ -221,8 +234,7 @@ impl PendingLayer<'_> {
                 in_use,
                 new_objects: &mut new_objects,
                 tx,
-                batch: Vec::new(),
-                batch_bytes: 0,
+                batch: Batch::new(),
                 free: free_rx,
                 size: 0,
                 entries: 0,
@@ -236,6 +248,7 @@ impl PendingLayer<'_> {
                 Ok((sink.size, sink.entries, sink.unpacked))
             });
             drop(sink);
+            stop_prefetch.store(true, std::sync::atomic::Ordering::Relaxed);
             let hashed = hasher
                 .join()
                 .unwrap_or_else(|_| Err(Error::Archive("layer hasher thread panicked".into())));
@@ -302,16 +315,34 @@ impl std::fmt::Debug for Hashed {
     }
 }
 
-/// Read size of file content chunks sent to the hasher.
-const CHUNK: usize = 1 << 20;
+/// Bytes per batch sent to the hasher.
+const BATCH: usize = 4 << 20;
 
-/// What the walker sends the hasher thread, in tar order.
-enum Msg {
-    /// Verbatim tar bytes (headers, padding, end blocks).
-    Raw(Vec<u8>),
-    /// File content (hashed, not recorded: the record names the object).
-    Data(Vec<u8>),
-    /// The record segment of the file whose content was just sent.
+/// Batches in use at once (walker, channel, hasher).
+const POOL: usize = 4;
+
+/// A stretch of the tar stream for the hasher: its bytes, and what they are, in order.
+struct Batch {
+    bytes: Vec<u8>,
+    events: Vec<Ev>,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            bytes: Vec::with_capacity(BATCH),
+            events: Vec::new(),
+        }
+    }
+}
+
+/// One stretch of a [`Batch`].
+enum Ev {
+    /// This many verbatim tar bytes (headers, padding, end blocks): hashed and recorded.
+    Raw(usize),
+    /// This many bytes of file content: hashed, not recorded (the record names the object).
+    Data(usize),
+    /// The record segment of the file whose content was just sent (no bytes).
     File(ObjectKey, u64),
 }
 
@@ -321,12 +352,11 @@ struct CommitSink<'s> {
     /// The tree is in use as a lower dir: change nothing in it.
     in_use: bool,
     new_objects: &'s mut Vec<ObjectKey>,
-    tx: std::sync::mpsc::SyncSender<Vec<Msg>>,
-    /// Messages not sent yet (sent in batches: one channel operation per many entries).
-    batch: Vec<Msg>,
-    batch_bytes: usize,
-    /// Buffers the hasher is done with.
-    free: std::sync::mpsc::Receiver<Vec<u8>>,
+    tx: std::sync::mpsc::SyncSender<Batch>,
+    /// The batch being filled.
+    batch: Batch,
+    /// Batches the hasher is done with.
+    free: std::sync::mpsc::Receiver<Batch>,
     size: u64,
     entries: u64,
     unpacked: u64,
@@ -339,8 +369,8 @@ fn hasher_gone() -> Error {
 impl CommitSink<'_> {
     /// The key of a file placed by `link_object` (an object has at least two names: its own
     /// and this one; a path replaced by a single-named file afterwards is not trusted).
-    fn placed(&self, path: &Path, m: &fs::Metadata) -> Option<ObjectKey> {
-        if m.nlink() < 2 {
+    fn placed(&self, path: &Path, m: &Meta) -> Option<ObjectKey> {
+        if m.nlink < 2 {
             return None;
         }
         self.linked.get(path).copied()
@@ -348,57 +378,69 @@ impl CommitSink<'_> {
 
     fn raw(&mut self, bytes: &[u8]) -> Result<()> {
         self.size += bytes.len() as u64;
-        self.push(Msg::Raw(bytes.to_vec()), bytes.len())
-    }
-
-    fn push(&mut self, msg: Msg, bytes: usize) -> Result<()> {
-        self.batch.push(msg);
-        self.batch_bytes += bytes;
-        if self.batch.len() >= 256 || self.batch_bytes >= 4 * CHUNK {
-            self.flush()?;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let room = self.room()?;
+            let (now, later) = rest.split_at(rest.len().min(room));
+            self.batch.bytes.extend_from_slice(now);
+            match self.batch.events.last_mut() {
+                Some(Ev::Raw(n)) => *n += now.len(),
+                _ => self.batch.events.push(Ev::Raw(now.len())),
+            }
+            rest = later;
         }
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<()> {
-        if self.batch.is_empty() {
-            return Ok(());
+    /// Free bytes in the current batch (at least one: a full batch is sent first).
+    fn room(&mut self) -> Result<usize> {
+        if self.batch.bytes.len() >= BATCH {
+            self.flush()?;
         }
-        self.batch_bytes = 0;
-        self.tx
-            .send(std::mem::take(&mut self.batch))
-            .map_err(|_| hasher_gone())
+        Ok(BATCH - self.batch.bytes.len())
     }
 
-    /// Reads the file once: its chunks go to the hasher (sha256 of the tar), and into `b3`
-    /// (blake3) when the file's key is not known.
+    fn flush(&mut self) -> Result<()> {
+        if self.batch.events.is_empty() {
+            return Ok(());
+        }
+        let next = self.free.recv().map_err(|_| hasher_gone())?;
+        let full = std::mem::replace(&mut self.batch, next);
+        self.tx.send(full).map_err(|_| hasher_gone())
+    }
+
+    /// Reads the file once, straight into the batch: its bytes go to the hasher (sha256 of the
+    /// tar), and into `b3` (blake3) when the file's key is not known. Exactly `size` bytes are
+    /// read: a file read to its known size needs no extra read to see its end.
     fn content(
         &mut self,
         path: &Path,
+        file: File,
         size: u64,
         mut b3: Option<&mut blake3::Hasher>,
     ) -> Result<()> {
-        let mut f = File::open(path).map_err(io_err(path))?.take(size);
+        let mut f = file.take(size);
         let mut n = 0u64;
-        loop {
-            let mut buf = self
-                .free
-                .try_recv()
-                .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
-            buf.clear();
+        while n < size {
+            let room = self.room()?;
+            let want = (size - n).min(room as u64);
+            let start = self.batch.bytes.len();
             // read_to_end fills the spare capacity without zeroing it first.
             let k = (&mut f)
-                .take(CHUNK as u64)
-                .read_to_end(&mut buf)
+                .take(want)
+                .read_to_end(&mut self.batch.bytes)
                 .map_err(io_err(path))?;
             if k == 0 {
                 break;
             }
             if let Some(h) = b3.as_mut() {
-                h.update(&buf);
+                h.update(&self.batch.bytes[start..]);
+            }
+            match self.batch.events.last_mut() {
+                Some(Ev::Data(d)) => *d += k,
+                _ => self.batch.events.push(Ev::Data(k)),
             }
             n += k as u64;
-            self.push(Msg::Data(buf), k)?;
         }
         if n != size {
             return Err(shrank(path));
@@ -408,7 +450,7 @@ impl CommitSink<'_> {
     }
 
     /// Makes `path` (not placed by `link_object`) an object; returns its key.
-    fn objectify(&mut self, path: &Path, hash: &[u8; 32], m: &fs::Metadata) -> Result<ObjectKey> {
+    fn objectify(&mut self, path: &Path, hash: &[u8; 32], m: &Meta) -> Result<ObjectKey> {
         // Overlay's own bookkeeping (origin, impure, ...) is not part of a layer.
         for name in xattr::list(path).map_err(io_err(path))? {
             if name
@@ -447,9 +489,9 @@ impl CommitSink<'_> {
         // with several names keeps its inode (the tree's hardlinks must stay one inode).
         let om = fs::symlink_metadata(&obj).map_err(io_err(&obj))?;
         if !self.in_use
-            && m.nlink() == 1
-            && om.len() == m.len()
-            && (om.dev(), om.ino()) != (m.dev(), m.ino())
+            && m.nlink == 1
+            && om.len() == m.size
+            && (om.dev(), om.ino()) != (m.dev, m.ino)
         {
             let tmp = path.with_file_name(format!(
                 ".strata-dedup-{}",
@@ -470,31 +512,31 @@ impl TreeSink for CommitSink<'_> {
         self.raw(&h)
     }
 
-    fn file(&mut self, path: &Path, e: &Entry, m: &fs::Metadata) -> Result<()> {
+    fn file(&mut self, path: &Path, e: &Entry, m: &Meta, f: File) -> Result<()> {
         let mut h = Vec::with_capacity(1024);
         write_header(&mut h, e).map_err(io_err("<tar>"))?;
         self.entries += 1;
         self.raw(&h)?;
         let key = match self.placed(path, m) {
             Some(key) => {
-                self.content(path, e.size, None)?;
+                self.content(path, f, e.size, None)?;
                 key
             }
             None => {
                 let mut b3 = blake3::Hasher::new();
-                self.content(path, e.size, Some(&mut b3))?;
+                self.content(path, f, e.size, Some(&mut b3))?;
                 self.objectify(path, b3.finalize().as_bytes(), m)?
             }
         };
-        self.push(Msg::File(key, e.size), 0)?;
+        self.batch.events.push(Ev::File(key, e.size));
         self.unpacked += e.size;
         let mut p = Vec::new();
         pad(&mut p, e.size).map_err(io_err("<tar>"))?;
         self.raw(&p)
     }
 
-    fn may_hardlink(&self, path: &Path, m: &fs::Metadata) -> bool {
-        m.nlink() > 1 && self.placed(path, m).is_none()
+    fn may_hardlink(&self, path: &Path, m: &Meta) -> bool {
+        m.nlink > 1 && self.placed(path, m).is_none()
     }
 }
 

@@ -569,8 +569,15 @@ impl<'a, 'p> Writer<'a, 'p> {
 
     /// Places the queued files (in parallel) from `source`.
     fn run_jobs(&mut self, source: &dyn SourceTree) -> Result<()> {
-        let jobs = std::mem::take(&mut self.jobs);
+        let mut jobs = std::mem::take(&mut self.jobs);
         self.job_of.clear();
+        // A source file whose other names are not part of this copy (a context file hardlinked
+        // elsewhere, as pnpm's store does) gets no second name here: it is placed as an object
+        // link like any other file, not copied into an inode of its own.
+        let partnered: HashSet<&PathBuf> = self.links.iter().map(|(first, _)| first).collect();
+        for job in &mut jobs {
+            job.own_inode &= partnered.contains(&job.dest);
+        }
         let linked = AtomicU64::new(0);
         let copied = AtomicU64::new(0);
         let created = AtomicU64::new(0);

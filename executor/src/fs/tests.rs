@@ -84,6 +84,40 @@ fn read(p: &Path) -> String {
     fs::read_to_string(p).unwrap()
 }
 
+/// Source hardlinks: names copied together stay one inode; a file whose other names are
+/// outside the copy is an ordinary object link, not a private copy.
+#[test]
+fn hardlinks_within_the_copy_only() {
+    let e = env();
+    let ctx = e.ctx(&[("a/x", "shared-out"), ("a/p", "pair"), ("b/", "")]);
+    fs::hard_link(ctx.join("a/x"), ctx.join("b/y")).unwrap();
+    fs::hard_link(ctx.join("a/p"), ctx.join("a/q")).unwrap();
+    let src = DirTree::with_hashes(&ctx).unwrap();
+    // The first copy stores the objects; the second finds them.
+    for round in 0..2u64 {
+        let (r, p) = run(&e, &req(&src, &["a/"], "/dst/"), &LayerView::empty());
+        let st = r.unwrap();
+        let root = p.rootfs();
+        let (x, pm, q) = (
+            fs::metadata(root.join("dst/x")).unwrap(),
+            fs::metadata(root.join("dst/p")).unwrap(),
+            fs::metadata(root.join("dst/q")).unwrap(),
+        );
+        assert_eq!(pm.ino(), q.ino(), "round {round}: p and q stay one inode");
+        assert_eq!(pm.nlink(), 2, "round {round}: p and q only");
+        assert_eq!(read(&root.join("dst/x")), "shared-out");
+        // x is the store's object itself: its name there, dst/x here and in the layers
+        // committed by earlier rounds.
+        assert_eq!(x.nlink(), 2 + round, "round {round}: x is an object link");
+        if round == 1 {
+            assert_eq!(st.linked, 1, "{st:?}");
+            assert_eq!(st.copied_bytes, 4, "only the pair is written: {st:?}");
+        }
+        let info = p.commit().unwrap();
+        assert_eq!(info.entries, 4, "dst/, p, q (a tar hardlink), x");
+    }
+}
+
 #[test]
 fn file_and_dir_destination_rules() {
     let e = env();
