@@ -406,9 +406,48 @@ impl LayerJob<'_> {
                     cur: Vec::new(),
                     pos: 0,
                 };
-                let (kind, decoded) =
-                    compression::decompress(BufReader::with_capacity(1 << 20, reader), limit)?;
-                Ok((kind, store.ingest_layer(self.lease, decoded)?))
+                // Decompression runs on a thread of its own, a few MiB ahead of the extraction:
+                // they are the two longest tasks of a pull, and overlap on two cores.
+                let (dtx, drx) = sync_channel::<io::Result<Vec<u8>>>(TAP_DEPTH);
+                thread::scope(|s| {
+                    let decoder = s.spawn(move || -> Result<Detected> {
+                        let (kind, mut decoded) = compression::decompress(
+                            BufReader::with_capacity(1 << 20, reader),
+                            limit,
+                        )?;
+                        loop {
+                            let mut buf = Vec::with_capacity(1 << 20);
+                            match (&mut decoded).take(1 << 20).read_to_end(&mut buf) {
+                                Ok(0) => return Ok(kind),
+                                Ok(_) => {
+                                    // The extraction stopped (it reports why).
+                                    if dtx.send(Ok(buf)).is_err() {
+                                        return Ok(kind);
+                                    }
+                                }
+                                Err(e) => {
+                                    let _ = dtx.send(Err(e));
+                                    return Ok(kind);
+                                }
+                            }
+                        }
+                    });
+                    let decoded = ChannelReader {
+                        rx: drx,
+                        cur: Vec::new(),
+                        pos: 0,
+                    };
+                    let info = store.ingest_layer(self.lease, decoded);
+                    // A decoder that could not start ends the stream at once: its error, not
+                    // the extraction's, says what went wrong.
+                    let kind = decoder.join().unwrap_or_else(|_| {
+                        Err(Error::Registry {
+                            context: "pull".into(),
+                            message: "the decompression thread panicked".into(),
+                        })
+                    })?;
+                    Ok((kind, info?))
+                })
             });
             let w = self.download(&d, size, &mut feeder);
             match &w {
