@@ -24,6 +24,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use nix::dir::Type;
 use nix::fcntl::{AtFlags, OFlag};
 
 use crate::error::{Error, Result, io_err};
@@ -305,6 +306,25 @@ pub(crate) fn walk_tree(dir: &Path, sink: &mut impl TreeSink) -> Result<()> {
     walk(root, dir, b"", sink, &mut HashMap::new())
 }
 
+/// A directory entry's name and dirent type.
+type Named = (OsString, Option<Type>);
+
+/// A directory's entries (without `.` and `..`) in tar order (byte order of their names), and
+/// the directory's fd for `*at` calls on them.
+fn sorted_listing(dir_file: File) -> nix::Result<(nix::dir::Dir, Vec<Named>)> {
+    let mut listing = nix::dir::Dir::from_fd(OwnedFd::from(dir_file))?;
+    let mut names = Vec::new();
+    for entry in listing.iter() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push((OsStr::from_bytes(name).to_os_string(), entry.file_type()));
+        }
+    }
+    names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    Ok((listing, names))
+}
+
 fn walk(
     dir_file: File,
     dir: &Path,
@@ -312,18 +332,7 @@ fn walk(
     sink: &mut impl TreeSink,
     links: &mut HashMap<(u64, u64), Vec<u8>>,
 ) -> Result<()> {
-    use nix::dir::{Dir, Type};
-    let mut listing = Dir::from_fd(OwnedFd::from(dir_file)).map_err(|e| io_err(dir)(e.into()))?;
-    let mut names: Vec<(OsString, Option<Type>)> = Vec::new();
-    for entry in listing.iter() {
-        let entry = entry.map_err(|e| io_err(dir)(e.into()))?;
-        let name = entry.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
-        }
-        names.push((OsStr::from_bytes(name).to_os_string(), entry.file_type()));
-    }
-    names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let (listing, names) = sorted_listing(dir_file).map_err(|e| io_err(dir)(e.into()))?;
     for (name, dtype) in names {
         let path = dir.join(&name);
         // A regular file (by its dirent type) is opened at once and fstat'ed; anything else is
@@ -435,19 +444,8 @@ fn walk(
 /// each evicted file in turn. Best effort: errors end the prefetch silently, as does `stop`.
 pub(crate) fn prefetch_tree(dir: &Path, stop: &std::sync::atomic::AtomicBool) {
     fn go(dir_file: File, stop: &std::sync::atomic::AtomicBool) -> Option<()> {
-        use nix::dir::{Dir, Type};
         use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
-        let mut listing = Dir::from_fd(OwnedFd::from(dir_file)).ok()?;
-        let mut names: Vec<(OsString, Option<Type>)> = listing
-            .iter()
-            .filter_map(|e| e.ok())
-            .filter(|e| !matches!(e.file_name().to_bytes(), b"." | b".."))
-            .map(|e| {
-                let name = OsStr::from_bytes(e.file_name().to_bytes()).to_os_string();
-                (name, e.file_type())
-            })
-            .collect();
-        names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        let (listing, names) = sorted_listing(dir_file).ok()?;
         for (name, dtype) in names {
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
                 return None;

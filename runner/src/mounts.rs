@@ -234,22 +234,20 @@ pub fn parse_volume_flag(spec: &str) -> Result<MountRequest> {
             },
         }
     }
+    if propagation.is_some() && !source.is_some_and(|src| src.starts_with('/')) {
+        return Err(invalid(
+            FLAG,
+            spec,
+            "a propagation option needs a host path",
+        ));
+    }
     match source {
-        None => {
-            if propagation.is_some() {
-                return Err(invalid(
-                    FLAG,
-                    spec,
-                    "a propagation option needs a host path",
-                ));
-            }
-            Ok(MountRequest::Volume {
-                name: None,
-                target,
-                readonly,
-                nocopy,
-            })
-        }
+        None => Ok(MountRequest::Volume {
+            name: None,
+            target,
+            readonly,
+            nocopy,
+        }),
         Some(src) if src.starts_with('/') => {
             if nocopy {
                 return Err(invalid(
@@ -276,13 +274,6 @@ pub fn parse_volume_flag(spec: &str) -> Result<MountRequest> {
                          \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a \
                          host directory, use an absolute path"
                     ),
-                ));
-            }
-            if propagation.is_some() {
-                return Err(invalid(
-                    FLAG,
-                    spec,
-                    "a propagation option needs a host path",
                 ));
             }
             Ok(MountRequest::Volume {

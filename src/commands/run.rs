@@ -358,22 +358,11 @@ pub fn start(root: &Path, args: &StartArgs) -> Result<ExitCode, Failure> {
 /// Prints a container's output until it exits; returns its code.
 fn follow_to_end(root: &Path, c: &Container) -> Result<ExitCode, Failure> {
     let store = cstore(root)?;
-    let dir = store.container_dir(&c.id);
-    let id = c.id.clone();
-    let running =
-        || lifecycle::refresh(&store, &id).is_ok_and(|c| c.state.status == Status::Running);
     let opts = ReadOptions {
         follow: true,
         ..Default::default()
     };
-    logs::read(
-        &logs::log_path(&dir, &c.id),
-        opts,
-        &running,
-        &mut std::io::stdout(),
-        &mut std::io::stderr(),
-    )
-    .map_err(anyhow::Error::from)?;
+    print_log(&store, c, opts)?;
     let code = match store.load(&c.id) {
         Ok(c) => c.state.exit_code,
         Err(_) => 0,
@@ -493,15 +482,20 @@ pub fn logs(root: &Path, args: &LogsArgs) -> Result<(), Failure> {
     };
     let store = cstore(root)?;
     let c = lifecycle::refresh(&store, &args.container).map_err(anyhow::Error::from)?;
-    let dir = store.container_dir(&c.id);
-    let id = c.id.clone();
-    let running =
-        || lifecycle::refresh(&store, &id).is_ok_and(|c| c.state.status == Status::Running);
     let opts = ReadOptions {
         tail,
         timestamps: args.timestamps,
         follow: args.follow,
     };
+    print_log(&store, &c, opts)
+}
+
+/// Writes a container's json-file log to stdout and stderr (following it while the container
+/// runs, when `opts` say so).
+fn print_log(store: &ContainerStore, c: &Container, opts: ReadOptions) -> Result<(), Failure> {
+    let dir = store.container_dir(&c.id);
+    let running =
+        || lifecycle::refresh(store, &c.id).is_ok_and(|c| c.state.status == Status::Running);
     logs::read(
         &logs::log_path(&dir, &c.id),
         opts,
