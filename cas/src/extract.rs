@@ -20,8 +20,11 @@
 //!   removed first (`unlinkat`, or moved to the ingest's trash directory when it is a directory),
 //!   so a later entry can never write, chmod or chown through an earlier symlink;
 //! - metadata is applied to fds opened with `O_NOFOLLOW` or to things this extraction has just
-//!   created itself in its private temp tree; regular files are never chmod'ed or chown'ed here at
-//!   all: they are hardlinks to [objects](crate::object), which get their metadata before commit;
+//!   created itself in its private temp tree. Regular files are hardlinks to
+//!   [objects](crate::object): an existing object is linked; a new small file is created here
+//!   (`O_CREAT | O_EXCL | O_NOFOLLOW`) and its fd handed to a worker thread that writes it, applies
+//!   its metadata through the fd and links the inode into `objects/` (large files go through an
+//!   `ObjectWriter` and are linked once committed);
 //! - hardlink targets are cleaned and resolved inside the root the same way, and linked with
 //!   `linkat` without `AT_SYMLINK_FOLLOW` (a link to a symlink is a link to the symlink itself).
 //!
@@ -40,13 +43,14 @@
 //! an unresolvable hardlink, a symlink loop in a parent path: all are errors, and the caller
 //! ([`crate::layer`]) then removes the whole temp tree, so nothing is committed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError, channel, sync_channel};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2, renameat};
@@ -60,7 +64,7 @@ use xattr::FileExt;
 
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
-use crate::object::{ObjectMeta, ObjectWriter};
+use crate::object::{ObjectKey, ObjectMeta, ObjectWriter};
 use crate::record::RecordWriter;
 use crate::store::Store;
 
@@ -451,6 +455,36 @@ pub(crate) fn extract<R: Read, W: Write>(
     trash: &Path,
     record: &mut RecordWriter<W>,
 ) -> Result<Extracted> {
+    std::thread::scope(|s| {
+        let (jobs, job_rx) = sync_channel::<FileJob>(JOB_DEPTH);
+        let (done_tx, done) = channel();
+        s.spawn(move || object_worker(store, obj_tmp, &job_rx, &done_tx));
+        let mut objects = Objects {
+            store,
+            obj_tmp,
+            jobs: Some(jobs),
+            done,
+            in_flight: HashMap::new(),
+            pending: 0,
+            spare: Vec::new(),
+        };
+        let extracted = extract_into(store, input, rootfs, trash, record, &mut objects);
+        // Every object is complete (or the first failure known) before the caller commits.
+        let finished = objects.finish();
+        let extracted = extracted?;
+        finished?;
+        Ok(extracted)
+    })
+}
+
+fn extract_into<R: Read, W: Write>(
+    store: &Store,
+    input: R,
+    rootfs: &Path,
+    trash: &Path,
+    record: &mut RecordWriter<W>,
+    objects: &mut Objects<'_>,
+) -> Result<Extracted> {
     let root = openat(
         nix::fcntl::AT_FDCWD,
         rootfs,
@@ -625,7 +659,7 @@ pub(crate) fn extract<R: Read, W: Write>(
         if is_reg {
             unpacked += h.size;
         }
-        apply(store, &mut tree, &h, &mut inp, obj_tmp, record, &mut buf)?;
+        apply(store, &mut tree, &h, &mut inp, objects, record, &mut buf)?;
         if !is_reg && h.size > 0 {
             // Data of a non-regular entry: kept verbatim, never interpreted.
             let mut left = h.size;
@@ -668,13 +702,252 @@ pub(crate) fn extract<R: Read, W: Write>(
     })
 }
 
+/// Regular files up to this size are read into memory and finished by the object worker.
+const SMALL_FILE: usize = 1 << 20;
+/// Files queued for the object worker at most.
+const JOB_DEPTH: usize = 32;
+
+/// A regular file of the layer, created empty in the tree, for the object worker to fill.
+struct FileJob {
+    /// The new file, open for writing (its only name is in the tree).
+    file: File,
+    data: Vec<u8>,
+    meta: ObjectMeta,
+    key: ObjectKey,
+    /// The store holds a torn object (wrong size) under `key`: replace it.
+    torn: bool,
+    entry: Vec<u8>,
+}
+
+/// The regular files of an extraction. The extraction thread hashes each small file (blake3,
+/// in memory) for its key, which the record needs at once; an existing object is linked into
+/// the tree as before. A new one is created empty *in the tree* (so every later entry, a
+/// hardlink to it included, finds it in place) and handed to a worker thread that writes the
+/// data, applies the metadata and links the inode into `objects/` under its key: the writes and
+/// metadata syscalls, the longest part of unpacking a layer, run next to the parsing.
+struct Objects<'s> {
+    store: &'s Store,
+    obj_tmp: &'s Path,
+    jobs: Option<SyncSender<FileJob>>,
+    done: Receiver<Result<(ObjectKey, Vec<u8>)>>,
+    /// Keys queued and not finished yet (a second file with the same key waits for the
+    /// first, then links to it).
+    in_flight: HashMap<ObjectKey, usize>,
+    pending: usize,
+    /// Data buffers back from the worker, for reuse.
+    spare: Vec<Vec<u8>>,
+}
+
+impl Objects<'_> {
+    /// A zeroed buffer of `len` bytes, reused when one is free.
+    fn buffer(&mut self, len: usize) -> Vec<u8> {
+        let mut b = self.spare.pop().unwrap_or_default();
+        b.clear();
+        b.resize(len, 0);
+        b
+    }
+
+    fn finished(&mut self, r: Result<(ObjectKey, Vec<u8>)>) -> Result<()> {
+        self.pending -= 1;
+        let (key, data) = r?;
+        if let Some(n) = self.in_flight.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.in_flight.remove(&key);
+            }
+        }
+        if self.spare.len() < JOB_DEPTH {
+            self.spare.push(data);
+        }
+        Ok(())
+    }
+
+    /// Takes the results in, waiting for all of them with `all` (else only those ready).
+    fn collect(&mut self, all: bool) -> Result<()> {
+        while self.pending > 0 {
+            let r = if all {
+                self.done.recv().map_err(|_| worker_gone())?
+            } else {
+                match self.done.try_recv() {
+                    Ok(r) => r,
+                    Err(TryRecvError::Empty) => return Ok(()),
+                    Err(TryRecvError::Disconnected) => return Err(worker_gone()),
+                }
+            };
+            self.finished(r)?;
+        }
+        Ok(())
+    }
+
+    /// Puts a regular file with content `data` and object key `key` at `parent/name` (where
+    /// nothing is now).
+    fn place(
+        &mut self,
+        parent: &OwnedFd,
+        name: &[u8],
+        entry: &[u8],
+        key: ObjectKey,
+        meta: ObjectMeta,
+        data: Vec<u8>,
+    ) -> Result<()> {
+        self.collect(false)?;
+        if self.in_flight.contains_key(&key) {
+            self.collect(true)?;
+        }
+        let obj = self.store.object_path(&key);
+        // A same-named object of the wrong size is a torn write from a crash (see
+        // `ObjectWriter::commit`): it is replaced, never linked.
+        let torn = match std::fs::symlink_metadata(&obj) {
+            Ok(m) if m.is_file() && m.len() == data.len() as u64 => {
+                // https://man7.org/linux/man-pages/man2/linkat.2.html (no AT_SYMLINK_FOLLOW)
+                linkat(
+                    nix::fcntl::AT_FDCWD,
+                    &obj,
+                    parent.as_fd(),
+                    os(name),
+                    AtFlags::empty(),
+                )
+                .map_err(nix_err(entry, "link object"))?;
+                if self.spare.len() < JOB_DEPTH {
+                    self.spare.push(data);
+                }
+                return Ok(());
+            }
+            Ok(_) => true,
+            Err(_) => false,
+        };
+        // Created here, by this call, in the private temp tree: O_EXCL and O_NOFOLLOW.
+        let fd = openat(
+            parent.as_fd(),
+            os(name),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(nix_err(entry, "create"))?;
+        let job = FileJob {
+            file: File::from(fd),
+            data,
+            meta,
+            key,
+            torn,
+            entry: entry.to_vec(),
+        };
+        let jobs = self.jobs.as_ref().ok_or_else(worker_gone)?;
+        jobs.send(job).map_err(|_| worker_gone())?;
+        self.pending += 1;
+        *self.in_flight.entry(key).or_insert(0) += 1;
+        Ok(())
+    }
+
+    /// Closes the queue and waits for every queued file; the first failure wins.
+    fn finish(&mut self) -> Result<()> {
+        self.jobs = None;
+        let mut first = Ok(());
+        while self.pending > 0 {
+            let r = match self.done.recv() {
+                Ok(r) => self.finished(r),
+                Err(_) => {
+                    self.pending = 0;
+                    Err(worker_gone())
+                }
+            };
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+}
+
+fn worker_gone() -> Error {
+    Error::Archive("the object writer thread stopped".into())
+}
+
+/// The object worker: finishes queued files in order until the queue closes. After a failure
+/// it only answers the rest (the extraction stops at the first failure it is told about).
+fn object_worker(
+    store: &Store,
+    obj_tmp: &Path,
+    jobs: &Receiver<FileJob>,
+    done: &Sender<Result<(ObjectKey, Vec<u8>)>>,
+) {
+    let mut failed = false;
+    for job in jobs {
+        // Every job gets an answer: the extraction counts them.
+        let r = if failed {
+            Err(Error::Archive(
+                "not written after an earlier failure".into(),
+            ))
+        } else {
+            finish_object(store, obj_tmp, &job).map(|()| (job.key, job.data))
+        };
+        failed |= r.is_err();
+        if done.send(r).is_err() {
+            return;
+        }
+    }
+}
+
+/// Writes a queued file's data and metadata, then names its inode `objects/<key>`.
+fn finish_object(store: &Store, obj_tmp: &Path, job: &FileJob) -> Result<()> {
+    let path = PathBuf::from(String::from_utf8_lossy(&job.entry).into_owned());
+    (&job.file).write_all(&job.data).map_err(|e| Error::Io {
+        path: path.clone(),
+        source: e,
+    })?;
+    crate::object::apply_meta(&job.file, &job.meta, &path)?;
+    if !job.torn {
+        let dest = store.object_path(&job.key);
+        let mut made_dir = false;
+        loop {
+            // Why: the inode gets its object name through its fd (AT_EMPTY_PATH).
+            // https://man7.org/linux/man-pages/man2/linkat.2.html
+            match linkat(
+                job.file.as_fd(),
+                "",
+                nix::fcntl::AT_FDCWD,
+                &dest,
+                AtFlags::AT_EMPTY_PATH,
+            ) {
+                // Equal content and metadata committed meanwhile: this file keeps its own inode.
+                Ok(()) | Err(Errno::EEXIST) => return Ok(()),
+                Err(Errno::ENOENT) if !made_dir && !dest.parent().is_some_and(Path::is_dir) => {
+                    let dir = dest.parent().unwrap_or(&store.root);
+                    std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+                        path: dir.to_path_buf(),
+                        source: e,
+                    })?;
+                    made_dir = true;
+                }
+                // No CAP_DAC_READ_SEARCH, or a later entry replaced the file (no name is
+                // left): the object from the data in memory, as below.
+                Err(Errno::ENOENT | Errno::EPERM) => break,
+                Err(e) => return Err(nix_err(&job.entry, "link object")(e)),
+            }
+        }
+    }
+    let mut w = ObjectWriter::new(obj_tmp, job.meta.clone())?;
+    w.write_all(&job.data).map_err(|e| Error::Io {
+        path: path.clone(),
+        source: e,
+    })?;
+    let (key, _) = w.commit(store)?;
+    if key != job.key {
+        return Err(Error::Archive(format!(
+            "{}: object key changed while writing",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Applies one entry to the tree (reading a regular file's data from `inp`).
 fn apply<R: Read, W: Write>(
     store: &Store,
     tree: &mut Tree<'_>,
     h: &Header,
     inp: &mut Input<R>,
-    obj_tmp: &Path,
+    objects: &mut Objects<'_>,
     record: &mut RecordWriter<W>,
     buf: &mut [u8],
 ) -> Result<()> {
@@ -745,6 +1018,18 @@ fn apply<R: Read, W: Write>(
                     .collect(),
             };
             meta.normalize();
+            if h.size <= SMALL_FILE as u64 {
+                let mut data = objects.buffer(h.size as usize);
+                inp.need(&mut data)?;
+                let key = meta.key(blake3::hash(&data).as_bytes());
+                record.file(&key, h.size).map_err(|e| Error::Io {
+                    path: PathBuf::from("record.zst"),
+                    source: e,
+                })?;
+                tree.clear(&parent, name, false, entry)?;
+                return objects.place(&parent, name, entry, key, meta, data);
+            }
+            let obj_tmp = objects.obj_tmp;
             let mut w = ObjectWriter::new(obj_tmp, meta)?;
             let mut left = h.size;
             while left > 0 {
@@ -1204,6 +1489,86 @@ mod tests {
         let root = c.store.layer_rootfs(&info.diff_id);
         assert_eq!(fs::read(root.join("a")).unwrap(), b"A");
         assert_eq!(fs::read(root.join("b")).unwrap(), b"B");
+    }
+
+    /// Small files finished by the object worker, in the orders that involve a queued file:
+    /// a hardlink to it, equal content queued twice, an overwrite of it, a file whose only name
+    /// goes before the worker links it. Every object is whole, equal files share one, the tree
+    /// holds the last content, and the record regenerates the exact tar.
+    #[test]
+    fn queued_files_in_every_order() {
+        let c = canary();
+        let mut t = Vec::new();
+        let mut entries: Vec<(Entry, Vec<u8>)> = vec![
+            (f("a"), b"same".to_vec()),
+            (entry("b", b'1', "a"), Vec::new()),
+            (f("c"), b"same".to_vec()),
+            (f("d"), b"first d".to_vec()),
+            (f("d"), b"second d".to_vec()),
+        ];
+        // Many files whose names are all replaced at once by later entries: some of them lose
+        // their only name while queued.
+        for i in 0..200 {
+            entries.push((f(&format!("many/{i}")), format!("old {i}").into_bytes()));
+        }
+        entries.push((entry("many/", b'5', ""), Vec::new()));
+        for i in 0..200 {
+            entries.push((f(&format!("many/{i}")), format!("new {i}").into_bytes()));
+        }
+        for (e, data) in &entries {
+            let mut e = e.clone();
+            e.size = data.len() as u64;
+            write_entry(&mut t, &e, data).unwrap();
+        }
+        write_end(&mut t).unwrap();
+        let lease = c.store.lease().unwrap();
+        let info = c.store.ingest_layer(&lease, &t[..]).unwrap();
+        c.check();
+        let root = c.store.layer_rootfs(&info.diff_id);
+        let ino = |p: &str| fs::symlink_metadata(root.join(p)).unwrap().ino();
+        assert_eq!(fs::read(root.join("a")).unwrap(), b"same");
+        assert_eq!(ino("a"), ino("b"));
+        assert_eq!(ino("a"), ino("c"), "equal files share one object");
+        assert_eq!(fs::read(root.join("d")).unwrap(), b"second d");
+        for i in [0, 99, 199] {
+            let got = fs::read(root.join(format!("many/{i}"))).unwrap();
+            assert_eq!(got, format!("new {i}").into_bytes());
+        }
+        let objects = c.store.list_objects().unwrap();
+        assert_eq!(
+            objects.len(),
+            1 + 2 + 400,
+            "same, both d, old and new many/*"
+        );
+        let mut back = Vec::new();
+        c.store.write_layer_tar(&info.diff_id, &mut back).unwrap();
+        assert!(back == t, "the record regenerates the tar byte for byte");
+        assert!(c.store.verify().unwrap().is_empty());
+    }
+
+    /// A same-named object of the wrong size (a torn write from a crash) is replaced by the
+    /// whole one, never linked into the tree.
+    #[test]
+    fn torn_object_is_replaced() {
+        let c = canary();
+        let mut meta = ObjectMeta {
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime_secs: 1,
+            mtime_nanos: 0,
+            xattrs: Vec::new(),
+        };
+        meta.normalize();
+        let key = crate::object::key_of(&meta, b"whole content");
+        let obj = c.store.object_path(&key);
+        fs::create_dir_all(obj.parent().unwrap()).unwrap();
+        fs::write(&obj, b"whole").unwrap();
+        let info = c.run(&[(f("x"), b"whole content")]).unwrap();
+        let root = c.store.layer_rootfs(&info.diff_id);
+        assert_eq!(fs::read(root.join("x")).unwrap(), b"whole content");
+        assert_eq!(fs::read(&obj).unwrap(), b"whole content");
+        c.store.verify_object(&key).unwrap();
     }
 
     #[test]

@@ -244,10 +244,6 @@ impl ObjectWriter {
         let dest = store.object_path(&key);
         let meta = &self.meta;
         let tmp = self.tmp.clone();
-        let sys_err = |e: nix::Error| Error::Io {
-            path: tmp.clone(),
-            source: io::Error::from(e),
-        };
         // Existing object: nothing to apply (saves four syscalls per deduplicated file).
         // A same-named object of the wrong size is a torn write from a crash before the syncfs
         // of its layer's commit: replace it (the one repair ever made to a committed name).
@@ -259,28 +255,7 @@ impl ObjectWriter {
             }
             torn = true;
         }
-        let uid = u32::try_from(meta.uid)
-            .map_err(|_| Error::Archive(format!("uid {} out of range", meta.uid)))?;
-        let gid = u32::try_from(meta.gid)
-            .map_err(|_| Error::Archive(format!("gid {} out of range", meta.gid)))?;
-        // Why: ownership first (chown clears set-id bits and security.capability), then mode,
-        // xattrs, and the mtime last. fd-based: the temp file is ours, nothing to resolve.
-        // https://man7.org/linux/man-pages/man2/fchown.2.html
-        fchown(
-            &self.file,
-            Some(Uid::from_raw(uid)),
-            Some(Gid::from_raw(gid)),
-        )
-        .map_err(sys_err)?;
-        // https://man7.org/linux/man-pages/man2/fchmod.2.html
-        fchmod(&self.file, Mode::from_bits_truncate(meta.mode & 0o7777)).map_err(sys_err)?;
-        for (k, v) in &meta.xattrs {
-            // https://man7.org/linux/man-pages/man2/fsetxattr.2.html
-            self.file.set_xattr(k, v).map_err(io_err(&tmp))?;
-        }
-        let mtime = TimeSpec::new(meta.mtime_secs, i64::from(meta.mtime_nanos));
-        // https://man7.org/linux/man-pages/man2/futimens.2.html
-        futimens(&self.file, &mtime, &mtime).map_err(sys_err)?;
+        apply_meta(&self.file, meta, &tmp)?;
         let renamed = if torn {
             store.sys.rename(&tmp, &dest)
         } else {
@@ -314,6 +289,34 @@ impl ObjectWriter {
         let _ = fs::remove_file(&self.tmp);
         self.done = true;
     }
+}
+
+/// Gives a file just written for an object (an open fd: nothing to resolve) the object's
+/// metadata: ownership first (chown clears set-id bits and `security.capability`), then the
+/// mode, the xattrs, and the mtime last.
+///
+/// # Errors
+/// The failing syscall, with `path` (what the file is) in the error.
+pub(crate) fn apply_meta(file: &File, meta: &ObjectMeta, path: &Path) -> Result<()> {
+    let sys_err = |e: nix::Error| Error::Io {
+        path: path.to_path_buf(),
+        source: io::Error::from(e),
+    };
+    let uid = u32::try_from(meta.uid)
+        .map_err(|_| Error::Archive(format!("uid {} out of range", meta.uid)))?;
+    let gid = u32::try_from(meta.gid)
+        .map_err(|_| Error::Archive(format!("gid {} out of range", meta.gid)))?;
+    // https://man7.org/linux/man-pages/man2/fchown.2.html
+    fchown(file, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))).map_err(sys_err)?;
+    // https://man7.org/linux/man-pages/man2/fchmod.2.html
+    fchmod(file, Mode::from_bits_truncate(meta.mode & 0o7777)).map_err(sys_err)?;
+    for (k, v) in &meta.xattrs {
+        // https://man7.org/linux/man-pages/man2/fsetxattr.2.html
+        file.set_xattr(k, v).map_err(io_err(path))?;
+    }
+    let mtime = TimeSpec::new(meta.mtime_secs, i64::from(meta.mtime_nanos));
+    // https://man7.org/linux/man-pages/man2/futimens.2.html
+    futimens(file, &mtime, &mtime).map_err(sys_err)
 }
 
 impl Write for ObjectWriter {
