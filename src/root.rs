@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 /// The root in effect for this process.
 pub fn resolve(explicit: Option<&Path>) -> PathBuf {
     if let Some(p) = explicit {
-        return p.to_path_buf();
+        // Absolute: overlay mounts, container bundles and detached supervisors use the paths
+        // under it from other working directories.
+        return std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     }
     default_root(
         nix::unistd::geteuid().is_root(),
@@ -49,6 +51,13 @@ mod tests {
     fn relative_xdg_is_ignored() {
         let got = default_root(false, Some("rel".into()), Some("/home/u".into()));
         assert_eq!(got, PathBuf::from("/home/u/.local/share/strata"));
+    }
+
+    #[test]
+    fn relative_root_is_made_absolute() -> std::io::Result<()> {
+        let cwd = std::env::current_dir()?;
+        assert_eq!(resolve(Some(Path::new("r/s"))), cwd.join("r/s"));
+        Ok(())
     }
 
     #[test]

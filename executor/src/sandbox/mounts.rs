@@ -477,6 +477,7 @@ fn mask_path(sys: &dyn Syscall, root: &Path, path: &str) -> Result<()> {
             None,
         )?;
     } else {
+        null_device_is_real()?;
         sys.mount(
             Some(Path::new("/dev/null")),
             &target,
@@ -486,6 +487,24 @@ fn mask_path(sys: &dyn Syscall, root: &Path, path: &str) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The host's `/dev/null` must be the null device (char 1:3) before it is bound over a masked
+/// path: a regular file left in its place would show the container whatever the host wrote to
+/// "/dev/null", and take the container's writes.
+fn null_device_is_real() -> Result<()> {
+    let st = nix::sys::stat::stat("/dev/null")
+        .map_err(|e| Error::Sandbox(format!("stat /dev/null: {e}")))?;
+    let is_char = st.st_mode & libc::S_IFMT == libc::S_IFCHR;
+    if is_char && st.st_rdev == nix::sys::stat::makedev(1, 3) {
+        Ok(())
+    } else {
+        Err(Error::Sandbox(
+            "/dev/null on this host is not the null device (char 1:3); refusing to mask paths \
+             with it (recreate it with `mknod -m 666 /dev/null c 1 3`)"
+                .into(),
+        ))
+    }
 }
 
 #[cfg(test)]
