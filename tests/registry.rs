@@ -712,13 +712,15 @@ struct Seen {
     headers: BTreeMap<String, String>,
 }
 
-/// A response; `short` cuts the body after that many bytes (Content-Length stays full).
+/// A response; `short` cuts the body after that many bytes (Content-Length stays full), and
+/// `stall` then keeps the connection open, silent, that long before closing it.
 #[derive(Debug, Clone, Default)]
 struct Reply {
     status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
     short: Option<usize>,
+    stall: Option<Duration>,
 }
 
 impl Reply {
@@ -819,6 +821,9 @@ impl Fake {
                         let _ = stream.write_all(&reply.body[..end]);
                     }
                     let _ = stream.flush();
+                    if let Some(d) = reply.stall {
+                        thread::sleep(d);
+                    }
                 });
             }
         });
@@ -1065,6 +1070,68 @@ fn fake_registry_broken_download_resumes_with_a_range_request() {
         Some(format!("bytes={half}-").as_str())
     );
     assert_eq!(env.id("r", &name), Digest::of(&img.config).to_string());
+}
+
+/// A registry that stops sending in the middle of a layer (the connection stays open) is a
+/// transient failure after the read timeout: the download resumes with a range request, long
+/// before the stalled connection would have closed.
+#[test]
+fn fake_registry_stalled_download_times_out_and_resumes() {
+    let img = Arc::new(FakeImage::new());
+    let i = img.clone();
+    let fake = Fake::start(Arc::new(move |req: &Seen, n| {
+        let mut r = i.serve(req);
+        if req.path == i.layer_path() {
+            if n == 0 {
+                r.short = Some(r.body.len() / 2);
+                r.stall = Some(Duration::from_secs(120));
+            } else if let Some(from) = req
+                .headers
+                .get("range")
+                .and_then(|v| v.strip_prefix("bytes="))
+                .and_then(|v| v.strip_suffix('-'))
+                .and_then(|v| v.parse::<usize>().ok())
+            {
+                let total = r.body.len();
+                r.status = 206;
+                r.body = r.body[from..].to_vec();
+                r.headers.push((
+                    "Content-Range".into(),
+                    format!("bytes {from}-{}/{total}", total - 1),
+                ));
+            }
+        }
+        r
+    }));
+    let env = Env::new();
+    let name = format!("{}/img:1", fake.host());
+    let started = std::time::Instant::now();
+    env.ok(env
+        .cmd("r")
+        .env("STRATA_REGISTRY_READ_TIMEOUT", "2")
+        .args(["pull", &name]));
+    assert!(
+        started.elapsed() < Duration::from_secs(100),
+        "the pull waited for the stalled connection to close"
+    );
+    let layer: Vec<Seen> = fake
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == img.layer_path())
+        .collect();
+    assert_eq!(
+        layer.len(),
+        2,
+        "one stalled download, one resumed: {layer:?}"
+    );
+    let half = img.layer.len() / 2;
+    assert_eq!(
+        layer[1].headers.get("range").map(String::as_str),
+        Some(format!("bytes={half}-").as_str())
+    );
+    assert_eq!(env.id("r", &name), Digest::of(&img.config).to_string());
+    let (so, _) = env.ok(env.cmd("r").args(["system", "verify"]));
+    assert!(so.contains("store is consistent"), "verify: {so}");
 }
 
 #[test]

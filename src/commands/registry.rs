@@ -8,6 +8,10 @@
 //! `~/.docker/config.json` (`auths`, `credHelpers`, `credsStore`). Registries listed with
 //! `--insecure-registry` or in `registries.json` next to the auth file
 //! (`{"insecure-registries": ["host:port"]}`) may use plain http, as localhost always may.
+//!
+//! A registry that sends nothing for `$STRATA_REGISTRY_READ_TIMEOUT` seconds (default 60) while
+//! strata waits for a response or the rest of a body is a transient failure: retried, and a
+//! download resumes where the registry allows.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal as _, Read as _, Write as _};
@@ -43,6 +47,16 @@ fn registries(insecure: &[String], cert_dir: Option<&Path>) -> anyhow::Result<Re
     }
     config.insecure.extend(insecure.iter().cloned());
     config.cert_dir = cert_dir.map(Path::to_path_buf);
+    if let Some(v) = std::env::var_os("STRATA_REGISTRY_READ_TIMEOUT") {
+        config.read_timeout = v
+            .to_str()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|s| *s > 0.0)
+            .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+            .ok_or_else(|| {
+                anyhow!("STRATA_REGISTRY_READ_TIMEOUT={v:?}: expected a positive number of seconds")
+            })?;
+    }
     Ok(Registries::new(config, auth))
 }
 

@@ -55,6 +55,10 @@ pub struct ClientConfig {
     pub retries: u32,
     /// The first backoff delay (doubled each attempt).
     pub backoff: Duration,
+    /// How long a request without a body may wait for the response headers, and any read of
+    /// a response body for its next bytes: a registry that stalls mid-download is then a
+    /// transient failure (retried, resuming where the registry allows), never a hang.
+    pub read_timeout: Duration,
 }
 
 impl Default for ClientConfig {
@@ -65,6 +69,7 @@ impl Default for ClientConfig {
             cert_dir: None,
             retries: 4,
             backoff: Duration::from_millis(250),
+            read_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -168,7 +173,11 @@ pub struct Client {
     api_host: String,
     allow_http: bool,
     base: OnceLock<String>,
+    /// For requests with a body (uploads): no timeout while the body is sent, however long;
+    /// a peer that stops acknowledging it fails through TCP_USER_TIMEOUT.
     http: reqwest::blocking::Client,
+    /// For requests without a body: `read_timeout` on the headers and on every body read.
+    http_read: reqwest::blocking::Client,
     cred: Option<Credential>,
     tokens: Mutex<HashMap<String, String>>,
     basic: AtomicBool,
@@ -293,29 +302,44 @@ impl Client {
         };
         let listed = config.insecure.contains(&api_host);
         let allow_http = is_local(&api_host) || listed;
-        let mut b = reqwest::blocking::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(30))
-            .timeout(None::<Duration>)
-            .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")));
-        if listed {
-            // As docker's insecure registries: their certificates are not verified either.
-            b = b.danger_accept_invalid_certs(true);
-        }
-        let extra = ca_certs(&config.certs_dirs, config.cert_dir.as_deref(), &api_host)?;
-        for c in system_certs().into_iter().chain(extra) {
-            b = b.add_root_certificate(c);
-        }
-        let http = b.build().map_err(|e| Error::Registry {
-            context: format!("registry {domain}"),
-            message: format!("cannot set up the HTTP client: {e}"),
-        })?;
+        let certs: Vec<_> = system_certs()
+            .into_iter()
+            .chain(ca_certs(
+                &config.certs_dirs,
+                config.cert_dir.as_deref(),
+                &api_host,
+            )?)
+            .collect();
+        // The blocking client's timeout bounds the wait for the response (the whole upload
+        // included) and each read of the body.
+        let build = |timeout: Option<Duration>| {
+            let mut b = reqwest::blocking::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(Duration::from_secs(30))
+                .tcp_user_timeout(config.read_timeout)
+                .timeout(timeout)
+                .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")));
+            if listed {
+                // As docker's insecure registries: their certificates are not verified either.
+                b = b.danger_accept_invalid_certs(true);
+            }
+            for c in &certs {
+                b = b.add_root_certificate(c.clone());
+            }
+            b.build().map_err(|e| Error::Registry {
+                context: format!("registry {domain}"),
+                message: format!("cannot set up the HTTP client: {e}"),
+            })
+        };
+        let http = build(None)?;
+        let http_read = build(Some(config.read_timeout))?;
         Ok(Client {
             domain: domain.to_string(),
             api_host,
             allow_http,
             base: OnceLock::new(),
             http,
+            http_read,
             cred,
             tokens: Mutex::new(HashMap::new()),
             basic: AtomicBool::new(false),
@@ -458,7 +482,7 @@ impl Client {
             if attempt > 0 {
                 thread::sleep(self.config.backoff * 2u32.saturating_pow(attempt - 1));
             }
-            let mut rb = self.http.get(url.clone());
+            let mut rb = self.http_read.get(url.clone());
             if let Some(c) = &self.cred {
                 rb = rb.header(AUTHORIZATION, c.basic());
             }
@@ -505,7 +529,16 @@ impl Client {
         let mut redirects = 0;
         loop {
             let own_host = host_port(&url) == registry_host;
-            let mut rb = self.http.request(method.clone(), url.clone());
+            let b = body.to_http().map_err(Error::io(format!(
+                "reading the body of {} {url}",
+                req.method
+            )))?;
+            let http = if b.is_some() {
+                &self.http
+            } else {
+                &self.http_read
+            };
+            let mut rb = http.request(method.clone(), url.clone());
             for (k, v) in &req.headers {
                 let v = HeaderValue::from_str(v).map_err(|e| Error::Registry {
                     context: self.ctx(),
@@ -516,10 +549,6 @@ impl Client {
             if own_host && let Some(a) = self.auth_header(&req.scope) {
                 rb = rb.header(AUTHORIZATION, a);
             }
-            let b = body.to_http().map_err(Error::io(format!(
-                "reading the body of {} {url}",
-                req.method
-            )))?;
             rb = match b {
                 Some(b) => rb.body(b),
                 None if method == Method::PUT || method == Method::POST => {
