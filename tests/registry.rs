@@ -262,6 +262,29 @@ fn build_push_rmi_pull_save_roundtrip_and_skopeo_reads_it() {
         "the base layer is mounted:\n{so}"
     );
     let pushed = digest_in(&so, "1: digest: ");
+    // docker's RepoDigests and DIGEST column, after a push and after a pull.
+    let repo_digests = |root: &str| -> Vec<String> {
+        let (so, _) = env.ok(env.cmd(root).args(["inspect", &app]));
+        let v: Value = serde_json::from_str(&so).expect("inspect JSON");
+        v[0]["RepoDigests"]
+            .as_array()
+            .expect("RepoDigests")
+            .iter()
+            .map(|d| d.as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let want = vec![format!("{host}/app@{pushed}")];
+    assert_eq!(repo_digests("builder"), want);
+    let (so, _) = env.ok(env.cmd("builder").args([
+        "images",
+        "--digests",
+        "--format",
+        "{{.Repository}} {{.Digest}}",
+    ]));
+    assert!(
+        so.lines().any(|l| l == format!("{host}/app {pushed}")),
+        "{so}"
+    );
     // A second push finds everything in place.
     let (so, _) = env.ok(env.cmd("builder").args(["push", &app]));
     assert!(so.contains("Layer already exists"), "{so}");
@@ -277,6 +300,7 @@ fn build_push_rmi_pull_save_roundtrip_and_skopeo_reads_it() {
         "{so}"
     );
     assert_eq!(env.id("fresh", &app), id, "same config digest");
+    assert_eq!(repo_digests("fresh"), want);
     // The stored manifest is the pushed one: same layer and config digests.
     let manifest_path = env
         .root("fresh")

@@ -1,5 +1,7 @@
 //! Refs: `refs.json` maps full references (`docker.io/library/busybox:latest`) to manifest
-//! digests.
+//! digests. It also keeps each image's repo digests (docker's `RepoDigests`): the
+//! `repository@sha256:...` references under which a registry serves it, recorded by pull and
+//! push, and dropped with the image's last ref.
 //!
 //! - Reads ([`Store::refs`]) take no lock: the file is only ever replaced by `rename`, so a reader
 //!   sees the old or the new version, never a mix.
@@ -10,7 +12,7 @@
 //!   `ref.after-temp-write`), renamed over `refs.json` (failpoint `ref.before-rename` just
 //!   before), and the root directory is fsynced.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 
@@ -26,10 +28,13 @@ use crate::store::{Store, unique_id};
 /// The on-disk format version of `refs.json`.
 const REFS_VERSION: u32 = 1;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct RefsFile {
     version: u32,
     refs: BTreeMap<Reference, Digest>,
+    /// Manifest digest (a value of `refs`) -> `repository@digest` references.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    repo_digests: BTreeMap<Digest, BTreeSet<Reference>>,
 }
 
 impl Store {
@@ -38,10 +43,51 @@ impl Store {
     /// # Errors
     /// Reading failed, or [`Error::Corrupt`] when `refs.json` does not parse.
     pub fn refs(&self) -> Result<BTreeMap<Reference, Digest>> {
+        Ok(self.refs_file()?.refs)
+    }
+
+    /// Each image's repo digests, by manifest digest (lock-free read).
+    ///
+    /// # Errors
+    /// As [`Store::refs`].
+    pub fn repo_digests(&self) -> Result<BTreeMap<Digest, BTreeSet<Reference>>> {
+        Ok(self.refs_file()?.repo_digests)
+    }
+
+    /// Records that a registry serves the image whose manifest is `manifest` as `repo_digest`
+    /// (`repository@sha256:...`), replacing an earlier digest of the same repository. Nothing
+    /// is recorded for a manifest no ref points at.
+    ///
+    /// # Errors
+    /// [`Error::InvalidReference`] when `repo_digest` has no digest; as [`Store::update_refs`].
+    pub fn add_repo_digest(&self, manifest: &Digest, repo_digest: &Reference) -> Result<()> {
+        if repo_digest.digest().is_none() || repo_digest.tag().is_some() {
+            return Err(Error::InvalidReference {
+                input: repo_digest.to_string(),
+                reason: "a repo digest is repository@digest".into(),
+            });
+        }
+        self.update_file(|file| {
+            let set = file.repo_digests.entry(*manifest).or_default();
+            if set.contains(repo_digest) {
+                return Ok(false);
+            }
+            set.retain(|r| r.repository() != repo_digest.repository());
+            set.insert(repo_digest.clone());
+            Ok(true)
+        })
+    }
+
+    fn refs_file(&self) -> Result<RefsFile> {
         let path = self.root.join("refs.json");
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(RefsFile {
+                    version: REFS_VERSION,
+                    ..RefsFile::default()
+                });
+            }
             Err(e) => return Err(io_err(&path)(e)),
         };
         let file: RefsFile = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
@@ -54,7 +100,7 @@ impl Store {
                 message: format!("unsupported refs version {}", file.version),
             });
         }
-        Ok(file.refs)
+        Ok(file)
     }
 
     /// Points `r` at `d` (creating or moving the tag). `d` is recorded in `lease` first.
@@ -91,6 +137,15 @@ impl Store {
     where
         F: FnOnce(&mut BTreeMap<Reference, Digest>) -> Result<bool>,
     {
+        self.update_file(|file| f(&mut file.refs))
+    }
+
+    /// Read-modify-write of the whole file (see [`Store::update_refs`]). Repo digests of
+    /// manifests no ref points at any more are dropped on the way.
+    fn update_file<F>(&self, f: F) -> Result<()>
+    where
+        F: FnOnce(&mut RefsFile) -> Result<bool>,
+    {
         let _gc = GcLock::shared(self)?;
         let lock_path = self.root.join("refs.lock");
         let lock = OpenOptions::new()
@@ -101,15 +156,15 @@ impl Store {
             .open(&lock_path)
             .map_err(io_err(&lock_path))?;
         lock.lock().map_err(io_err(&lock_path))?;
-        let mut refs = self.refs()?;
-        if !f(&mut refs)? {
+        let mut file = self.refs_file()?;
+        if !f(&mut file)? {
             return Ok(());
         }
-        let body = serde_json::to_vec_pretty(&RefsFile {
-            version: REFS_VERSION,
-            refs,
-        })
-        .map_err(|e| Error::Corrupt {
+        let named: BTreeSet<Digest> = file.refs.values().copied().collect();
+        file.repo_digests
+            .retain(|m, set| named.contains(m) && !set.is_empty());
+        file.version = REFS_VERSION;
+        let body = serde_json::to_vec_pretty(&file).map_err(|e| Error::Corrupt {
             path: self.root.join("refs.json"),
             message: format!("cannot serialise refs: {e}"),
         })?;
@@ -183,6 +238,44 @@ mod tests {
                 .count(),
             0
         );
+        Ok(())
+    }
+
+    #[test]
+    fn repo_digests_follow_their_image() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(io_err("tempdir"))?;
+        let store = Store::open(dir.path())?;
+        let lease = store.lease()?;
+        let m = store.put_blob(&lease, b"manifest")?;
+        let d1 = Digest::of(b"pushed once");
+        let d2 = Digest::of(b"pushed again");
+        // Not named yet: nothing to attach it to.
+        store.add_repo_digest(&m, &r("reg:5000/app")?.with_digest(d1))?;
+        assert!(store.repo_digests()?.is_empty());
+        store.set_ref(&lease, &r("reg:5000/app:1")?, &m)?;
+        store.add_repo_digest(&m, &r("reg:5000/app")?.with_digest(d1))?;
+        store.add_repo_digest(&m, &r("other/app")?.with_digest(d1))?;
+        // The same repository again: the newer digest replaces the older.
+        store.add_repo_digest(&m, &r("reg:5000/app")?.with_digest(d2))?;
+        let got: Vec<String> = store.repo_digests()?[&m]
+            .iter()
+            .map(Reference::familiar)
+            .collect();
+        assert_eq!(
+            got,
+            vec![format!("other/app@{d1}"), format!("reg:5000/app@{d2}")]
+        );
+        assert!(store.add_repo_digest(&m, &r("reg:5000/app:1")?).is_err());
+        // A tag is no repo digest, and the image's last ref takes its digests along.
+        store.remove_ref(&r("reg:5000/app:1")?)?;
+        assert!(store.repo_digests()?.is_empty());
+        // refs.json files without the field still read.
+        std::fs::write(
+            dir.path().join("refs.json"),
+            br#"{"version": 1, "refs": {}}"#,
+        )
+        .map_err(io_err("w"))?;
+        assert!(store.repo_digests()?.is_empty() && store.refs()?.is_empty());
         Ok(())
     }
 

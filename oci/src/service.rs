@@ -61,6 +61,8 @@ pub struct ImageSummary {
     pub labels: BTreeMap<String, String>,
     /// Diff IDs, base first.
     pub layers: Vec<Digest>,
+    /// `repository@digest` references a registry serves it under (pulled or pushed).
+    pub repo_digests: Vec<Reference>,
 }
 
 /// One loaded name (or image ID when the image came without a name).
@@ -328,6 +330,7 @@ impl Images {
             size,
             labels: labels(&config),
             layers: layers.iter().map(|(d, _)| *d).collect(),
+            repo_digests: Vec::new(),
         })
     }
 
@@ -481,6 +484,12 @@ impl Images {
             size,
             labels: labels(&cfg),
             layers,
+            repo_digests: self
+                .store
+                .repo_digests()?
+                .remove(&rec.manifest)
+                .map(|s| s.into_iter().collect())
+                .unwrap_or_default(),
         })
     }
 
@@ -683,11 +692,24 @@ impl Images {
             serde_json::from_slice(&bytes).map_err(|e| Error::json("image config", e))?;
         let field = |k: &str| raw.get(k).cloned().unwrap_or(serde_json::Value::Null);
         let str_or_empty = |k: &str| raw.get(k).cloned().unwrap_or_else(|| "".into());
-        let repo_tags: Vec<String> = summary.references.iter().map(|r| r.familiar()).collect();
+        let repo_tags: Vec<String> = summary
+            .references
+            .iter()
+            .filter(|r| r.digest().is_none())
+            .map(|r| r.familiar())
+            .collect();
+        let mut repo_digests: Vec<String> = summary
+            .repo_digests
+            .iter()
+            .chain(summary.references.iter().filter(|r| r.digest().is_some()))
+            .map(|r| r.familiar())
+            .collect();
+        repo_digests.sort();
+        repo_digests.dedup();
         Ok(serde_json::json!({
             "Id": res.id.to_string(),
             "RepoTags": repo_tags,
-            "RepoDigests": [],
+            "RepoDigests": repo_digests,
             "Parent": "",
             "Comment": str_or_empty("comment"),
             "Created": str_or_empty("created"),

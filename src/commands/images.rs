@@ -17,7 +17,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, anyhow};
 use serde_json::Value;
-use strata_cas::Reference;
+use strata_cas::{Digest, Reference};
 use strata_oci::{ImageSummary, Images};
 
 use crate::Failure;
@@ -180,9 +180,19 @@ pub fn row_value(row: &Row<'_>, no_trunc: bool, now: Timestamp) -> Value {
         ),
         None => ("<none>".to_string(), "<none>".to_string()),
     };
-    let digest = match row.reference.and_then(|r| r.digest()) {
-        Some(d) => d.to_string(),
-        None => img.manifest.to_string(),
+    // docker's DIGEST column: the digest a registry serves this repository's image under
+    // (pulled or pushed), `<none>` for an image that never went through a registry.
+    let digest = match row.reference {
+        Some(r) => r
+            .digest()
+            .or_else(|| {
+                img.repo_digests
+                    .iter()
+                    .find(|d| d.repository() == r.repository())
+                    .and_then(|d| d.digest())
+            })
+            .map_or_else(|| "<none>".to_string(), Digest::to_string),
+        None => "<none>".to_string(),
     };
     let id = if no_trunc {
         img.id.to_string()
@@ -474,6 +484,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
             layers: Vec::new(),
+            repo_digests: Vec::new(),
         }
     }
 

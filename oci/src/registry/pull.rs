@@ -613,6 +613,9 @@ pub fn pull(
     store.put_blob(&lease, &config_bytes)?;
     store.put_blob(&lease, &manifest_bytes)?;
     let updated = images.name_manifest(&manifest_digest, std::slice::from_ref(reference))?;
+    // docker's RepoDigests: the digest the reference resolved to (an index's, for a
+    // multi-platform image), under which the registry serves it.
+    store.add_repo_digest(&manifest_digest, &reference.with_digest(top))?;
     drop(lease);
     Ok(Pulled {
         reference: reference.clone(),

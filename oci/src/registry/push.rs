@@ -356,6 +356,7 @@ pub fn push(
     .header(CONTENT_TYPE, media_type)
     .body(Body::Bytes(std::sync::Arc::new(manifest_bytes)));
     client.send_ok(&req, &format!("pushing manifest {reference}"))?;
+    store.add_repo_digest(&res.manifest, &reference.with_digest(digest))?;
     drop(lease);
     Ok(Pushed {
         reference: reference.clone(),
