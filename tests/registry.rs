@@ -285,6 +285,8 @@ fn build_push_rmi_pull_save_roundtrip_and_skopeo_reads_it() {
         so.lines().any(|l| l == format!("{host}/app {pushed}")),
         "{so}"
     );
+    // The pushed digest names the image, as in docker.
+    assert_eq!(env.id("builder", &format!("{host}/app@{pushed}")), id);
     // A second push finds everything in place.
     let (so, _) = env.ok(env.cmd("builder").args(["push", &app]));
     assert!(so.contains("Layer already exists"), "{so}");

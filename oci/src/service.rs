@@ -529,10 +529,21 @@ impl Images {
         if let Ok(reference) = spec.parse::<Reference>()
             && !is_hidden(&reference)
         {
+            let repo_digests = if reference.digest().is_some() {
+                self.store.repo_digests()?
+            } else {
+                BTreeMap::new()
+            };
             let hit = records.iter().find(|r| match reference.digest() {
                 // A pulled `name@sha256:` may name an index: its ref points to the platform's
-                // manifest.
-                Some(d) => r.manifest == *d || r.refs.contains(&reference),
+                // manifest. A pushed image answers to the digest the registry gave it.
+                Some(d) => {
+                    r.manifest == *d
+                        || r.refs.contains(&reference)
+                        || repo_digests
+                            .get(&r.manifest)
+                            .is_some_and(|s| s.contains(&reference))
+                }
                 None => r.refs.contains(&reference),
             });
             if let Some(r) = hit {
