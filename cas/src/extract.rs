@@ -3,7 +3,8 @@
 //! The tar is parsed here (not with the `tar` crate) because every raw byte must reach the
 //! [record](crate::record): header blocks, PAX (`x`, `g`) and GNU long-name (`L`, `K`) blocks
 //! with their data, padding, and the end-of-archive blocks plus whatever follows them. The
-//! sha256 of the whole stream (the diffID) and its length are computed while reading.
+//! sha256 of the whole stream (the diffID) and its length are computed while reading (the
+//! sha256 on a thread of its own, fed batches of the bytes read).
 //!
 //! # Path safety
 //!
@@ -86,8 +87,73 @@ pub(crate) struct Extracted {
 /// The input stream, hashed and counted.
 struct Input<R> {
     inner: R,
-    sha: Hasher,
+    sha: HashTee,
     count: u64,
+}
+
+/// Bytes handed to the hasher thread per batch.
+const HASH_BATCH: usize = 1 << 20;
+
+/// The sha256 of the stream (the diffID), computed on a thread of its own: the bytes read are
+/// copied into batches that the hasher thread hashes while the extraction goes on.
+struct HashTee {
+    batch: Vec<u8>,
+    tx: Option<SyncSender<Vec<u8>>>,
+    /// Batches the hasher is done with, for reuse.
+    free: Receiver<Vec<u8>>,
+    digest: Receiver<Digest>,
+}
+
+impl HashTee {
+    /// Starts the hasher thread in `s`.
+    fn start<'s>(s: &'s std::thread::Scope<'s, '_>) -> HashTee {
+        let (tx, rx) = sync_channel::<Vec<u8>>(4);
+        let (free_tx, free) = channel();
+        let (digest_tx, digest) = channel();
+        s.spawn(move || {
+            let mut sha = Hasher::new();
+            for b in rx {
+                sha.update(&b);
+                let _ = free_tx.send(b);
+            }
+            let _ = digest_tx.send(sha.finish());
+        });
+        HashTee {
+            batch: Vec::with_capacity(HASH_BATCH),
+            tx: Some(tx),
+            free,
+            digest,
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) -> Result<()> {
+        self.batch.extend_from_slice(data);
+        if self.batch.len() >= HASH_BATCH {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self) -> Result<()> {
+        let mut next = self.free.try_recv().unwrap_or_default();
+        next.clear();
+        let full = std::mem::replace(&mut self.batch, next);
+        let tx = self.tx.as_ref().ok_or_else(hasher_gone)?;
+        tx.send(full).map_err(|_| hasher_gone())
+    }
+
+    /// The sha256 of everything fed.
+    fn finish(mut self) -> Result<Digest> {
+        if !self.batch.is_empty() {
+            self.send()?;
+        }
+        self.tx = None;
+        self.digest.recv().map_err(|_| hasher_gone())
+    }
+}
+
+fn hasher_gone() -> Error {
+    Error::Archive("the layer hasher thread stopped".into())
 }
 
 impl<R: Read> Input<R> {
@@ -108,7 +174,7 @@ impl<R: Read> Input<R> {
                 Err(e) => return Err(Error::Archive(format!("reading archive: {e}"))),
             }
         }
-        self.sha.update(&buf[..]);
+        self.sha.update(&buf[..])?;
         self.count += buf.len() as u64;
         Ok(true)
     }
@@ -468,7 +534,7 @@ pub(crate) fn extract<R: Read, W: Write>(
             pending: 0,
             spare: Vec::new(),
         };
-        let extracted = extract_into(store, input, rootfs, trash, record, &mut objects);
+        let extracted = extract_into(s, store, input, rootfs, trash, record, &mut objects);
         // Every object is complete (or the first failure known) before the caller commits.
         let finished = objects.finish();
         let extracted = extracted?;
@@ -477,7 +543,8 @@ pub(crate) fn extract<R: Read, W: Write>(
     })
 }
 
-fn extract_into<R: Read, W: Write>(
+fn extract_into<'s, R: Read, W: Write>(
+    scope: &'s std::thread::Scope<'s, '_>,
     store: &Store,
     input: R,
     rootfs: &Path,
@@ -503,7 +570,7 @@ fn extract_into<R: Read, W: Write>(
     };
     let mut inp = Input {
         inner: input,
-        sha: Hasher::new(),
+        sha: HashTee::start(scope),
         count: 0,
     };
     let rec_err = |e: io::Error| Error::Io {
@@ -543,7 +610,7 @@ fn extract_into<R: Read, W: Write>(
                     if n == 0 {
                         break;
                     }
-                    inp.sha.update(&buf[..n]);
+                    inp.sha.update(&buf[..n])?;
                     inp.count += n as u64;
                     record.raw(&buf[..n]).map_err(rec_err)?;
                 }
@@ -693,7 +760,7 @@ fn extract_into<R: Read, W: Write>(
             futimens(fd.as_fd(), &ts, &ts).map_err(nix_err(&path, "utimes"))?;
         }
     }
-    let diff_id = inp.sha.finish();
+    let diff_id = inp.sha.finish()?;
     Ok(Extracted {
         diff_id,
         size: inp.count,
