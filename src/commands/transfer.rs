@@ -262,11 +262,27 @@ pub fn save(root: &Path, args: &SaveArgs) -> Result<(), Failure> {
 }
 
 /// Runs `write` on a temporary file next to `path`, then syncs it and renames it over `path`.
-/// On failure the temporary file is removed.
+/// On failure the temporary file is removed. A `path` that is not a regular file (`/dev/null`,
+/// a fifo, `/dev/stdout`) or is a symlink is written through instead: a rename would replace
+/// the device, the fifo or the link itself.
 fn save_to_file(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<File>) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
+    let through = path.symlink_metadata().is_ok_and(|m| !m.is_file());
+    if through {
+        let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(regular)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let mut out = BufWriter::with_capacity(BUF, file);
+        write(&mut out)?;
+        return out
+            .flush()
+            .with_context(|| format!("cannot write {}", path.display()));
+    }
     let tmp = temp_path(path)?;
     let result = (|| {
         let file =
@@ -369,5 +385,39 @@ mod tests {
         assert!(left.is_empty(), "{left:?}");
         save_to_file(&target, |out| Ok(out.write_all(b"whole")?)).expect("saves");
         assert_eq!(std::fs::read(&target).expect("read"), b"whole");
+    }
+
+    /// `-o` naming a fifo (as `/dev/null` or `/dev/stdout` would be a device) writes into it
+    /// and leaves it in place; a symlink stays a symlink and its target gets the content.
+    #[test]
+    fn saves_write_through_fifos_and_symlinks() {
+        use std::io::Read as _;
+        use std::os::unix::fs::FileTypeExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                File::open(&fifo)
+                    .and_then(|mut f| f.read_to_end(&mut got))
+                    .expect("read fifo");
+                got
+            })
+        };
+        save_to_file(&fifo, |out| Ok(out.write_all(b"through")?)).expect("saves");
+        assert_eq!(reader.join().expect("reader"), b"through");
+        let m = std::fs::symlink_metadata(&fifo).expect("fifo");
+        assert!(m.file_type().is_fifo(), "the fifo was replaced");
+
+        let target = dir.path().join("real.tar");
+        std::fs::write(&target, b"an older and longer content").expect("write");
+        let link = dir.path().join("link.tar");
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        save_to_file(&link, |out| Ok(out.write_all(b"new")?)).expect("saves");
+        assert!(std::fs::symlink_metadata(&link).expect("link").is_symlink());
+        assert_eq!(std::fs::read(&target).expect("read"), b"new");
     }
 }

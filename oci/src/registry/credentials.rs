@@ -265,7 +265,10 @@ impl AuthFiles {
     }
 
     fn write(&self, doc: &serde_json::Value) -> Result<()> {
-        let path = &self.strata;
+        // A symlinked auth file (dotfiles kept elsewhere) is replaced at its target, as
+        // docker's CLI does: the link stays.
+        let resolved = fs::canonicalize(&self.strata).ok();
+        let path = resolved.as_ref().unwrap_or(&self.strata);
         let ctx = |what: &str| format!("{what} {}", path.display());
         if let Some(dir) = path.parent() {
             fs::DirBuilder::new()
@@ -405,6 +408,32 @@ mod tests {
         assert!(files.remove("127.0.0.1:5000").unwrap());
         assert!(!files.remove("127.0.0.1:5000").unwrap());
         assert_eq!(files.get("127.0.0.1:5000").unwrap(), None);
+    }
+
+    #[test]
+    fn a_symlinked_auth_file_keeps_its_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("dotfiles/auth.json");
+        fs::create_dir_all(real.parent().unwrap()).unwrap();
+        fs::write(&real, b"{}").unwrap();
+        let link = dir.path().join("auth.json");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let files = AuthFiles {
+            strata: link.clone(),
+            docker: None,
+        };
+        let c = Credential {
+            username: "u".into(),
+            secret: "s".into(),
+        };
+        files.store("127.0.0.1:5000", &c).unwrap();
+        assert!(fs::symlink_metadata(&link).unwrap().is_symlink());
+        assert!(
+            fs::read_to_string(&real)
+                .unwrap()
+                .contains("127.0.0.1:5000")
+        );
+        assert_eq!(files.get("127.0.0.1:5000").unwrap(), Some(c));
     }
 
     #[test]
