@@ -1248,7 +1248,7 @@ mod tests {
     //! directory outside the store that must stay untouched.
 
     use std::fs;
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 
     use super::*;
     use crate::layer::tests::{entry, file, store};
@@ -1611,6 +1611,29 @@ mod tests {
         c.store.write_layer_tar(&info.diff_id, &mut back).unwrap();
         assert!(back == t, "the record regenerates the tar byte for byte");
         assert!(c.store.verify().unwrap().is_empty());
+    }
+
+    /// Entries that meet a file still queued for the object worker: a whiteout of it leaves the
+    /// whiteout, a file under it is refused (its parent is not a directory).
+    #[test]
+    fn whiteouts_and_children_of_queued_files() {
+        let c = canary();
+        let info = c
+            .run(&[(f("w"), b"data"), (f(".wh.w"), b""), (f("keep"), b"k")])
+            .unwrap();
+        let root = c.store.layer_rootfs(&info.diff_id);
+        let m = fs::symlink_metadata(root.join("w")).unwrap();
+        assert!(
+            m.file_type().is_char_device() && m.rdev() == 0,
+            "w is a whiteout"
+        );
+        assert_eq!(fs::read(root.join("keep")).unwrap(), b"k");
+        match c.run(&[(f("p"), b"file"), (f("p/child"), b"x")]) {
+            Err(Error::UnsafeEntry { reason, .. }) => {
+                assert_eq!(reason, "a parent is not a directory");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     /// A same-named object of the wrong size (a torn write from a crash) is replaced by the
