@@ -1050,15 +1050,15 @@ fn fake_registry_truncated_body_fails_after_retries() {
     env.assert_clean_and_empty("r");
 }
 
-#[test]
-fn fake_registry_broken_download_resumes_with_a_range_request() {
-    let img = Arc::new(FakeImage::new());
+/// A fake registry serving `img` whose first answer for the layer is broken by `first`, and
+/// which answers a `Range` request with the rest (206).
+fn fake_resuming(img: &Arc<FakeImage>, first: fn(&mut Reply)) -> Fake {
     let i = img.clone();
-    let fake = Fake::start(Arc::new(move |req: &Seen, n| {
+    Fake::start(Arc::new(move |req: &Seen, n| {
         let mut r = i.serve(req);
         if req.path == i.layer_path() {
             if n == 0 {
-                r.short = Some(r.body.len() / 2);
+                first(&mut r);
             } else if let Some(from) = req
                 .headers
                 .get("range")
@@ -1076,10 +1076,11 @@ fn fake_registry_broken_download_resumes_with_a_range_request() {
             }
         }
         r
-    }));
-    let env = Env::new();
-    let name = format!("{}/img:1", fake.host());
-    env.ok(env.cmd("r").args(["pull", &name]));
+    }))
+}
+
+/// The layer was asked for twice, the second time from the middle, and the image is complete.
+fn assert_resumed_from_half(env: &Env, fake: &Fake, img: &FakeImage, name: &str) {
     let layer: Vec<Seen> = fake
         .seen()
         .into_iter()
@@ -1095,7 +1096,19 @@ fn fake_registry_broken_download_resumes_with_a_range_request() {
         layer[1].headers.get("range").map(String::as_str),
         Some(format!("bytes={half}-").as_str())
     );
-    assert_eq!(env.id("r", &name), Digest::of(&img.config).to_string());
+    assert_eq!(env.id("r", name), Digest::of(&img.config).to_string());
+    let (so, _) = env.ok(env.cmd("r").args(["system", "verify"]));
+    assert!(so.contains("store is consistent"), "verify: {so}");
+}
+
+#[test]
+fn fake_registry_broken_download_resumes_with_a_range_request() {
+    let img = Arc::new(FakeImage::new());
+    let fake = fake_resuming(&img, |r| r.short = Some(r.body.len() / 2));
+    let env = Env::new();
+    let name = format!("{}/img:1", fake.host());
+    env.ok(env.cmd("r").args(["pull", &name]));
+    assert_resumed_from_half(&env, &fake, &img, &name);
 }
 
 /// A registry that stops sending in the middle of a layer (the connection stays open) is a
@@ -1104,31 +1117,10 @@ fn fake_registry_broken_download_resumes_with_a_range_request() {
 #[test]
 fn fake_registry_stalled_download_times_out_and_resumes() {
     let img = Arc::new(FakeImage::new());
-    let i = img.clone();
-    let fake = Fake::start(Arc::new(move |req: &Seen, n| {
-        let mut r = i.serve(req);
-        if req.path == i.layer_path() {
-            if n == 0 {
-                r.short = Some(r.body.len() / 2);
-                r.stall = Some(Duration::from_secs(120));
-            } else if let Some(from) = req
-                .headers
-                .get("range")
-                .and_then(|v| v.strip_prefix("bytes="))
-                .and_then(|v| v.strip_suffix('-'))
-                .and_then(|v| v.parse::<usize>().ok())
-            {
-                let total = r.body.len();
-                r.status = 206;
-                r.body = r.body[from..].to_vec();
-                r.headers.push((
-                    "Content-Range".into(),
-                    format!("bytes {from}-{}/{total}", total - 1),
-                ));
-            }
-        }
-        r
-    }));
+    let fake = fake_resuming(&img, |r| {
+        r.short = Some(r.body.len() / 2);
+        r.stall = Some(Duration::from_secs(120));
+    });
     let env = Env::new();
     let name = format!("{}/img:1", fake.host());
     let started = std::time::Instant::now();
@@ -1140,24 +1132,7 @@ fn fake_registry_stalled_download_times_out_and_resumes() {
         started.elapsed() < Duration::from_secs(100),
         "the pull waited for the stalled connection to close"
     );
-    let layer: Vec<Seen> = fake
-        .seen()
-        .into_iter()
-        .filter(|s| s.path == img.layer_path())
-        .collect();
-    assert_eq!(
-        layer.len(),
-        2,
-        "one stalled download, one resumed: {layer:?}"
-    );
-    let half = img.layer.len() / 2;
-    assert_eq!(
-        layer[1].headers.get("range").map(String::as_str),
-        Some(format!("bytes={half}-").as_str())
-    );
-    assert_eq!(env.id("r", &name), Digest::of(&img.config).to_string());
-    let (so, _) = env.ok(env.cmd("r").args(["system", "verify"]));
-    assert!(so.contains("store is consistent"), "verify: {so}");
+    assert_resumed_from_half(&env, &fake, &img, &name);
 }
 
 #[test]

@@ -866,15 +866,7 @@ impl Objects<'_> {
         // `ObjectWriter::commit`): it is replaced, never linked.
         let torn = match std::fs::symlink_metadata(&obj) {
             Ok(m) if m.is_file() && m.len() == data.len() as u64 => {
-                // https://man7.org/linux/man-pages/man2/linkat.2.html (no AT_SYMLINK_FOLLOW)
-                linkat(
-                    nix::fcntl::AT_FDCWD,
-                    &obj,
-                    parent.as_fd(),
-                    os(name),
-                    AtFlags::empty(),
-                )
-                .map_err(nix_err(entry, "link object"))?;
+                link_object_at(&obj, parent, name, entry)?;
                 if self.spare.len() < JOB_DEPTH {
                     self.spare.push(data);
                 }
@@ -924,6 +916,19 @@ impl Objects<'_> {
         }
         first
     }
+}
+
+/// Names the object file `obj` `parent/name` in the tree (a hardlink; `name` is not followed).
+fn link_object_at(obj: &Path, parent: &OwnedFd, name: &[u8], entry: &[u8]) -> Result<()> {
+    // https://man7.org/linux/man-pages/man2/linkat.2.html (no AT_SYMLINK_FOLLOW)
+    linkat(
+        nix::fcntl::AT_FDCWD,
+        obj,
+        parent.as_fd(),
+        os(name),
+        AtFlags::empty(),
+    )
+    .map_err(nix_err(entry, "link object"))
 }
 
 fn worker_gone() -> Error {
@@ -1114,16 +1119,7 @@ fn apply<R: Read, W: Write>(
                 source: e,
             })?;
             tree.clear(&parent, name, false, entry)?;
-            let obj = store.object_path(&key);
-            // https://man7.org/linux/man-pages/man2/linkat.2.html (no AT_SYMLINK_FOLLOW)
-            linkat(
-                nix::fcntl::AT_FDCWD,
-                &obj,
-                parent.as_fd(),
-                os(name),
-                AtFlags::empty(),
-            )
-            .map_err(nix_err(entry, "link object"))?;
+            link_object_at(&store.object_path(&key), &parent, name, entry)?;
         }
         b'5' => {
             let kept = tree.clear(&parent, name, true, entry)?;
