@@ -68,6 +68,9 @@ impl Store {
             });
         }
         self.update_file(|file| {
+            if !file.refs.values().any(|d| d == manifest) {
+                return Ok(false);
+            }
             let set = file.repo_digests.entry(*manifest).or_default();
             if set.contains(repo_digest) {
                 return Ok(false);
