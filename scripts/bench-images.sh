@@ -10,28 +10,17 @@ set -euo pipefail
 runs="${1:-3}"
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 mkctx="${MKCTX:-$repo/../shared/bench/mkctx.sh}"
-if [ -z "${STRATA:-}" ]; then
-    (cd "$repo" && cargo build --release --quiet --bin strata)
-    STRATA="${CARGO_TARGET_DIR:-$repo/target}/release/strata"
-fi
-command -v skopeo >/dev/null || apt-get install -y skopeo >/dev/null
-command -v docker >/dev/null || apt-get install -y docker.io >/dev/null
-if ! docker info >/dev/null 2>&1; then
-    (dockerd --iptables=false --bridge=none >/tmp/dockerd.log 2>&1 &)
-    for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
-fi
+source "$repo/scripts/bench-lib.sh"
+strata_bin "$repo"
+need_packages skopeo docker.io
+ensure_dockerd
 
 work="$(mktemp -d /var/tmp/strata-bench.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
-"$mkctx" "$work/ctx" >/dev/null
 # The image: the busybox rootfs plus the 20,000 files of the big context under /app.
-mkdir -p "$work/tree"
-tar -C "$work/tree" -xf "$work/ctx/busybox.tar"
-cp -a "$work/ctx/big/src" "$work/tree/app"
-tar -C "$work/tree" -cf "$work/tree.tar" .
+make_tree "$work" "$mkctx"
 echo "tree: $(du -sh "$work/tree" | cut -f1), $(find "$work/tree" -type f | wc -l) files" >&2
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 timeit() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N); echo "$t1 - $t0" | bc; }
 row() { printf '%-34s %8.2f %8.2f %6.2f\n' "$1" "$2" "$3" "$(echo "$2 / $3" | bc -l)"; }
 

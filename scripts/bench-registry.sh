@@ -10,13 +10,9 @@ set -euo pipefail
 runs="${1:-3}"
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 mkctx="${MKCTX:-$repo/../shared/bench/mkctx.sh}"
-if [ -z "${STRATA:-}" ]; then
-    (cd "$repo" && cargo build --release --quiet --bin strata)
-    STRATA="${CARGO_TARGET_DIR:-$repo/target}/release/strata"
-fi
-for pkg in docker-registry skopeo; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || apt-get install -y "$pkg" >/dev/null
-done
+source "$repo/scripts/bench-lib.sh"
+strata_bin "$repo"
+need_packages docker-registry skopeo
 
 work="$(mktemp -d /var/tmp/strata-bench-reg.XXXXXX)"
 registry=
@@ -51,11 +47,7 @@ EOF
     reg="127.0.0.1:$port"
 }
 
-"$mkctx" "$work/ctx" >/dev/null
-mkdir -p "$work/tree"
-tar -C "$work/tree" -xf "$work/ctx/busybox.tar"
-cp -a "$work/ctx/big/src" "$work/tree/app"
-tar -C "$work/tree" -cf "$work/tree.tar" .
+make_tree "$work" "$mkctx"
 src="$work/src-root"
 "$STRATA" --root "$src" import "$work/tree.tar" bench/big:latest >/dev/null
 "$STRATA" --root "$src" save --format oci -o "$work/big.oci.tar" bench/big:latest
@@ -69,7 +61,6 @@ measure() {
 }
 declare -A wall cpu
 add() { wall[$1]+="$2 "; cpu[$1]+="$3 "; }
-median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 for i in $(seq "$runs"); do
     fresh_registry

@@ -11,17 +11,11 @@ set -euo pipefail
 
 runs="${1:-20}"
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-if [ -z "${STRATA:-}" ]; then
-    (cd "$repo" && cargo build --release --quiet --bin strata)
-    STRATA="${CARGO_TARGET_DIR:-$repo/target}/release/strata"
-fi
-command -v podman >/dev/null || apt-get install -y podman >/dev/null
-command -v docker >/dev/null || apt-get install -y docker.io >/dev/null
+source "$repo/scripts/bench-lib.sh"
+strata_bin "$repo"
+need_packages podman docker.io
 docker=/usr/bin/docker
-if ! "$docker" info >/dev/null 2>&1; then
-    (dockerd --iptables=false --bridge=none >/tmp/dockerd.log 2>&1 &)
-    for _ in $(seq 60); do "$docker" info >/dev/null 2>&1 && break; sleep 1; done
-fi
+ensure_dockerd
 
 work="$(mktemp -d /var/tmp/strata-bench-run.XXXXXX)"
 trap 'rm -rf "$work"' EXIT

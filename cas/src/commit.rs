@@ -362,7 +362,8 @@ struct CommitSink<'s> {
     unpacked: u64,
 }
 
-fn hasher_gone() -> Error {
+/// The error of a layer hasher thread (here, or in [`crate::extract`]) that stopped early.
+pub(crate) fn hasher_gone() -> Error {
     Error::Archive("layer hasher thread stopped".into())
 }
 

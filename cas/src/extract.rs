@@ -44,7 +44,7 @@
 //! an unresolvable hardlink, a symlink loop in a parent path: all are errors, and the caller
 //! ([`crate::layer`]) then removes the whole temp tree, so nothing is committed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -63,9 +63,10 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, unlinkat};
 use xattr::FileExt;
 
+use crate::commit::hasher_gone;
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
-use crate::object::{ObjectKey, ObjectMeta, ObjectWriter};
+use crate::object::{ObjectKey, ObjectMeta, ObjectWriter, Stored};
 use crate::record::RecordWriter;
 use crate::store::Store;
 
@@ -98,7 +99,7 @@ const HASH_BATCH: usize = 1 << 20;
 /// copied into batches that the hasher thread hashes while the extraction goes on.
 struct HashTee {
     batch: Vec<u8>,
-    tx: Option<SyncSender<Vec<u8>>>,
+    tx: SyncSender<Vec<u8>>,
     /// Batches the hasher is done with, for reuse.
     free: Receiver<Vec<u8>>,
     digest: Receiver<Digest>,
@@ -120,7 +121,7 @@ impl HashTee {
         });
         HashTee {
             batch: Vec::with_capacity(HASH_BATCH),
-            tx: Some(tx),
+            tx,
             free,
             digest,
         }
@@ -138,8 +139,7 @@ impl HashTee {
         let mut next = self.free.try_recv().unwrap_or_default();
         next.clear();
         let full = std::mem::replace(&mut self.batch, next);
-        let tx = self.tx.as_ref().ok_or_else(hasher_gone)?;
-        tx.send(full).map_err(|_| hasher_gone())
+        self.tx.send(full).map_err(|_| hasher_gone())
     }
 
     /// The sha256 of everything fed.
@@ -147,13 +147,11 @@ impl HashTee {
         if !self.batch.is_empty() {
             self.send()?;
         }
-        self.tx = None;
-        self.digest.recv().map_err(|_| hasher_gone())
+        // Closing the channel ends the hasher, which then sends the digest.
+        let HashTee { tx, digest, .. } = self;
+        drop(tx);
+        digest.recv().map_err(|_| hasher_gone())
     }
-}
-
-fn hasher_gone() -> Error {
-    Error::Archive("the layer hasher thread stopped".into())
 }
 
 impl<R: Read> Input<R> {
@@ -188,6 +186,14 @@ impl<R: Read> Input<R> {
                 self.count
             )))
         }
+    }
+}
+
+/// An error writing the layer's record.
+fn rec_err(e: io::Error) -> Error {
+    Error::Io {
+        path: PathBuf::from("record.zst"),
+        source: e,
     }
 }
 
@@ -530,7 +536,7 @@ pub(crate) fn extract<R: Read, W: Write>(
             obj_tmp,
             jobs: Some(jobs),
             done,
-            in_flight: HashMap::new(),
+            in_flight: HashSet::new(),
             pending: 0,
             spare: Vec::new(),
         };
@@ -572,10 +578,6 @@ fn extract_into<'s, R: Read, W: Write>(
         inner: input,
         sha: HashTee::start(scope),
         count: 0,
-    };
-    let rec_err = |e: io::Error| Error::Io {
-        path: PathBuf::from("record.zst"),
-        source: e,
     };
     let mut global: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut local: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -798,8 +800,8 @@ struct Objects<'s> {
     jobs: Option<SyncSender<FileJob>>,
     done: Receiver<Result<(ObjectKey, Vec<u8>)>>,
     /// Keys queued and not finished yet (a second file with the same key waits for the
-    /// first, then links to it).
-    in_flight: HashMap<ObjectKey, usize>,
+    /// first, then links to it: a key is never queued twice).
+    in_flight: HashSet<ObjectKey>,
     pending: usize,
     /// Data buffers back from the worker, for reuse.
     spare: Vec<Vec<u8>>,
@@ -817,16 +819,16 @@ impl Objects<'_> {
     fn finished(&mut self, r: Result<(ObjectKey, Vec<u8>)>) -> Result<()> {
         self.pending -= 1;
         let (key, data) = r?;
-        if let Some(n) = self.in_flight.get_mut(&key) {
-            *n -= 1;
-            if *n == 0 {
-                self.in_flight.remove(&key);
-            }
-        }
+        self.in_flight.remove(&key);
+        self.recycle(data);
+        Ok(())
+    }
+
+    /// Keeps a data buffer for a later file.
+    fn recycle(&mut self, data: Vec<u8>) {
         if self.spare.len() < JOB_DEPTH {
             self.spare.push(data);
         }
-        Ok(())
     }
 
     /// Takes the results in, waiting for all of them with `all` (else only those ready).
@@ -858,22 +860,17 @@ impl Objects<'_> {
         data: Vec<u8>,
     ) -> Result<()> {
         self.collect(false)?;
-        if self.in_flight.contains_key(&key) {
+        if self.in_flight.contains(&key) {
             self.collect(true)?;
         }
-        let obj = self.store.object_path(&key);
-        // A same-named object of the wrong size is a torn write from a crash (see
-        // `ObjectWriter::commit`): it is replaced, never linked.
-        let torn = match std::fs::symlink_metadata(&obj) {
-            Ok(m) if m.is_file() && m.len() == data.len() as u64 => {
-                link_object_at(&obj, parent, name, entry)?;
-                if self.spare.len() < JOB_DEPTH {
-                    self.spare.push(data);
-                }
+        let torn = match self.store.stored_object(&key, data.len() as u64) {
+            Stored::Whole => {
+                link_object_at(&self.store.object_path(&key), parent, name, entry)?;
+                self.recycle(data);
                 return Ok(());
             }
-            Ok(_) => true,
-            Err(_) => false,
+            Stored::Torn => true,
+            Stored::Missing => false,
         };
         // Created here, by this call, in the private temp tree: O_EXCL and O_NOFOLLOW.
         let fd = openat(
@@ -894,7 +891,7 @@ impl Objects<'_> {
         let jobs = self.jobs.as_ref().ok_or_else(worker_gone)?;
         jobs.send(job).map_err(|_| worker_gone())?;
         self.pending += 1;
-        *self.in_flight.entry(key).or_insert(0) += 1;
+        self.in_flight.insert(key);
         Ok(())
     }
 
@@ -1094,10 +1091,7 @@ fn apply<R: Read, W: Write>(
                 let mut data = objects.buffer(h.size as usize);
                 inp.need(&mut data)?;
                 let key = meta.key(blake3::hash(&data).as_bytes());
-                record.file(&key, h.size).map_err(|e| Error::Io {
-                    path: PathBuf::from("record.zst"),
-                    source: e,
-                })?;
+                record.file(&key, h.size).map_err(rec_err)?;
                 tree.clear(&parent, name, false, entry)?;
                 return objects.place(&parent, name, entry, key, meta, data);
             }
@@ -1114,10 +1108,7 @@ fn apply<R: Read, W: Write>(
                 left -= n as u64;
             }
             let (key, _) = w.commit(store)?;
-            record.file(&key, h.size).map_err(|e| Error::Io {
-                path: PathBuf::from("record.zst"),
-                source: e,
-            })?;
+            record.file(&key, h.size).map_err(rec_err)?;
             tree.clear(&parent, name, false, entry)?;
             link_object_at(&store.object_path(&key), &parent, name, entry)?;
         }

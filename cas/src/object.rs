@@ -245,16 +245,14 @@ impl ObjectWriter {
         let meta = &self.meta;
         let tmp = self.tmp.clone();
         // Existing object: nothing to apply (saves four syscalls per deduplicated file).
-        // A same-named object of the wrong size is a torn write from a crash before the syncfs
-        // of its layer's commit: replace it (the one repair ever made to a committed name).
-        let mut torn = false;
-        if let Ok(m) = fs::symlink_metadata(&dest) {
-            if m.is_file() && m.len() == self.written {
+        let torn = match store.stored_object(&key, self.written) {
+            Stored::Whole => {
                 self.discard();
                 return Ok((key, false));
             }
-            torn = true;
-        }
+            Stored::Torn => true,
+            Stored::Missing => false,
+        };
         apply_meta(&self.file, meta, &tmp)?;
         let renamed = if torn {
             store.sys.rename(&tmp, &dest)
@@ -288,6 +286,29 @@ impl ObjectWriter {
     fn discard(&mut self) {
         let _ = fs::remove_file(&self.tmp);
         self.done = true;
+    }
+}
+
+/// What the store holds under an object's name, for content of a known size.
+pub(crate) enum Stored {
+    /// The object, whole.
+    Whole,
+    /// A same-named file of the wrong size: a torn write from a crash before the syncfs of its
+    /// layer's commit. It is replaced (the one repair ever made to a committed name), never
+    /// linked.
+    Torn,
+    /// Nothing.
+    Missing,
+}
+
+impl Store {
+    /// What is stored under `key` for content of `size` bytes (one `lstat`).
+    pub(crate) fn stored_object(&self, key: &ObjectKey, size: u64) -> Stored {
+        match fs::symlink_metadata(self.object_path(key)) {
+            Ok(m) if m.is_file() && m.len() == size => Stored::Whole,
+            Ok(_) => Stored::Torn,
+            Err(_) => Stored::Missing,
+        }
     }
 }
 

@@ -76,11 +76,7 @@ pub fn read(sp: &Spooled) -> Result<Vec<ArchiveImage>> {
         for (path, want) in entry.layers.iter().zip(&want) {
             let l = sp.layer(path)?;
             if l.diff_id != *want {
-                return Err(Error::DigestMismatch {
-                    what: format!("layer {path}"),
-                    expected: want.to_string(),
-                    actual: l.diff_id.to_string(),
-                });
+                image::expect_digest(&format!("layer {path}"), want, &l.diff_id)?;
             }
         }
         let mut references = Vec::new();

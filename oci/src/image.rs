@@ -174,6 +174,22 @@ pub fn to_digest(what: &str, d: &oci_spec::image::Digest) -> Result<Digest> {
         .map_err(|e| Error::json(what, e))
 }
 
+/// Checks that `what` has the digest it should.
+///
+/// # Errors
+///
+/// [`Error::DigestMismatch`] naming both digests.
+pub fn expect_digest(what: &str, expected: &Digest, actual: &Digest) -> Result<()> {
+    if actual == expected {
+        return Ok(());
+    }
+    Err(Error::DigestMismatch {
+        what: what.to_string(),
+        expected: expected.to_string(),
+        actual: actual.to_string(),
+    })
+}
+
 /// Converts a store digest into an `oci-spec` digest.
 ///
 /// # Errors

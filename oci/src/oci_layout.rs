@@ -46,14 +46,7 @@ fn blob_path(d: &Digest) -> String {
 /// Reads a small blob and checks its digest.
 fn verified_blob<'a>(sp: &'a Spooled, what: &str, d: &Digest) -> Result<&'a [u8]> {
     let bytes = sp.file(&blob_path(d))?;
-    let actual = Digest::of(bytes);
-    if actual != *d {
-        return Err(Error::DigestMismatch {
-            what: what.to_string(),
-            expected: d.to_string(),
-            actual: actual.to_string(),
-        });
-    }
+    image::expect_digest(what, d, &Digest::of(bytes))?;
     Ok(bytes)
 }
 
@@ -140,18 +133,14 @@ pub fn read(sp: &Spooled) -> Result<Vec<ArchiveImage>> {
             let ld = image::to_digest("layer descriptor", l.digest())?;
             let layer = sp.layer(&blob_path(&ld))?;
             if layer.raw_digest != ld {
-                return Err(Error::DigestMismatch {
-                    what: format!("layer {}", blob_path(&ld)),
-                    expected: ld.to_string(),
-                    actual: layer.raw_digest.to_string(),
-                });
+                image::expect_digest(&format!("layer {}", blob_path(&ld)), &ld, &layer.raw_digest)?;
             }
             if layer.diff_id != *want {
-                return Err(Error::DigestMismatch {
-                    what: format!("layer {} (diff ID)", blob_path(&ld)),
-                    expected: want.to_string(),
-                    actual: layer.diff_id.to_string(),
-                });
+                image::expect_digest(
+                    &format!("layer {} (diff ID)", blob_path(&ld)),
+                    want,
+                    &layer.diff_id,
+                )?;
             }
         }
         images.push(ArchiveImage {

@@ -135,15 +135,7 @@ fn fetch_manifest(client: &Client, repo: &str, target: &str, scope: &str) -> Res
 }
 
 fn check_digest(what: &str, expected: &Digest, bytes: &[u8]) -> Result<()> {
-    let actual = Digest::of(bytes);
-    if actual != *expected {
-        return Err(Error::DigestMismatch {
-            what: what.to_string(),
-            expected: expected.to_string(),
-            actual: actual.to_string(),
-        });
-    }
-    Ok(())
+    image::expect_digest(what, expected, &Digest::of(bytes))
 }
 
 /// The descriptor of the platform's manifest in an index.
@@ -366,12 +358,13 @@ impl LayerJob<'_> {
         }
         w.flush()
             .map_err(Error::io(format!("writing {}", w.ingest_path().display())))?;
-        if w.digest() != *d {
-            return Err(Error::DigestMismatch {
-                what: format!("blob {d} from {}/{repo}", client.domain()),
-                expected: d.to_string(),
-                actual: w.digest().to_string(),
-            });
+        let actual = w.digest();
+        if actual != *d {
+            image::expect_digest(
+                &format!("blob {d} from {}/{repo}", client.domain()),
+                d,
+                &actual,
+            )?;
         }
         Ok(w)
     }
@@ -482,11 +475,11 @@ impl LayerJob<'_> {
             }
         };
         if info.diff_id != *diff_id {
-            return Err(Error::DigestMismatch {
-                what: format!("layer {d} (diff ID from the image config)"),
-                expected: diff_id.to_string(),
-                actual: info.diff_id.to_string(),
-            });
+            image::expect_digest(
+                &format!("layer {d} (diff ID from the image config)"),
+                diff_id,
+                &info.diff_id,
+            )?;
         }
         if d != *diff_id {
             w.commit(Some((&d, size)))?;
