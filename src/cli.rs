@@ -660,8 +660,8 @@ pub struct RegistryArgs {
     /// always may use http
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure_registries: Vec<String>,
-    /// Use the CA certificates (`*.crt`) in DIR instead of
-    /// /etc/containers/certs.d/HOST and /etc/docker/certs.d/HOST
+    /// Use the CA certificates (`*.crt`) and client certificate (`NAME.cert` + `NAME.key`)
+    /// in DIR instead of /etc/containers/certs.d/HOST and /etc/docker/certs.d/HOST
     #[arg(long = "cert-dir", value_name = "DIR")]
     pub cert_dir: Option<PathBuf>,
 }

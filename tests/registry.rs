@@ -129,8 +129,12 @@ impl RealRegistry {
         RealRegistry::start_with(htpasswd, None)
     }
 
-    /// With htpasswd users and/or TLS (certificate and key files).
-    fn start_with(htpasswd: Option<(&str, &str)>, tls: Option<(&Path, &Path)>) -> RealRegistry {
+    /// With htpasswd users and/or TLS (certificate and key files, and the CA that client
+    /// certificates must be signed by when the registry requires them).
+    fn start_with(
+        htpasswd: Option<(&str, &str)>,
+        tls: Option<(&Path, &Path, Option<&Path>)>,
+    ) -> RealRegistry {
         let dir = fresh_dir();
         let port = free_port();
         let mut auth = String::new();
@@ -148,12 +152,16 @@ impl RealRegistry {
             );
         }
         let tls = tls
-            .map(|(cert, key)| {
-                format!(
+            .map(|(cert, key, client_ca)| {
+                let mut t = format!(
                     "  tls:\n    certificate: {}\n    key: {}\n",
                     cert.display(),
                     key.display()
-                )
+                );
+                if let Some(ca) = client_ca {
+                    t += &format!("    clientcas:\n      - {}\n", ca.display());
+                }
+                t
             })
             .unwrap_or_default();
         let config = format!(
@@ -640,15 +648,12 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-#[test]
-fn tls_registry_trusted_through_a_cert_dir() {
-    let env = Env::new();
-    let pki = env.path().join("pki");
-    let trust = env.path().join("trust");
-    fs::create_dir_all(&pki).expect("mkdir pki");
-    fs::create_dir_all(&trust).expect("mkdir trust");
+/// A test PKI in `dir`: a CA (`ca.crt`), a server certificate for 127.0.0.1 (`srv.crt`,
+/// `srv.key`) and a client certificate (`client.cert`, `client.key`), both signed by the CA.
+fn make_pki(dir: &Path) {
+    fs::create_dir_all(dir).expect("mkdir pki");
     openssl(
-        &pki,
+        dir,
         &[
             "req",
             "-x509",
@@ -665,48 +670,78 @@ fn tls_registry_trusted_through_a_cert_dir() {
             "ca.crt",
         ],
     );
-    openssl(
-        &pki,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
+    for (name, cn, ext) in [
+        (
+            "srv",
             "/CN=127.0.0.1",
-            "-keyout",
-            "srv.key",
-            "-out",
-            "srv.csr",
-        ],
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        ),
+        (
+            "client",
+            "/CN=strata-test-client",
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        ),
+    ] {
+        let (key, csr, cnf) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.cnf"),
+        );
+        openssl(
+            dir,
+            &[
+                "req", "-newkey", "rsa:2048", "-nodes", "-subj", cn, "-keyout", &key, "-out", &csr,
+            ],
+        );
+        fs::write(dir.join(&cnf), ext).expect("write extensions");
+        let out = if name == "srv" {
+            "srv.crt"
+        } else {
+            "client.cert"
+        };
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &cnf,
+                "-out",
+                out,
+            ],
+        );
+    }
+}
+
+/// A cert dir holding `files` of the PKI at `pki`.
+fn cert_dir(env: &Env, name: &str, pki: &Path, files: &[&str]) -> PathBuf {
+    let dir = env.path().join(name);
+    fs::create_dir_all(&dir).expect("mkdir cert dir");
+    for f in files {
+        fs::copy(pki.join(f), dir.join(f)).expect("copy PKI file");
+    }
+    dir
+}
+
+#[test]
+fn tls_registry_trusted_through_a_cert_dir() {
+    let env = Env::new();
+    let pki = env.path().join("pki");
+    make_pki(&pki);
+    let trust = cert_dir(&env, "trust", &pki, &["ca.crt"]);
+    let reg = RealRegistry::start_with(
+        None,
+        Some((&pki.join("srv.crt"), &pki.join("srv.key"), None)),
     );
-    fs::write(
-        pki.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("write ext.cnf");
-    openssl(
-        &pki,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "srv.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "srv.crt",
-        ],
-    );
-    fs::copy(pki.join("ca.crt"), trust.join("ca.crt")).expect("copy CA");
-    let reg = RealRegistry::start_with(None, Some((&pki.join("srv.crt"), &pki.join("srv.key"))));
     let image = format!("{}/tls:1", reg.host());
     env.busybox("seed", &image);
     env.ok(env
@@ -725,6 +760,67 @@ fn tls_registry_trusted_through_a_cert_dir() {
         .arg(&trust)
         .arg(&image));
     assert_eq!(env.id("trusted", &image), env.id("seed", &image));
+}
+
+/// A registry that requires client certificates (docker-registry's `clientcas`): refused
+/// without one, and a `.cert` without its `.key` is named; with the pair (docker's certs.d
+/// layout) push and pull work.
+#[test]
+fn tls_registry_with_client_certificates() {
+    let env = Env::new();
+    let pki = env.path().join("pki");
+    make_pki(&pki);
+    let ca = pki.join("ca.crt");
+    let reg = RealRegistry::start_with(
+        None,
+        Some((&pki.join("srv.crt"), &pki.join("srv.key"), Some(&ca))),
+    );
+    let image = format!("{}/mtls:1", reg.host());
+    env.busybox("seed", &image);
+    let no_client = cert_dir(&env, "no-client", &pki, &["ca.crt"]);
+    let se = env.fails(
+        env.cmd("seed")
+            .arg("push")
+            .arg("--cert-dir")
+            .arg(&no_client)
+            .arg(&image),
+    );
+    assert!(se.contains("client certificate"), "{se}");
+    let no_key = cert_dir(&env, "no-key", &pki, &["ca.crt", "client.cert"]);
+    let se = env.fails(
+        env.cmd("seed")
+            .arg("push")
+            .arg("--cert-dir")
+            .arg(&no_key)
+            .arg(&image),
+    );
+    assert!(
+        se.contains("missing key") && se.contains("client.key"),
+        "{se}"
+    );
+    let full = cert_dir(&env, "full", &pki, &["ca.crt", "client.cert", "client.key"]);
+    env.ok(env
+        .cmd("seed")
+        .arg("push")
+        .arg("--cert-dir")
+        .arg(&full)
+        .arg(&image));
+    let se = env.fails(
+        env.cmd("pulled")
+            .arg("pull")
+            .arg("--cert-dir")
+            .arg(&no_client)
+            .arg(&image),
+    );
+    assert!(se.contains("client certificate"), "{se}");
+    env.assert_clean_and_empty("pulled");
+    env.ok(env
+        .cmd("pulled")
+        .arg("pull")
+        .arg("--cert-dir")
+        .arg(&full)
+        .arg(&image));
+    assert_eq!(env.id("pulled", &image), env.id("seed", &image));
 }
 
 // ---------------------------------------------------------------------------------------------

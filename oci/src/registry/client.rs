@@ -4,7 +4,8 @@
 //!   where https is tried first and plain http used when the TLS connection fails (as docker).
 //!   Insecure registries' certificates are not verified either.
 //! - **TLS**: the system bundle plus every `*.crt` in `/etc/containers/certs.d/<host>/` and
-//!   `/etc/docker/certs.d/<host>/`.
+//!   `/etc/docker/certs.d/<host>/`; a `NAME.cert` + `NAME.key` pair there is the client
+//!   certificate presented to registries that ask for one (docker's layout).
 //! - **Auth**: a request goes out anonymously (or with the token already held for its scope);
 //!   a 401 is answered from its `WWW-Authenticate` challenge: Basic with the registry's
 //!   credential, or a Bearer token fetched from the challenge's realm for the request's scope
@@ -46,10 +47,10 @@ const MAX_TOKEN_RESPONSE: u64 = 1 << 20;
 pub struct ClientConfig {
     /// Registries (host or host:port) where plain http is allowed.
     pub insecure: Vec<String>,
-    /// Directories searched for `<host>/*.crt`.
+    /// Directories searched for `<host>/*.crt` (and client `*.cert` + `*.key` pairs).
     pub certs_dirs: Vec<PathBuf>,
-    /// A directory whose `*.crt` are used instead of the `certs_dirs` lookup (`--cert-dir`,
-    /// as podman's).
+    /// A directory laid out as a `certs_dirs` host directory, used instead of their lookup
+    /// (`--cert-dir`, as podman's).
     pub cert_dir: Option<PathBuf>,
     /// Attempts after the first for transient failures.
     pub retries: u32,
@@ -206,14 +207,20 @@ pub fn host_port(u: &Url) -> String {
     }
 }
 
-/// The extra CA certificates of `host`: `*.crt` in `cert_dir` when given, else in each
-/// `<dir>/<host>/` of `dirs`.
-fn ca_certs(
-    dirs: &[PathBuf],
-    cert_dir: Option<&Path>,
-    host: &str,
-) -> Result<Vec<reqwest::Certificate>> {
-    let mut out = Vec::new();
+/// The TLS material of a registry host, laid out as docker's `certs.d`: every `*.crt` is an extra
+/// CA root; `NAME.cert` with `NAME.key` is a client certificate and its private key (the first
+/// pair, by name, is presented when the registry asks for one).
+#[derive(Default)]
+struct HostTls {
+    roots: Vec<reqwest::Certificate>,
+    identity: Option<reqwest::Identity>,
+}
+
+/// The TLS material of `host`: from `cert_dir` when given, else from each `<dir>/<host>/` of
+/// `dirs`. As docker, a `.cert` without its `.key` (or a `.key` without its `.cert`) is an
+/// error.
+fn host_tls(dirs: &[PathBuf], cert_dir: Option<&Path>, host: &str) -> Result<HostTls> {
+    let mut out = HostTls::default();
     let dirs: Vec<PathBuf> = match cert_dir {
         Some(d) => vec![d.to_path_buf()],
         None => dirs.iter().map(|d| d.join(host)).collect(),
@@ -224,13 +231,50 @@ fn ca_certs(
         };
         let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
         files.sort();
-        for f in files {
-            if f.extension().is_some_and(|e| e == "crt") {
-                out.extend(read_certs(&f)?);
+        for f in &files {
+            let ext = f.extension().and_then(|e| e.to_str());
+            match ext {
+                Some("crt") => out.roots.extend(read_certs(f)?),
+                Some("cert") => {
+                    let key = f.with_extension("key");
+                    if !key.exists() {
+                        return Err(Error::Registry {
+                            context: format!("client certificate {}", f.display()),
+                            message: format!(
+                                "missing key {} (CA certificates must use the extension .crt)",
+                                key.display()
+                            ),
+                        });
+                    }
+                    if out.identity.is_none() {
+                        out.identity = Some(read_identity(f, &key)?);
+                    }
+                }
+                Some("key") if !f.with_extension("cert").exists() => {
+                    return Err(Error::Registry {
+                        context: format!("client key {}", f.display()),
+                        message: format!(
+                            "missing client certificate {}",
+                            f.with_extension("cert").display()
+                        ),
+                    });
+                }
+                _ => {}
             }
         }
     }
     Ok(out)
+}
+
+/// A client certificate (chain) and its private key, both PEM.
+fn read_identity(cert: &Path, key: &Path) -> Result<reqwest::Identity> {
+    let mut pem = fs::read(cert).map_err(Error::io(format!("reading {}", cert.display())))?;
+    pem.push(b'\n');
+    pem.extend(fs::read(key).map_err(Error::io(format!("reading {}", key.display())))?);
+    reqwest::Identity::from_pem(&pem).map_err(|e| Error::Registry {
+        context: format!("client certificate {}", cert.display()),
+        message: format!("with key {}: {}", key.display(), full_error(&e)),
+    })
 }
 
 /// The system bundle's certificates (added next to the built-in roots).
@@ -252,6 +296,25 @@ fn read_certs(f: &Path) -> Result<Vec<reqwest::Certificate>> {
         return Err(bad("no PEM certificate in it".into()));
     }
     Ok(certs)
+}
+
+/// Whether a failed https request's error shows a TLS server at the other end.
+fn speaks_tls(error: &str) -> bool {
+    let e = error.to_lowercase();
+    e.contains("certificate") || e.contains("alert")
+}
+
+/// What to add to an error where the registry's TLS server refused us with an alert about our
+/// (missing or unknown) certificate.
+fn refused_tls_hint(error: &str, host: &str) -> String {
+    if error.contains("alert: BadCertificate") || error.contains("alert: CertificateRequired") {
+        format!(
+            " (the registry wants a client certificate it trusts: NAME.cert and NAME.key in \
+             /etc/docker/certs.d/{host}/, or in the --cert-dir directory)"
+        )
+    } else {
+        String::new()
+    }
 }
 
 /// The message a registry put in its error body (`{"errors":[{"code","message"}]}`), or the
@@ -302,14 +365,8 @@ impl Client {
         };
         let listed = config.insecure.contains(&api_host);
         let allow_http = is_local(&api_host) || listed;
-        let certs: Vec<_> = system_certs()
-            .into_iter()
-            .chain(ca_certs(
-                &config.certs_dirs,
-                config.cert_dir.as_deref(),
-                &api_host,
-            )?)
-            .collect();
+        let tls = host_tls(&config.certs_dirs, config.cert_dir.as_deref(), &api_host)?;
+        let certs: Vec<_> = system_certs().into_iter().chain(tls.roots).collect();
         // The blocking client's timeout bounds the wait for the response (the whole upload
         // included) and each read of the body.
         let build = |timeout: Option<Duration>| {
@@ -325,6 +382,9 @@ impl Client {
             }
             for c in &certs {
                 b = b.add_root_certificate(c.clone());
+            }
+            if let Some(id) = &tls.identity {
+                b = b.identity(id.clone());
             }
             b.build().map_err(|e| Error::Registry {
                 context: format!("registry {domain}"),
@@ -376,8 +436,10 @@ impl Client {
                 .send();
             match probe {
                 Ok(_) => https,
-                // A TLS server whose certificate is refused stays https, so the error says so.
-                Err(e) if full_error(&e).contains("certificate") => https,
+                // A TLS server that refuses us or whose certificate we refuse (a certificate
+                // error, a TLS alert: a client certificate it requires) stays https, so the
+                // error says so.
+                Err(e) if speaks_tls(&full_error(&e)) => https,
                 Err(_) => format!("http://{}", self.api_host),
             }
         } else {
@@ -610,13 +672,18 @@ impl Client {
             match self.once(req)? {
                 Ok(resp) if transient_status(resp.status()) && !last => {}
                 Ok(resp) => return Ok(resp),
-                Err(e) if !last => {
-                    let _ = e;
-                }
+                // A certificate refused either way is no transient failure.
+                Err(e) if !last && !speaks_tls(&full_error(&e)) => {}
                 Err(e) => {
                     return Err(Error::Registry {
                         context: self.ctx(),
-                        message: format!("{} {}: {}", req.method, req.url, full_error(&e)),
+                        message: format!(
+                            "{} {}: {}{}",
+                            req.method,
+                            req.url,
+                            full_error(&e),
+                            refused_tls_hint(&full_error(&e), &self.api_host)
+                        ),
                     });
                 }
             }
@@ -698,33 +765,86 @@ pub fn full_error(e: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn certs_d_lookup_by_host() {
-        let dir = tempfile::tempdir().unwrap();
-        let pem = dir.path().join("ca.pem");
-        let key = dir.path().join("ca.key");
+    /// Runs openssl in `dir`.
+    fn openssl(dir: &Path, args: &[&str]) {
         let ok = std::process::Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            ])
-            .args(["-subj", "/CN=strata-test-ca", "-keyout"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&pem)
+            .current_dir(dir)
+            .args(args)
             .stderr(std::process::Stdio::null())
             .status()
             .unwrap();
-        assert!(ok.success(), "openssl");
-        let host_dir = dir.path().join("certs.d/reg.example:5000");
+        assert!(ok.success(), "openssl {args:?}");
+    }
+
+    #[test]
+    fn certs_d_lookup_by_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        openssl(
+            p,
+            &[
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ]
+            .into_iter()
+            .chain([
+                "-subj",
+                "/CN=strata-test-ca",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ])
+            .collect::<Vec<_>>(),
+        );
+        openssl(
+            p,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ]
+            .into_iter()
+            .chain(["-nodes", "-days", "2", "-subj", "/CN=client"])
+            .chain(["-keyout", "client.key", "-out", "client.pem"])
+            .collect::<Vec<_>>(),
+        );
+        let host_dir = p.join("certs.d/reg.example:5000");
         fs::create_dir_all(&host_dir).unwrap();
-        fs::copy(&pem, host_dir.join("ca.crt")).unwrap();
-        fs::write(host_dir.join("client.key"), "not a certificate").unwrap();
-        let dirs = [dir.path().join("certs.d")];
-        assert_eq!(ca_certs(&dirs, None, "reg.example:5000").unwrap().len(), 1);
-        assert_eq!(ca_certs(&dirs, None, "other:5000").unwrap().len(), 0);
-        assert_eq!(ca_certs(&dirs, Some(&host_dir), "any").unwrap().len(), 1);
+        fs::copy(p.join("ca.pem"), host_dir.join("ca.crt")).unwrap();
+        let dirs = [p.join("certs.d")];
+        let t = host_tls(&dirs, None, "reg.example:5000").unwrap();
+        assert_eq!((t.roots.len(), t.identity.is_some()), (1, false));
+        assert_eq!(host_tls(&dirs, None, "other:5000").unwrap().roots.len(), 0);
+        assert_eq!(
+            host_tls(&dirs, Some(&host_dir), "any").unwrap().roots.len(),
+            1
+        );
+
+        // A client certificate and its key.
+        fs::copy(p.join("client.pem"), host_dir.join("client.cert")).unwrap();
+        let e = host_tls(&dirs, None, "reg.example:5000").err().unwrap();
+        assert!(e.to_string().contains("missing key"), "{e}");
+        assert!(e.to_string().contains("client.key"), "{e}");
+        fs::copy(p.join("client.key"), host_dir.join("client.key")).unwrap();
+        let t = host_tls(&dirs, None, "reg.example:5000").unwrap();
+        assert_eq!((t.roots.len(), t.identity.is_some()), (1, true));
+        // A key without its certificate; a key that is not one.
+        fs::write(host_dir.join("other.key"), "x").unwrap();
+        let e = host_tls(&dirs, None, "reg.example:5000").err().unwrap();
+        assert!(e.to_string().contains("missing client certificate"), "{e}");
+        fs::copy(p.join("client.pem"), host_dir.join("other.cert")).unwrap();
+        fs::remove_file(host_dir.join("client.cert")).unwrap();
+        fs::remove_file(host_dir.join("client.key")).unwrap();
+        let e = host_tls(&dirs, None, "reg.example:5000").err().unwrap();
+        assert!(e.to_string().contains("other.cert"), "{e}");
+
+        fs::remove_file(host_dir.join("other.cert")).unwrap();
+        fs::remove_file(host_dir.join("other.key")).unwrap();
         fs::write(host_dir.join("bad.crt"), "garbage").unwrap();
-        let e = ca_certs(&dirs, None, "reg.example:5000").unwrap_err();
+        let e = host_tls(&dirs, None, "reg.example:5000").err().unwrap();
         assert!(e.to_string().contains("bad.crt"), "{e}");
     }
 
