@@ -1027,10 +1027,21 @@ fn builder_prune_drops_the_build_cache_and_system_prune_keeps_images() {
         "the cache mount holds data"
     );
     let (before, _) = build_cache_row(&env);
-    assert!(before >= 3, "2 records and a cache mount: {before}");
+    assert!(
+        before >= 4,
+        "2 records, a cache mount and the context index: {before}"
+    );
+    let indexes = || {
+        fs::read_dir(env.root().join("context"))
+            .map(|rd| rd.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(indexes(), 1, "the context's stat index");
 
     let out = env.st(&["builder", "prune", "-a", "-f"]);
     assert!(out.contains("Deleted build cache records"), "{out}");
+    assert!(out.contains("context indexes: 1"), "{out}");
+    assert_eq!(indexes(), 0, "the context index is removed");
     let (after, size) = build_cache_row(&env);
     assert_eq!((after, size.as_str()), (0, "0B"));
     assert!(

@@ -7,6 +7,9 @@
 //!                                      "created":"<RFC 3339>","last_used":<unix secs>}
 //! buildcache/mounts/<blake3(id) hex>[-N]/   a cache mount's directory (content never in a layer)
 //! buildcache/mounts/<...>.lock              flocked while a RUN step uses it
+//! context/<blake3(context path) hex>.idx      a build context's stat index (see
+//!                                             `strata_planner::ContextIndex`), rewritten
+//!                                             by each build of that context
 //! ```
 //!
 //! A record says what a step with that key produced: its layer (or none: an empty diff or a
@@ -17,6 +20,8 @@
 //!
 //! Records are GC roots ([`GcRoots`]): their layers survive `system prune` until the records
 //! themselves are pruned (`builder prune`, or `system prune` for records no image uses).
+//! Context indexes are build cache too (BuildKit's local source snapshots): a prune removes
+//! them as it removes cache mounts, and the next build of that context hashes it afresh.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -68,7 +73,9 @@ pub struct PruneOptions {
 pub struct PruneReport {
     pub records: u64,
     pub mounts: u64,
-    /// Bytes of cache mount content removed.
+    /// Context indexes removed.
+    pub contexts: u64,
+    /// Bytes of cache mount content and context indexes removed.
     pub bytes: u64,
 }
 
@@ -76,6 +83,7 @@ pub struct PruneReport {
 #[derive(Debug, Clone)]
 pub struct BuildCache {
     dir: PathBuf,
+    contexts: PathBuf,
 }
 
 fn now_secs() -> u64 {
@@ -110,7 +118,32 @@ impl BuildCache {
     pub fn new(root: &Path) -> Self {
         BuildCache {
             dir: root.join("buildcache"),
+            contexts: root.join("context"),
         }
+    }
+
+    /// Where the stat index of the build context at `abs` (an absolute path) is kept.
+    pub fn context_index_path(&self, abs: &Path) -> PathBuf {
+        let hash = blake3::hash(abs.as_os_str().as_encoded_bytes()).to_hex();
+        self.contexts.join(format!("{}.idx", &hash[..32]))
+    }
+
+    /// The context indexes: (path, size, mtime in unix seconds), most recently written first.
+    fn context_indexes(&self) -> Vec<(PathBuf, u64, u64)> {
+        let Ok(rd) = fs::read_dir(&self.contexts) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(PathBuf, u64, u64)> = rd
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "idx"))
+            .filter_map(|e| {
+                let m = e.metadata().ok()?;
+                m.is_file()
+                    .then(|| (e.path(), m.len(), m.mtime().max(0) as u64))
+            })
+            .collect();
+        out.sort_by_key(|c| std::cmp::Reverse(c.2));
+        out
     }
 
     fn record_path(&self, key: &CacheKey) -> PathBuf {
@@ -240,7 +273,8 @@ impl BuildCache {
         Err(Error::Sandbox("no cache mount instance available".into()))
     }
 
-    /// Removes records (see [`PruneOptions`]) and every cache mount not in use.
+    /// Removes records (see [`PruneOptions`]), every cache mount not in use and the context
+    /// indexes (kept by `until` and, after the records, by `keep_storage`).
     ///
     /// # Errors
     /// I/O errors.
@@ -295,6 +329,26 @@ impl BuildCache {
                 fs::remove_dir_all(&path).map_err(io_err(&path))?;
                 let _ = fs::remove_file(&lock_path);
                 report.mounts += 1;
+            }
+        }
+        // A build reading an index meanwhile has it open or read already; one writing it
+        // renames a new file in.
+        for (path, size, mtime) in self.context_indexes() {
+            let young = opts
+                .until
+                .is_some_and(|u| now.saturating_sub(mtime) < u.as_secs());
+            let fits = opts.keep_storage.is_some_and(|k| kept_bytes + size <= k);
+            if young || fits {
+                kept_bytes += size;
+                continue;
+            }
+            match fs::remove_file(&path) {
+                Ok(()) => {
+                    report.contexts += 1;
+                    report.bytes += size;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&path)(e)),
             }
         }
         Ok(report)
@@ -359,9 +413,11 @@ impl UsageSource for BuildCache {
                 }
             }
         }
+        let contexts = self.context_indexes();
+        size += contexts.iter().map(|c| c.1).sum::<u64>();
         Ok(vec![UsageRow {
             kind: "Build Cache".into(),
-            total: records.len() as u64 + mounts,
+            total: records.len() as u64 + mounts + contexts.len() as u64,
             active: 0,
             size,
             reclaimable: size,
@@ -406,6 +462,52 @@ mod tests {
         let r = c.prune(&PruneOptions::default()).unwrap();
         assert_eq!(r.records, 2);
         assert_eq!(c.get(&store, &key(1)).unwrap(), None);
+    }
+
+    /// Context indexes are build cache: counted by `system df`, kept by `until` while recently
+    /// written and by `keep_storage` while they fit, removed otherwise.
+    #[test]
+    fn context_indexes_are_pruned_as_build_cache() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(&d.path().join("s")).unwrap();
+        let c = BuildCache::new(store.root());
+        let old = c.context_index_path(Path::new("/ctx/old"));
+        let new = c.context_index_path(Path::new("/ctx/new"));
+        assert_ne!(old, new);
+        assert_eq!(old, c.context_index_path(Path::new("/ctx/old")));
+        fs::create_dir_all(old.parent().unwrap()).unwrap();
+        fs::write(&old, vec![0u8; 1000]).unwrap();
+        fs::write(&new, vec![0u8; 3000]).unwrap();
+        let ago = SystemTime::now() - Duration::from_secs(7200);
+        File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(ago)
+            .unwrap();
+        let row = &c.rows(&store).unwrap()[0];
+        assert_eq!((row.total, row.size), (2, 4000));
+
+        // until=1h keeps the one written now.
+        let r = c
+            .prune(&PruneOptions {
+                until: Some(Duration::from_secs(3600)),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!((r.contexts, r.bytes), (1, 1000));
+        assert!(!old.exists() && new.exists());
+        // keep-storage below its size removes it; a plain prune removes everything.
+        let r = c
+            .prune(&PruneOptions {
+                keep_storage: Some(2000),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!((r.contexts, r.bytes), (1, 3000));
+        assert!(!new.exists());
+        let row = &c.rows(&store).unwrap()[0];
+        assert_eq!((row.total, row.size), (0, 0));
     }
 
     #[test]

@@ -477,9 +477,11 @@ pub fn prune(root: &Path, args: &BuilderPruneArgs) -> Result<(), Failure> {
         .prune(&[&cache], strata_cas::gc::PruneOptions::default())
         .context("cannot reclaim the build cache's layers")?;
     println!(
-        "Deleted build cache records: {}, cache mounts: {}\nTotal reclaimed space: {}",
+        "Deleted build cache records: {}, cache mounts: {}, context indexes: {}\n\
+         Total reclaimed space: {}",
         report.records,
         report.mounts,
+        report.contexts,
         human_size(report.bytes + gc.reclaimed_bytes)
     );
     Ok(())

@@ -202,10 +202,10 @@ pub fn prune(root: &Path, args: &PruneArgs) -> Result<(), Failure> {
     let cache = BuildCache::new(root)
         .prune(&cache_opts)
         .map_err(|e| anyhow::anyhow!("cannot prune the build cache: {e}"))?;
-    if cache.records + cache.mounts > 0 {
+    if cache.records + cache.mounts + cache.contexts > 0 {
         out.push_str(&format!(
-            "Deleted build cache records: {}, cache mounts: {}\n",
-            cache.records, cache.mounts
+            "Deleted build cache records: {}, cache mounts: {}, context indexes: {}\n",
+            cache.records, cache.mounts, cache.contexts
         ));
     }
     let holders = gc_roots(root);

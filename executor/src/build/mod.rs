@@ -301,12 +301,10 @@ fn scan_context(shared: &Shared<'_>, dir: &Path) -> Result<ContextIndex> {
     });
     let t = Instant::now();
     let abs = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
-    let state_dir = shared.store.root().join("context");
-    std::fs::create_dir_all(&state_dir).map_err(|e| Error::io(&state_dir, e))?;
-    let state = state_dir.join(format!(
-        "{}.idx",
-        &blake3::hash(abs.as_os_str().as_encoded_bytes()).to_hex()[..32]
-    ));
+    let state = shared.cache.context_index_path(&abs);
+    if let Some(dir) = state.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
     let state = shared.req.keep_context_index.then_some(state.as_path());
     let (index, stats) = ContextIndex::scan(&abs, &shared.req.ignore, state)?;
     shared.emit(Event::Context {
