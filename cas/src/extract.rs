@@ -51,6 +51,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError, channel, sync_channel};
 
 use nix::errno::Errno;
@@ -373,6 +374,12 @@ struct Tree<'a> {
     trash: &'a Path,
     trash_n: u64,
     dir_times: Vec<(Vec<u8>, (i64, u32))>,
+    /// The last parent directory opened by [`Tree::parent_dir`] (its cleaned path and fd):
+    /// the entries of one directory, consecutive in a tar, share it. A path of the tree only
+    /// changes what it resolves to when [`Tree::clear`] removes one of its components, for an
+    /// entry whose parent is an ancestor (so the cache has moved on already); `clear` drops
+    /// it all the same.
+    last_parent: Option<(Vec<u8>, Rc<OwnedFd>)>,
 }
 
 fn nix_err(entry: &[u8], what: &str) -> impl FnOnce(Errno) -> Error {
@@ -440,6 +447,20 @@ impl Tree<'_> {
         })
     }
 
+    /// The directory `comps` (created if missing) opened `O_PATH` as [`Tree::open_dir`] does,
+    /// or the same fd as for the previous entry when it had the same parent.
+    fn parent_dir(&mut self, comps: &[&[u8]], entry: &[u8]) -> Result<Rc<OwnedFd>> {
+        let path = join(comps);
+        if let Some((last, fd)) = &self.last_parent
+            && *last == path
+        {
+            return Ok(Rc::clone(fd));
+        }
+        let fd = Rc::new(self.open_dir(comps, OFlag::O_PATH, true, entry)?);
+        self.last_parent = Some((path, Rc::clone(&fd)));
+        Ok(fd)
+    }
+
     /// Removes whatever is at `parent/name` unless both it and the new entry are directories.
     /// Returns true when an existing directory is kept.
     fn clear(
@@ -459,6 +480,8 @@ impl Tree<'_> {
         if is_dir && new_is_dir {
             return Ok(true);
         }
+        // What was there may be a component of the cached parent's path.
+        self.last_parent = None;
         if is_dir {
             // Move the directory aside (one atomic rename); the trash is deleted with the temp tree.
             let trash = openat(
@@ -479,6 +502,27 @@ impl Tree<'_> {
                 .map_err(nix_err(entry, "replace"))?;
         }
         Ok(false)
+    }
+
+    /// Creates `parent/name` with `make`, a `*at` call that fails with `EEXIST` rather than
+    /// touch what is there (`O_CREAT | O_EXCL`, `linkat`, `symlinkat`, `mknodat`): a new name
+    /// costs that one call. When something is in the way it is cleared as [`Tree::clear`]
+    /// does, and `make` runs once more.
+    fn create<T>(
+        &mut self,
+        parent: &OwnedFd,
+        name: &[u8],
+        entry: &[u8],
+        what: &str,
+        mut make: impl FnMut() -> nix::Result<T>,
+    ) -> Result<T> {
+        match make() {
+            Err(Errno::EEXIST) => {
+                self.clear(parent, name, false, entry)?;
+                make().map_err(nix_err(entry, what))
+            }
+            r => r.map_err(nix_err(entry, what)),
+        }
     }
 
     fn chown_nofollow(parent: &OwnedFd, name: &[u8], h: &Header, entry: &[u8]) -> Result<()> {
@@ -573,6 +617,7 @@ fn extract_into<'s, R: Read, W: Write>(
         trash,
         trash_n: 0,
         dir_times: Vec::new(),
+        last_parent: None,
     };
     let mut inp = Input {
         inner: input,
@@ -848,10 +893,12 @@ impl Objects<'_> {
         Ok(())
     }
 
-    /// Puts a regular file with content `data` and object key `key` at `parent/name` (where
-    /// nothing is now).
+    /// Puts a regular file with content `data` and object key `key` at `parent/name` (what is
+    /// there is replaced, see [`Tree::create`]).
+    #[allow(clippy::too_many_arguments)]
     fn place(
         &mut self,
+        tree: &mut Tree<'_>,
         parent: &OwnedFd,
         name: &[u8],
         entry: &[u8],
@@ -865,7 +912,7 @@ impl Objects<'_> {
         }
         let torn = match self.store.stored_object(&key, data.len() as u64) {
             Stored::Whole => {
-                link_object_at(&self.store.object_path(&key), parent, name, entry)?;
+                link_object_at(tree, &self.store.object_path(&key), parent, name, entry)?;
                 self.recycle(data);
                 return Ok(());
             }
@@ -873,13 +920,18 @@ impl Objects<'_> {
             Stored::Missing => false,
         };
         // Created here, by this call, in the private temp tree: O_EXCL and O_NOFOLLOW.
-        let fd = openat(
-            parent.as_fd(),
-            os(name),
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o600),
-        )
-        .map_err(nix_err(entry, "create"))?;
+        let fd = tree.create(parent, name, entry, "create", || {
+            openat(
+                parent.as_fd(),
+                os(name),
+                OFlag::O_WRONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o600),
+            )
+        })?;
         let job = FileJob {
             file: File::from(fd),
             data,
@@ -915,17 +967,25 @@ impl Objects<'_> {
     }
 }
 
-/// Names the object file `obj` `parent/name` in the tree (a hardlink; `name` is not followed).
-fn link_object_at(obj: &Path, parent: &OwnedFd, name: &[u8], entry: &[u8]) -> Result<()> {
+/// Names the object file `obj` `parent/name` in the tree (a hardlink; `name` is not followed;
+/// whatever was there is replaced).
+fn link_object_at(
+    tree: &mut Tree<'_>,
+    obj: &Path,
+    parent: &OwnedFd,
+    name: &[u8],
+    entry: &[u8],
+) -> Result<()> {
     // https://man7.org/linux/man-pages/man2/linkat.2.html (no AT_SYMLINK_FOLLOW)
-    linkat(
-        nix::fcntl::AT_FDCWD,
-        obj,
-        parent.as_fd(),
-        os(name),
-        AtFlags::empty(),
-    )
-    .map_err(nix_err(entry, "link object"))
+    tree.create(parent, name, entry, "link object", || {
+        linkat(
+            nix::fcntl::AT_FDCWD,
+            obj,
+            parent.as_fd(),
+            os(name),
+            AtFlags::empty(),
+        )
+    })
 }
 
 fn worker_gone() -> Error {
@@ -1056,21 +1116,21 @@ fn apply<R: Read, W: Write>(
         if target.is_empty() || target == b"." || target == b".." {
             return Err(unsafe_entry(entry, "whiteout of an invalid name"));
         }
-        let parent = tree.open_dir(parent_comps, OFlag::O_PATH, true, entry)?;
-        tree.clear(&parent, target, false, entry)?;
+        let parent = tree.parent_dir(parent_comps, entry)?;
         // https://man7.org/linux/man-pages/man2/mknodat.2.html (0/0 char device = overlay whiteout)
-        mknodat(
-            parent.as_fd(),
-            os(target),
-            SFlag::S_IFCHR,
-            Mode::empty(),
-            makedev(0, 0),
-        )
-        .map_err(nix_err(entry, "mknod whiteout"))?;
+        tree.create(&parent, target, entry, "mknod whiteout", || {
+            mknodat(
+                parent.as_fd(),
+                os(target),
+                SFlag::S_IFCHR,
+                Mode::empty(),
+                makedev(0, 0),
+            )
+        })?;
         Tree::chown_nofollow(&parent, target, h, entry)?;
         return Ok(());
     }
-    let parent = tree.open_dir(parent_comps, OFlag::O_PATH, true, entry)?;
+    let parent = tree.parent_dir(parent_comps, entry)?;
     match h.kind {
         0 | b'0' | b'7' => {
             let mut meta = ObjectMeta {
@@ -1092,8 +1152,7 @@ fn apply<R: Read, W: Write>(
                 inp.need(&mut data)?;
                 let key = meta.key(blake3::hash(&data).as_bytes());
                 record.file(&key, h.size).map_err(rec_err)?;
-                tree.clear(&parent, name, false, entry)?;
-                return objects.place(&parent, name, entry, key, meta, data);
+                return objects.place(tree, &parent, name, entry, key, meta, data);
             }
             let obj_tmp = objects.obj_tmp;
             let mut w = ObjectWriter::new(obj_tmp, meta)?;
@@ -1109,14 +1168,18 @@ fn apply<R: Read, W: Write>(
             }
             let (key, _) = w.commit(store)?;
             record.file(&key, h.size).map_err(rec_err)?;
-            tree.clear(&parent, name, false, entry)?;
-            link_object_at(&store.object_path(&key), &parent, name, entry)?;
+            link_object_at(tree, &store.object_path(&key), &parent, name, entry)?;
         }
         b'5' => {
-            let kept = tree.clear(&parent, name, true, entry)?;
-            if !kept {
-                mkdirat(parent.as_fd(), os(name), Mode::from_bits_truncate(0o700))
-                    .map_err(nix_err(entry, "mkdir"))?;
+            let mkdir = || mkdirat(parent.as_fd(), os(name), Mode::from_bits_truncate(0o700));
+            match mkdir() {
+                // Something is there: a directory stays (its content too), the rest goes.
+                Err(Errno::EEXIST) => {
+                    if !tree.clear(&parent, name, true, entry)? {
+                        mkdir().map_err(nix_err(entry, "mkdir"))?;
+                    }
+                }
+                r => r.map_err(nix_err(entry, "mkdir"))?,
             }
             let fd = openat(
                 parent.as_fd(),
@@ -1129,9 +1192,10 @@ fn apply<R: Read, W: Write>(
             tree.dir_times.push((join(&comps), h.mtime));
         }
         b'2' => {
-            tree.clear(&parent, name, false, entry)?;
             // https://man7.org/linux/man-pages/man2/symlinkat.2.html
-            symlinkat(os(&h.link), parent.as_fd(), os(name)).map_err(nix_err(entry, "symlink"))?;
+            tree.create(&parent, name, entry, "symlink", || {
+                symlinkat(os(&h.link), parent.as_fd(), os(name))
+            })?;
             Tree::chown_nofollow(&parent, name, h, entry)?;
             Tree::times_nofollow(&parent, name, h.mtime, entry)?;
         }
@@ -1158,31 +1222,31 @@ fn apply<R: Read, W: Write>(
             if comps == target {
                 return Ok(()); // a link to itself: nothing to do
             }
-            tree.clear(&parent, name, false, entry)?;
-            linkat(
-                tp.as_fd(),
-                os(tname),
-                parent.as_fd(),
-                os(name),
-                AtFlags::empty(),
-            )
-            .map_err(nix_err(entry, "hardlink"))?;
+            tree.create(&parent, name, entry, "hardlink", || {
+                linkat(
+                    tp.as_fd(),
+                    os(tname),
+                    parent.as_fd(),
+                    os(name),
+                    AtFlags::empty(),
+                )
+            })?;
         }
         b'3' | b'4' | b'6' => {
-            tree.clear(&parent, name, false, entry)?;
             let (kind, dev) = match h.kind {
                 b'3' => (SFlag::S_IFCHR, makedev(h.devmajor, h.devminor)),
                 b'4' => (SFlag::S_IFBLK, makedev(h.devmajor, h.devminor)),
                 _ => (SFlag::S_IFIFO, 0),
             };
-            mknodat(
-                parent.as_fd(),
-                os(name),
-                kind,
-                Mode::from_bits_truncate(h.mode),
-                dev,
-            )
-            .map_err(nix_err(entry, "mknod"))?;
+            tree.create(&parent, name, entry, "mknod", || {
+                mknodat(
+                    parent.as_fd(),
+                    os(name),
+                    kind,
+                    Mode::from_bits_truncate(h.mode),
+                    dev,
+                )
+            })?;
             Tree::chown_nofollow(&parent, name, h, entry)?;
             // Why: mknod's mode is masked by the umask. The node was created by this call in our
             // private temp tree and is not a symlink, so following is harmless.
@@ -1375,6 +1439,40 @@ mod tests {
             (entry("d/", b'5', ""), b""),
             (f("d/secret"), b"x"),
         ]);
+    }
+
+    /// Entries of one directory share its fd; when a later entry replaces that directory (by a
+    /// symlink, a file, a new directory), the next entries land where the path now resolves,
+    /// never in the replaced directory.
+    #[test]
+    fn replaced_parent_directories_are_opened_again() {
+        let c = canary();
+        let info = c
+            .run(&[
+                (entry("e/", b'5', ""), b""),
+                (entry("d/", b'5', ""), b""),
+                (f("d/a"), b"a"),
+                (entry("d", b'2', "/e"), b""),
+                (f("d/b"), b"b"),
+                (f("g/x"), b"x"),
+                (f("g"), b"file"),
+                (entry("g/", b'5', ""), b""),
+                (f("g/y"), b"y"),
+                (f("h/x"), b"x"),
+                (entry("h/", b'5', ""), b""),
+                (f("h/y"), b"y"),
+            ])
+            .unwrap();
+        let root = c.store.layer_rootfs(&info.diff_id);
+        assert!(fs::symlink_metadata(root.join("d")).unwrap().is_symlink());
+        assert_eq!(fs::read(root.join("e/b")).unwrap(), b"b");
+        assert!(!root.join("e/a").exists());
+        assert!(fs::symlink_metadata(root.join("g")).unwrap().is_dir());
+        assert_eq!(fs::read(root.join("g/y")).unwrap(), b"y");
+        assert!(!root.join("g/x").exists());
+        // A directory entry over an existing directory keeps it and its content.
+        assert_eq!(fs::read(root.join("h/x")).unwrap(), b"x");
+        assert_eq!(fs::read(root.join("h/y")).unwrap(), b"y");
     }
 
     #[test]

@@ -163,6 +163,9 @@ const HOLD_BACK: usize = 256 << 10;
 /// Chunks in flight between the download and the unpacking thread.
 const TAP_DEPTH: usize = 8;
 
+/// Bytes handed to the unpacking thread at once (besides the [`HOLD_BACK`] kept behind).
+const FEED_CHUNK: usize = 4 << 20;
+
 /// Feeds the bytes of a download to the thread unpacking it meanwhile, [`HOLD_BACK`] behind.
 struct Feeder {
     tx: Option<SyncSender<io::Result<Vec<u8>>>>,
@@ -170,13 +173,25 @@ struct Feeder {
 }
 
 impl Feeder {
+    fn new(tx: SyncSender<io::Result<Vec<u8>>>) -> Feeder {
+        Feeder {
+            tx: Some(tx),
+            held: Vec::with_capacity(FEED_CHUNK + 2 * HOLD_BACK),
+        }
+    }
+
     fn push(&mut self, chunk: &[u8]) {
         if self.tx.is_none() {
             return;
         }
         self.held.extend_from_slice(chunk);
-        if self.held.len() >= 2 * HOLD_BACK {
-            let front: Vec<u8> = self.held.drain(..self.held.len() - HOLD_BACK).collect();
+        if self.held.len() >= FEED_CHUNK + HOLD_BACK {
+            // The front goes as it is; only the last HOLD_BACK bytes are copied, to stay.
+            let keep = self.held.len() - HOLD_BACK;
+            let mut rest = Vec::with_capacity(FEED_CHUNK + 2 * HOLD_BACK);
+            rest.extend_from_slice(&self.held[keep..]);
+            self.held.truncate(keep);
+            let front = std::mem::replace(&mut self.held, rest);
             self.send(Ok(front));
         }
     }
@@ -386,10 +401,7 @@ impl LayerJob<'_> {
         let size = desc.size();
         let limit = self.images.limit();
         let (tx, rx) = sync_channel(TAP_DEPTH);
-        let mut feeder = Feeder {
-            tx: Some(tx),
-            held: Vec::new(),
-        };
+        let mut feeder = Feeder::new(tx);
         // The layer is unpacked while it downloads; the download's digest is checked before the
         // last bytes are handed over, so a bad blob never completes a layer.
         let (w, streamed) = thread::scope(|s| {
