@@ -572,13 +572,14 @@ pub(crate) fn extract<R: Read, W: Write>(
     record: &mut RecordWriter<W>,
 ) -> Result<Extracted> {
     std::thread::scope(|s| {
-        let (jobs, job_rx) = sync_channel::<FileJob>(JOB_DEPTH);
+        let (jobs, job_rx) = sync_channel::<Vec<FileJob>>(JOB_DEPTH / JOB_BATCH);
         let (done_tx, done) = channel();
         s.spawn(move || object_worker(store, obj_tmp, &job_rx, &done_tx));
         let mut objects = Objects {
             store,
             obj_tmp,
             jobs: Some(jobs),
+            batch: Vec::with_capacity(JOB_BATCH),
             done,
             in_flight: HashSet::new(),
             pending: 0,
@@ -818,8 +819,10 @@ fn extract_into<'s, R: Read, W: Write>(
 
 /// Regular files up to this size are read into memory and finished by the object worker.
 const SMALL_FILE: usize = 1 << 20;
-/// Files queued for the object worker at most.
+/// Files queued for the object worker at most (besides the batch being filled).
 const JOB_DEPTH: usize = 32;
+/// Files handed to the object worker at once: one wake-up per batch, not per file.
+const JOB_BATCH: usize = 8;
 
 /// A regular file of the layer, created empty in the tree, for the object worker to fill.
 struct FileJob {
@@ -842,7 +845,9 @@ struct FileJob {
 struct Objects<'s> {
     store: &'s Store,
     obj_tmp: &'s Path,
-    jobs: Option<SyncSender<FileJob>>,
+    jobs: Option<SyncSender<Vec<FileJob>>>,
+    /// Files queued here, not sent to the worker yet.
+    batch: Vec<FileJob>,
     done: Receiver<Result<(ObjectKey, Vec<u8>)>>,
     /// Keys queued and not finished yet (a second file with the same key waits for the
     /// first, then links to it: a key is never queued twice).
@@ -876,8 +881,21 @@ impl Objects<'_> {
         }
     }
 
+    /// Hands the queued files to the worker.
+    fn send_batch(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(JOB_BATCH));
+        let jobs = self.jobs.as_ref().ok_or_else(worker_gone)?;
+        jobs.send(batch).map_err(|_| worker_gone())
+    }
+
     /// Takes the results in, waiting for all of them with `all` (else only those ready).
     fn collect(&mut self, all: bool) -> Result<()> {
+        if all {
+            self.send_batch()?;
+        }
         while self.pending > 0 {
             let r = if all {
                 self.done.recv().map_err(|_| worker_gone())?
@@ -940,17 +958,19 @@ impl Objects<'_> {
             torn,
             entry: entry.to_vec(),
         };
-        let jobs = self.jobs.as_ref().ok_or_else(worker_gone)?;
-        jobs.send(job).map_err(|_| worker_gone())?;
+        self.batch.push(job);
         self.pending += 1;
         self.in_flight.insert(key);
+        if self.batch.len() >= JOB_BATCH {
+            self.send_batch()?;
+        }
         Ok(())
     }
 
     /// Closes the queue and waits for every queued file; the first failure wins.
     fn finish(&mut self) -> Result<()> {
+        let mut first = self.send_batch();
         self.jobs = None;
-        let mut first = Ok(());
         while self.pending > 0 {
             let r = match self.done.recv() {
                 Ok(r) => self.finished(r),
@@ -997,11 +1017,11 @@ fn worker_gone() -> Error {
 fn object_worker(
     store: &Store,
     obj_tmp: &Path,
-    jobs: &Receiver<FileJob>,
+    jobs: &Receiver<Vec<FileJob>>,
     done: &Sender<Result<(ObjectKey, Vec<u8>)>>,
 ) {
     let mut failed = false;
-    for job in jobs {
+    for job in jobs.iter().flatten() {
         // Every job gets an answer: the extraction counts them.
         let r = if failed {
             Err(Error::Archive(
