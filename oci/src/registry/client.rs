@@ -298,16 +298,26 @@ fn read_certs(f: &Path) -> Result<Vec<reqwest::Certificate>> {
     Ok(certs)
 }
 
-/// Whether a failed https request's error shows a TLS server at the other end.
-fn speaks_tls(error: &str) -> bool {
-    let e = error.to_lowercase();
-    e.contains("certificate") || e.contains("alert")
+/// The causes of a request's error, without the request's URL (a host name must not count as
+/// a word of the error).
+fn causes(e: &reqwest::Error) -> String {
+    std::error::Error::source(e)
+        .map(|c| full_error(c).to_lowercase())
+        .unwrap_or_default()
+}
+
+/// Whether a failed https request's error shows a TLS server at the other end: a certificate
+/// error, or a TLS alert it sent.
+fn speaks_tls(e: &reqwest::Error) -> bool {
+    let c = causes(e);
+    c.contains("certificate") || c.contains("alert")
 }
 
 /// What to add to an error where the registry's TLS server refused us with an alert about our
 /// (missing or unknown) certificate.
-fn refused_tls_hint(error: &str, host: &str) -> String {
-    if error.contains("alert: BadCertificate") || error.contains("alert: CertificateRequired") {
+fn refused_tls_hint(e: &reqwest::Error, host: &str) -> String {
+    let c = causes(e);
+    if c.contains("alert: badcertificate") || c.contains("alert: certificaterequired") {
         format!(
             " (the registry wants a client certificate it trusts: NAME.cert and NAME.key in \
              /etc/docker/certs.d/{host}/, or in the --cert-dir directory)"
@@ -439,7 +449,7 @@ impl Client {
                 // A TLS server that refuses us or whose certificate we refuse (a certificate
                 // error, a TLS alert: a client certificate it requires) stays https, so the
                 // error says so.
-                Err(e) if speaks_tls(&full_error(&e)) => https,
+                Err(e) if speaks_tls(&e) => https,
                 Err(_) => format!("http://{}", self.api_host),
             }
         } else {
@@ -673,7 +683,7 @@ impl Client {
                 Ok(resp) if transient_status(resp.status()) && !last => {}
                 Ok(resp) => return Ok(resp),
                 // A certificate refused either way is no transient failure.
-                Err(e) if !last && !speaks_tls(&full_error(&e)) => {}
+                Err(e) if !last && !speaks_tls(&e) => {}
                 Err(e) => {
                     return Err(Error::Registry {
                         context: self.ctx(),
@@ -682,7 +692,7 @@ impl Client {
                             req.method,
                             req.url,
                             full_error(&e),
-                            refused_tls_hint(&full_error(&e), &self.api_host)
+                            refused_tls_hint(&e, &self.api_host)
                         ),
                     });
                 }
@@ -846,6 +856,22 @@ mod tests {
         fs::write(host_dir.join("bad.crt"), "garbage").unwrap();
         let e = host_tls(&dirs, None, "reg.example:5000").err().unwrap();
         assert!(e.to_string().contains("bad.crt"), "{e}");
+    }
+
+    /// The words of a request's URL are not read as the error's: a refused connection to a
+    /// path naming "alert" and "certificate" is no TLS server, and gets no certificate hint.
+    #[test]
+    fn tls_words_come_from_the_error_not_the_url() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let e = reqwest::blocking::Client::new()
+            .get(format!("http://127.0.0.1:{port}/alert/BadCertificate"))
+            .send()
+            .unwrap_err();
+        assert!(full_error(&e).contains("BadCertificate"));
+        assert!(!speaks_tls(&e), "{}", full_error(&e));
+        assert_eq!(refused_tls_hint(&e, "h"), "");
     }
 
     #[test]
