@@ -584,6 +584,7 @@ pub(crate) fn extract<R: Read, W: Write>(
             in_flight: HashSet::new(),
             pending: 0,
             spare: Vec::new(),
+            writeback: Writeback::start(s, store),
         };
         let extracted = extract_into(s, store, input, rootfs, trash, record, &mut objects);
         // Every object is complete (or the first failure known) before the caller commits.
@@ -775,6 +776,7 @@ fn extract_into<'s, R: Read, W: Write>(
             unpacked += h.size;
         }
         apply(store, &mut tree, &h, &mut inp, objects, record, &mut buf)?;
+        objects.writeback.progress(unpacked);
         if !is_reg && h.size > 0 {
             // Data of a non-regular entry: kept verbatim, never interpreted.
             let mut left = h.size;
@@ -855,6 +857,43 @@ struct Objects<'s> {
     pending: usize,
     /// Data buffers back from the worker, for reuse.
     spare: Vec<Vec<u8>>,
+    writeback: Writeback,
+}
+
+/// File data written after which the file system's writeback is started again.
+const WRITEBACK_EVERY: u64 = 64 << 20;
+
+/// Starts the writeback of what the extraction wrote so far, every [`WRITEBACK_EVERY`] bytes,
+/// with a `syncfs` on a thread of its own (its errors are ignored: the commit's own `syncfs` is
+/// the one that makes the layer durable). Otherwise the page cache holds every byte of a large
+/// layer until that commit, which then waits for all of it to reach the disk.
+struct Writeback {
+    kick: SyncSender<()>,
+    next: u64,
+}
+
+impl Writeback {
+    fn start<'s>(s: &'s std::thread::Scope<'s, '_>, store: &'s Store) -> Writeback {
+        let (kick, kicks) = sync_channel::<()>(1);
+        s.spawn(move || {
+            for () in kicks {
+                let _ = store.sys.syncfs(&store.root);
+            }
+        });
+        Writeback {
+            kick,
+            next: WRITEBACK_EVERY,
+        }
+    }
+
+    /// `written`: the bytes of file data extracted so far.
+    fn progress(&mut self, written: u64) {
+        if written >= self.next {
+            self.next = written + WRITEBACK_EVERY;
+            // A kick already pending: the syncfs it starts covers this data too.
+            let _ = self.kick.try_send(());
+        }
+    }
 }
 
 impl Objects<'_> {
