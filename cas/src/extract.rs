@@ -1780,6 +1780,35 @@ mod tests {
         }
     }
 
+    /// Past 64 MiB of file data an extraction starts the writeback (one more syncfs, besides
+    /// the commit's); a small layer's commit is its only syncfs.
+    #[test]
+    fn large_layers_start_writeback_early() {
+        use std::sync::Arc;
+        use strata_sys::{CallKind, RecordingSyscall};
+        let d = tempfile::tempdir().unwrap();
+        let rec = Arc::new(RecordingSyscall::new());
+        let s = Store::with_syscall(&d.path().join("s"), rec.clone()).unwrap();
+        let lease = s.lease().unwrap();
+        let ingest = |files: &[(&str, usize)]| {
+            let mut t = Vec::new();
+            for (i, (name, len)) in files.iter().enumerate() {
+                let data = vec![i as u8; *len];
+                write_entry(&mut t, &file(name, *len as u64, 0o644, 1), &data).unwrap();
+            }
+            write_end(&mut t).unwrap();
+            rec.clear();
+            s.ingest_layer(&lease, &t[..]).unwrap();
+            rec.calls_of(&[CallKind::Syncfs]).len()
+        };
+        // A small layer: the commit's syncfs only.
+        assert_eq!(ingest(&[("a", 1000), ("b", 5000)]), 1);
+        // 70 MiB of file data: one early writeback, then the commit's.
+        let big: Vec<(String, usize)> = (0..70).map(|i| (format!("f{i}"), 1 << 20)).collect();
+        let big: Vec<(&str, usize)> = big.iter().map(|(n, l)| (n.as_str(), *l)).collect();
+        assert_eq!(ingest(&big), 2);
+    }
+
     /// A same-named object of the wrong size (a torn write from a crash) is replaced by the
     /// whole one, never linked into the tree.
     #[test]
