@@ -427,11 +427,10 @@ impl Write for DirectWriter {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::sync::Arc;
-
-    use strata_sys::{Call, CallKind, RecordingSyscall};
+    use strata_sys::{Call, CallKind};
 
     use super::*;
+    use crate::layer::tests::recording_store;
 
     fn tmp() -> Result<tempfile::TempDir> {
         tempfile::tempdir().map_err(io_err("tempdir"))
@@ -549,18 +548,15 @@ pub(crate) mod tests {
 
     #[test]
     fn suite_on_recording_store() -> Result<()> {
-        let dir = tmp()?;
-        let rec = Arc::new(RecordingSyscall::new());
-        blob_suite(&Store::with_syscall(dir.path(), rec.clone())?)?;
+        let (_dir, rec, store) = recording_store();
+        blob_suite(&store)?;
         assert!(!rec.calls().is_empty());
         Ok(())
     }
 
     #[test]
     fn commit_order_is_fsync_rename_fsync_dir() -> Result<()> {
-        let dir = tmp()?;
-        let rec = Arc::new(RecordingSyscall::new());
-        let store = Store::with_syscall(dir.path(), rec.clone())?;
+        let (_dir, rec, store) = recording_store();
         let lease = store.lease()?;
         rec.clear();
         let d = store.put_blob(&lease, b"ordered")?;
@@ -635,9 +631,7 @@ pub(crate) mod tests {
             (CallKind::RenameNoreplace, libc::ENOSPC),
             (CallKind::FsyncDir, libc::EIO),
         ] {
-            let dir = tmp()?;
-            let rec = Arc::new(RecordingSyscall::new());
-            let store = Store::with_syscall(dir.path(), rec.clone())?;
+            let (_dir, rec, store) = recording_store();
             let lease = store.lease()?;
             rec.fail_next(kind, errno);
             let err = store.put_blob(&lease, b"doomed");

@@ -661,11 +661,8 @@ mod tests {
 
     #[test]
     fn only_new_objects_are_flushed() {
-        use std::sync::Arc;
-        use strata_sys::{Call, CallKind, RecordingSyscall};
-        let d = tempfile::tempdir().unwrap();
-        let rec = Arc::new(RecordingSyscall::new());
-        let s = Store::with_syscall(&d.path().join("s"), rec.clone()).unwrap();
+        use strata_sys::{Call, CallKind};
+        let (_d, rec, s) = crate::layer::tests::recording_store();
         let lease = s.lease().unwrap();
         // A step's new file: its object (and only it) is fsynced, no syncfs.
         let p = s.begin_layer(&lease).unwrap();

@@ -1784,11 +1784,7 @@ mod tests {
     /// the commit's); a small layer's commit is its only syncfs.
     #[test]
     fn large_layers_start_writeback_early() {
-        use std::sync::Arc;
-        use strata_sys::{CallKind, RecordingSyscall};
-        let d = tempfile::tempdir().unwrap();
-        let rec = Arc::new(RecordingSyscall::new());
-        let s = Store::with_syscall(&d.path().join("s"), rec.clone()).unwrap();
+        let (_d, rec, s) = crate::layer::tests::recording_store();
         let lease = s.lease().unwrap();
         let ingest = |files: &[(&str, usize)]| {
             let mut t = Vec::new();
@@ -1799,7 +1795,7 @@ mod tests {
             write_end(&mut t).unwrap();
             rec.clear();
             s.ingest_layer(&lease, &t[..]).unwrap();
-            rec.calls_of(&[CallKind::Syncfs]).len()
+            rec.calls_of(&[strata_sys::CallKind::Syncfs]).len()
         };
         // A small layer: the commit's syncfs only.
         assert_eq!(ingest(&[("a", 1000), ("b", 5000)]), 1);

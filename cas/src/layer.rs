@@ -499,6 +499,18 @@ pub(crate) mod tests {
         (dir, store)
     }
 
+    /// A store whose syscalls are recorded (and can be made to fail), with its recorder.
+    pub(crate) fn recording_store() -> (
+        tempfile::TempDir,
+        std::sync::Arc<strata_sys::RecordingSyscall>,
+        Store,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = std::sync::Arc::new(strata_sys::RecordingSyscall::new());
+        let store = Store::with_syscall(&dir.path().join("store"), rec.clone()).unwrap();
+        (dir, rec, store)
+    }
+
     pub(crate) fn file(name: &str, data_len: u64, mode: u32, mtime: i64) -> Entry {
         Entry {
             name: name.as_bytes().to_vec(),

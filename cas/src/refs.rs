@@ -202,9 +202,8 @@ mod tests {
     use std::os::unix::process::ExitStatusExt;
     use std::path::Path;
     use std::process::Command;
-    use std::sync::Arc;
 
-    use strata_sys::{CallKind, RecordingSyscall};
+    use strata_sys::CallKind;
 
     use super::*;
 
@@ -296,9 +295,7 @@ mod tests {
 
     #[test]
     fn failed_rename_keeps_old_refs_and_cleans_temp() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(io_err("tempdir"))?;
-        let rec = Arc::new(RecordingSyscall::new());
-        let store = Store::with_syscall(dir.path(), rec.clone())?;
+        let (_dir, rec, store) = crate::layer::tests::recording_store();
         let lease = store.lease()?;
         let d = Digest::of(b"x");
         store.set_ref(&lease, &r("a")?, &d)?;

@@ -68,6 +68,19 @@ pub struct PruneOptions {
     pub all: bool,
 }
 
+impl PruneOptions {
+    /// Whether `until` keeps something last used at `used` (unix seconds) at `now`.
+    fn young(&self, now: u64, used: u64) -> bool {
+        self.until
+            .is_some_and(|u| now.saturating_sub(used) < u.as_secs())
+    }
+
+    /// Whether `keep_storage` keeps `size` more bytes after `kept` (most recent first).
+    fn fits(&self, kept: u64, size: u64) -> bool {
+        self.keep_storage.is_some_and(|k| kept + size <= k)
+    }
+}
+
 /// What a prune removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PruneReport {
@@ -286,17 +299,13 @@ impl BuildCache {
         records.sort_by_key(|r| std::cmp::Reverse(r.1.last_used));
         let mut kept_bytes = 0u64;
         for (path, rec) in records {
-            let young = opts
-                .until
-                .is_some_and(|u| now.saturating_sub(rec.last_used) < u.as_secs());
             let used = !opts.all
                 && rec
                     .layer
                     .as_ref()
                     .is_some_and(|l| opts.image_layers.contains(&l.diff_id));
             let size = rec.layer.map(|l| l.size).unwrap_or(0);
-            let fits = opts.keep_storage.is_some_and(|k| kept_bytes + size <= k);
-            if young || used || fits {
+            if opts.young(now, rec.last_used) || used || opts.fits(kept_bytes, size) {
                 kept_bytes += size;
                 continue;
             }
@@ -317,12 +326,8 @@ impl BuildCache {
                 if lock.try_lock().is_err() {
                     continue; // in use by a running build
                 }
-                let young = opts.until.is_some_and(|u| {
-                    e.metadata()
-                        .map(|m| now.saturating_sub(m.mtime().max(0) as u64) < u.as_secs())
-                        .unwrap_or(false)
-                });
-                if young {
+                let mtime = e.metadata().map(|m| m.mtime().max(0) as u64);
+                if mtime.is_ok_and(|m| opts.young(now, m)) {
                     continue;
                 }
                 report.bytes += tree_size(&path);
@@ -334,11 +339,7 @@ impl BuildCache {
         // A build reading an index meanwhile has it open or read already; one writing it
         // renames a new file in.
         for (path, size, mtime) in self.context_indexes() {
-            let young = opts
-                .until
-                .is_some_and(|u| now.saturating_sub(mtime) < u.as_secs());
-            let fits = opts.keep_storage.is_some_and(|k| kept_bytes + size <= k);
-            if young || fits {
+            if opts.young(now, mtime) || opts.fits(kept_bytes, size) {
                 kept_bytes += size;
                 continue;
             }
