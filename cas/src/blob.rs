@@ -218,6 +218,32 @@ impl BlobWriter {
         self.hasher.clone().finish()
     }
 
+    /// Reads once from `r`, at most `max` bytes, straight into the blob (no copy through a
+    /// buffer of the caller's): the bytes count as written. Returns them (empty at the end of
+    /// `r`), for the caller to look at.
+    ///
+    /// # Errors
+    /// The outer error is the blob's (writing out a full buffer); the inner one is `r`'s read
+    /// error, after which nothing was added.
+    pub fn read_from(
+        &mut self,
+        r: &mut dyn Read,
+        max: usize,
+    ) -> std::io::Result<std::io::Result<&[u8]>> {
+        let out = self
+            .out
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("blob writer already finished"))?;
+        out.make_room()?;
+        let got = match out.read_from(r, max) {
+            Ok(got) => got,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.hasher.update(got);
+        self.size += got.len() as u64;
+        Ok(Ok(got))
+    }
+
     /// The ingest data file (for error messages).
     pub fn ingest_path(&self) -> &Path {
         &self.data_path
@@ -401,6 +427,24 @@ impl DirectWriter {
         Ok(())
     }
 
+    /// Writes the buffer out when it is full.
+    fn make_room(&mut self) -> std::io::Result<()> {
+        if self.len == BUF_SIZE {
+            self.drain()?;
+        }
+        Ok(())
+    }
+
+    /// Reads once from `r` into the buffer (after [`Self::make_room`]), at most `max` bytes;
+    /// returns what was read.
+    fn read_from(&mut self, r: &mut dyn Read, max: usize) -> std::io::Result<&[u8]> {
+        let len = self.len;
+        let room = (BUF_SIZE - len).min(max);
+        let n = r.read(&mut self.buf()[len..len + room])?;
+        self.len += n;
+        Ok(&self.buf()[len..len + n])
+    }
+
     /// The file, everything written.
     fn into_file(mut self) -> std::io::Result<File> {
         self.drain()?;
@@ -410,9 +454,7 @@ impl DirectWriter {
 
 impl Write for DirectWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        if self.len == BUF_SIZE {
-            self.drain()?;
-        }
+        self.make_room()?;
         let len = self.len;
         let n = data.len().min(BUF_SIZE - len);
         self.buf()[len..len + n].copy_from_slice(&data[..n]);
@@ -440,6 +482,78 @@ pub(crate) mod tests {
         std::fs::read_dir(store.ingest_root())
             .map(|r| r.count())
             .unwrap_or(usize::MAX)
+    }
+
+    /// A reader that hands out at most `step` bytes per read and can fail once at `fail_at`.
+    struct Trickle {
+        data: Vec<u8>,
+        at: usize,
+        step: usize,
+        fail_at: Option<usize>,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.fail_at.is_some_and(|f| self.at >= f) {
+                self.fail_at = None;
+                return Err(std::io::Error::other("connection reset"));
+            }
+            let n = buf.len().min(self.step).min(self.data.len() - self.at);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn read_from_fills_the_blob_in_place() -> Result<()> {
+        let d = tmp()?;
+        let store = Store::open(d.path())?;
+        let lease = store.lease()?;
+        // Over two direct-write buffers, in odd steps, with a read error in the middle.
+        let data: Vec<u8> = (0..(2 * BUF_SIZE + 12_345))
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let mut r = Trickle {
+            data: data.clone(),
+            at: 0,
+            step: 300_007,
+            fail_at: Some(BUF_SIZE + 5),
+        };
+        let mut w = store.blob_writer(&lease)?;
+        let mut seen = Vec::new();
+        let mut errors = 0;
+        loop {
+            let before = w.size();
+            assert_eq!(before, seen.len() as u64);
+            match w.read_from(&mut r, 1 << 30).map_err(io_err("blob"))? {
+                Ok([]) => break,
+                Ok(got) => seen.extend_from_slice(got),
+                Err(e) => {
+                    // Nothing was added by the failed read.
+                    assert_eq!(e.to_string(), "connection reset");
+                    assert_eq!(w.size(), before);
+                    errors += 1;
+                }
+            }
+        }
+        assert_eq!(errors, 1);
+        assert!(seen == data, "the returned stretches are the stream");
+        // `max` bounds a read.
+        let mut one = Trickle {
+            data: vec![9; 10],
+            at: 0,
+            step: 10,
+            fail_at: None,
+        };
+        let got = w.read_from(&mut one, 3).map_err(io_err("blob"))?;
+        assert_eq!(got.map_err(io_err("blob"))?, &[9, 9, 9]);
+        let mut all = data.clone();
+        all.extend_from_slice(&[9, 9, 9]);
+        let (digest, size) = w.commit(None)?;
+        assert_eq!((digest, size), (Digest::of(&all), all.len() as u64));
+        assert!(std::fs::read(store.blob_path(&digest)).map_err(io_err("blob"))? == all);
+        Ok(())
     }
 
     /// The behaviour every store must show, whatever its syscall seam.

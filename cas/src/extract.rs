@@ -47,7 +47,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -155,38 +155,81 @@ impl HashTee {
     }
 }
 
-impl<R: Read> Input<R> {
+impl<R: BufRead> Input<R> {
+    /// Hands the next `len` bytes of the stream (fewer only at its end) to `f`, stretch by
+    /// stretch as they sit in the reader's buffer (no copy of its own), hashing and counting
+    /// them. Returns how many there were.
+    fn take(&mut self, len: u64, mut f: impl FnMut(&[u8]) -> Result<()>) -> Result<u64> {
+        let mut got = 0;
+        while got < len {
+            let avail = match self.inner.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::Archive(format!("reading archive: {e}"))),
+            };
+            if avail.is_empty() {
+                break;
+            }
+            let n = avail
+                .len()
+                .min(usize::try_from(len - got).unwrap_or(usize::MAX));
+            f(&avail[..n])?;
+            self.sha.update(&avail[..n])?;
+            self.inner.consume(n);
+            got += n as u64;
+            self.count += n as u64;
+        }
+        Ok(got)
+    }
+
+    /// [`Self::take`] of exactly `len` bytes.
+    fn take_all(&mut self, len: u64, f: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        if self.take(len, f)? < len {
+            return Err(Error::Archive(format!(
+                "truncated archive at byte {}",
+                self.count
+            )));
+        }
+        Ok(())
+    }
+
     /// Reads exactly `buf.len()` bytes; Ok(false) on a clean EOF before the first byte.
     fn fill(&mut self, buf: &mut [u8]) -> Result<bool> {
-        let mut got = 0;
-        while got < buf.len() {
-            match self.inner.read(&mut buf[got..]) {
-                Ok(0) if got == 0 => return Ok(false),
-                Ok(0) => {
-                    return Err(Error::Archive(format!(
-                        "truncated archive at byte {}",
-                        self.count + got as u64
-                    )));
-                }
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::Archive(format!("reading archive: {e}"))),
-            }
+        let mut at = 0;
+        let got = self.take(buf.len() as u64, |s| {
+            buf[at..at + s.len()].copy_from_slice(s);
+            at += s.len();
+            Ok(())
+        })?;
+        if got == 0 && !buf.is_empty() {
+            return Ok(false);
         }
-        self.sha.update(&buf[..])?;
-        self.count += buf.len() as u64;
+        if at < buf.len() {
+            return Err(Error::Archive(format!(
+                "truncated archive at byte {}",
+                self.count
+            )));
+        }
         Ok(true)
     }
 
+    /// Reads exactly `buf.len()` bytes.
     fn need(&mut self, buf: &mut [u8]) -> Result<()> {
-        if buf.is_empty() || self.fill(buf)? {
+        let mut at = 0;
+        self.take_all(buf.len() as u64, |s| {
+            buf[at..at + s.len()].copy_from_slice(s);
+            at += s.len();
             Ok(())
-        } else {
-            Err(Error::Archive(format!(
-                "truncated archive at byte {}",
-                self.count
-            )))
-        }
+        })
+    }
+
+    /// Appends exactly `len` bytes to `v`.
+    fn append(&mut self, v: &mut Vec<u8>, len: usize) -> Result<()> {
+        v.reserve(len);
+        self.take_all(len as u64, |s| {
+            v.extend_from_slice(s);
+            Ok(())
+        })
     }
 }
 
@@ -563,7 +606,7 @@ fn ids(h: &Header) -> Result<(Uid, Gid)> {
 /// Extracts `input` into `rootfs` (an empty directory), storing regular files as objects
 /// (temp files in `obj_tmp`), directories replaced mid-archive in `trash`, and every raw byte
 /// in `record`.
-pub(crate) fn extract<R: Read, W: Write>(
+pub(crate) fn extract<R: BufRead, W: Write>(
     store: &Store,
     input: R,
     rootfs: &Path,
@@ -595,7 +638,7 @@ pub(crate) fn extract<R: Read, W: Write>(
     })
 }
 
-fn extract_into<'s, R: Read, W: Write>(
+fn extract_into<'s, R: BufRead, W: Write>(
     scope: &'s std::thread::Scope<'s, '_>,
     store: &Store,
     input: R,
@@ -632,7 +675,6 @@ fn extract_into<'s, R: Read, W: Write>(
     let mut long_link: Option<Vec<u8>> = None;
     let mut entries = 0u64;
     let mut unpacked = 0u64;
-    let mut buf = vec![0u8; 1 << 18];
     let mut block = [0u8; BLOCK];
     loop {
         if !inp.fill(&mut block)? {
@@ -650,19 +692,7 @@ fn extract_into<'s, R: Read, W: Write>(
                         "invalid archive: data after a single zero block".into(),
                     ));
                 }
-                loop {
-                    let n = match inp.inner.read(&mut buf) {
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(Error::Archive(format!("reading archive: {e}"))),
-                    };
-                    if n == 0 {
-                        break;
-                    }
-                    inp.sha.update(&buf[..n])?;
-                    inp.count += n as u64;
-                    record.raw(&buf[..n]).map_err(rec_err)?;
-                }
+                inp.take(u64::MAX, |s| record.raw(s).map_err(rec_err))?;
             }
             break;
         }
@@ -775,17 +805,11 @@ fn extract_into<'s, R: Read, W: Write>(
         if is_reg {
             unpacked += h.size;
         }
-        apply(store, &mut tree, &h, &mut inp, objects, record, &mut buf)?;
+        apply(store, &mut tree, &h, &mut inp, objects, record)?;
         objects.writeback.progress(unpacked);
         if !is_reg && h.size > 0 {
             // Data of a non-regular entry: kept verbatim, never interpreted.
-            let mut left = h.size;
-            while left > 0 {
-                let n = left.min(buf.len() as u64) as usize;
-                inp.need(&mut buf[..n])?;
-                record.raw(&buf[..n]).map_err(rec_err)?;
-                left -= n as u64;
-            }
+            inp.take_all(h.size, |s| record.raw(s).map_err(rec_err))?;
         }
         let pad = padding(h.size);
         if pad > 0 {
@@ -897,11 +921,10 @@ impl Writeback {
 }
 
 impl Objects<'_> {
-    /// A zeroed buffer of `len` bytes, reused when one is free.
-    fn buffer(&mut self, len: usize) -> Vec<u8> {
+    /// An empty buffer for a file's data, reused when one is free.
+    fn buffer(&mut self) -> Vec<u8> {
         let mut b = self.spare.pop().unwrap_or_default();
         b.clear();
-        b.resize(len, 0);
         b
     }
 
@@ -1130,14 +1153,13 @@ fn finish_object(store: &Store, obj_tmp: &Path, job: &FileJob) -> Result<()> {
 }
 
 /// Applies one entry to the tree (reading a regular file's data from `inp`).
-fn apply<R: Read, W: Write>(
+fn apply<R: BufRead, W: Write>(
     store: &Store,
     tree: &mut Tree<'_>,
     h: &Header,
     inp: &mut Input<R>,
     objects: &mut Objects<'_>,
     record: &mut RecordWriter<W>,
-    buf: &mut [u8],
 ) -> Result<()> {
     let entry = h.path.as_slice();
     let comps = clean(entry);
@@ -1207,24 +1229,20 @@ fn apply<R: Read, W: Write>(
             };
             meta.normalize();
             if h.size <= SMALL_FILE as u64 {
-                let mut data = objects.buffer(h.size as usize);
-                inp.need(&mut data)?;
+                let mut data = objects.buffer();
+                inp.append(&mut data, h.size as usize)?;
                 let key = meta.key(blake3::hash(&data).as_bytes());
                 record.file(&key, h.size).map_err(rec_err)?;
                 return objects.place(tree, &parent, name, entry, key, meta, data);
             }
             let obj_tmp = objects.obj_tmp;
             let mut w = ObjectWriter::new(obj_tmp, meta)?;
-            let mut left = h.size;
-            while left > 0 {
-                let n = left.min(buf.len() as u64) as usize;
-                inp.need(&mut buf[..n])?;
-                w.write_all(&buf[..n]).map_err(|e| Error::Io {
+            inp.take_all(h.size, |s| {
+                w.write_all(s).map_err(|e| Error::Io {
                     path: obj_tmp.to_path_buf(),
                     source: e,
-                })?;
-                left -= n as u64;
-            }
+                })
+            })?;
             let (key, _) = w.commit(store)?;
             record.file(&key, h.size).map_err(rec_err)?;
             link_object_at(tree, &store.object_path(&key), &parent, name, entry)?;

@@ -39,7 +39,7 @@
 //! is replaced rather than linked (see [`crate::object`]).
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -194,7 +194,10 @@ impl Store {
     /// # Errors
     /// [`Error::Archive`] / [`Error::UnsafeEntry`] for a corrupt, truncated or unsafe tar (then
     /// nothing is committed); I/O and syscall errors.
-    pub fn ingest_layer(&self, lease: &Lease, uncompressed_tar: impl Read) -> Result<LayerInfo> {
+    ///
+    /// The tar is read through its buffer (`BufRead`): file data goes from there straight to its
+    /// object, with no copy of its own.
+    pub fn ingest_layer(&self, lease: &Lease, uncompressed_tar: impl BufRead) -> Result<LayerInfo> {
         let tmp = TempLayer::new(self, lease)?;
         let record_path = tmp.dir.join("record.zst");
         let record_file = File::create(&record_path).map_err(io_err(&record_path))?;
@@ -644,6 +647,36 @@ pub(crate) mod tests {
         assert!(s.remove_layer(&info.diff_id).unwrap());
         assert!(!s.remove_layer(&info.diff_id).unwrap());
         assert_eq!(s.layer(&info.diff_id).unwrap(), None);
+    }
+
+    /// The tar is read in whatever stretches its reader's buffer holds: headers, file data,
+    /// padding and the trailing bytes may all be cut anywhere.
+    #[test]
+    fn any_buffer_size_gives_the_same_layer() {
+        let tar = rich_tar();
+        let mut infos = Vec::new();
+        for cap in [61, 512, 513, 4096, 1 << 20] {
+            let (_d, s) = store();
+            let lease = s.lease().unwrap();
+            let info = s
+                .ingest_layer(&lease, io::BufReader::with_capacity(cap, &tar[..]))
+                .unwrap();
+            let mut out = Vec::new();
+            s.write_layer_tar(&info.diff_id, &mut out).unwrap();
+            assert!(out == tar, "regenerated tar differs (buffer of {cap})");
+            infos.push(info);
+        }
+        assert!(infos.windows(2).all(|w| w[0] == w[1]), "{infos:?}");
+        assert_eq!(infos[0].diff_id, Digest::of(&tar));
+        // Cut short in the big file's data, read in small stretches: an error, nothing committed.
+        let (_d, s) = store();
+        let lease = s.lease().unwrap();
+        let cut = &tar[..tar.len() - 4096 - 1024 - 1000];
+        let err = s
+            .ingest_layer(&lease, io::BufReader::with_capacity(7, cut))
+            .unwrap_err();
+        assert!(err.to_string().contains("truncated archive"), "{err}");
+        assert!(s.list_layers().unwrap().is_empty());
     }
 
     #[test]

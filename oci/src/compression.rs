@@ -20,7 +20,7 @@
 //! [`compress_from`] runs the producer of the input and the encoder on two threads.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::sync::mpsc;
 
 use flate2::{Crc, FlushCompress, Status};
@@ -137,24 +137,57 @@ pub fn decompress<'a, R: Read + 'a>(
     input: R,
     limit: u64,
 ) -> Result<(Detected, Box<dyn Read + 'a>)> {
-    let (head, input) = peek(input, 6).map_err(Error::io("reading compressed stream"))?;
+    decompress_buffered(io::BufReader::with_capacity(64 << 10, input), limit)
+}
+
+/// [`decompress`] of an input that has its own buffer: the decoders read the compressed bytes
+/// from it in place, and the magic bytes are looked at without consuming them.
+///
+/// # Errors
+///
+/// As [`decompress`].
+pub fn decompress_buffered<'a, R: BufRead + 'a>(
+    mut input: R,
+    limit: u64,
+) -> Result<(Detected, Box<dyn Read + 'a>)> {
+    let head = input
+        .fill_buf()
+        .map_err(Error::io("reading compressed stream"))?;
+    if head.len() >= MAGIC_LEN || head.is_empty() {
+        let kind = detect(head);
+        return Ok((kind, decoder(kind, input, limit)?));
+    }
+    // The buffer holds fewer bytes than the longest magic: peek by reading.
+    let (head, input) = peek(input, MAGIC_LEN).map_err(Error::io("reading compressed stream"))?;
     let kind = detect(&head);
-    let reader: Box<dyn Read + 'a> = match kind {
+    Ok((kind, decoder(kind, io::BufReader::new(input), limit)?))
+}
+
+/// The longest magic that [`detect`] looks for.
+const MAGIC_LEN: usize = 6;
+
+/// The bounded decoder of `kind` over `input`.
+fn decoder<'a, R: BufRead + 'a>(
+    kind: Detected,
+    input: R,
+    limit: u64,
+) -> Result<Box<dyn Read + 'a>> {
+    Ok(match kind {
         Detected::Plain => Box::new(Bounded::new(input, limit)),
         Detected::Gzip => Box::new(Bounded::new(
-            flate2::read::MultiGzDecoder::new(input),
+            flate2::bufread::MultiGzDecoder::new(input),
             limit,
         )),
         Detected::Zstd => Box::new(Bounded::new(
-            zstd::stream::read::Decoder::new(input).map_err(Error::io("starting zstd decoder"))?,
+            zstd::stream::read::Decoder::with_buffer(input)
+                .map_err(Error::io("starting zstd decoder"))?,
             limit,
         )),
         Detected::Xz => Box::new(Bounded::new(
-            liblzma::read::XzDecoder::new_multi_decoder(input),
+            liblzma::bufread::XzDecoder::new_multi_decoder(input),
             limit,
         )),
-    };
-    Ok((kind, reader))
+    })
 }
 
 /// A writer that passes bytes through while counting them and (unless made with
@@ -1041,6 +1074,38 @@ mod tests {
         let mut back = Vec::new();
         r.read_to_end(&mut back).unwrap();
         assert_eq!(back, data);
+    }
+
+    /// A buffered input whose buffer holds fewer bytes than the longest magic (or the magic cut
+    /// anywhere) is still detected, and decoded whole; an empty one is plain.
+    #[test]
+    fn buffered_input_is_detected_from_any_buffer() {
+        let data = sample(300 << 10);
+        let gz = gzip(&data);
+        let mut z = Vec::new();
+        compress(Compression::Zstd, &data[..], &mut z).unwrap();
+        let mut xz = Vec::new();
+        let mut e = liblzma::write::XzEncoder::new(&mut xz, 1);
+        e.write_all(&data).unwrap();
+        e.finish().unwrap();
+        for (input, want) in [
+            (&gz, Detected::Gzip),
+            (&z, Detected::Zstd),
+            (&xz, Detected::Xz),
+            (&data, Detected::Plain),
+        ] {
+            for cap in [1, 2, 5, 6, 64 << 10] {
+                let r = io::BufReader::with_capacity(cap, &input[..]);
+                let (kind, mut r) = decompress_buffered(r, DEFAULT_MAX_DECOMPRESSED).unwrap();
+                assert_eq!(kind, want, "buffer of {cap}");
+                let mut back = Vec::new();
+                r.read_to_end(&mut back).unwrap();
+                assert!(back == data, "{want:?} through a buffer of {cap}");
+            }
+        }
+        let (kind, mut r) = decompress_buffered(&b""[..], 10).unwrap();
+        assert_eq!(kind, Detected::Plain);
+        assert_eq!(r.read(&mut [0; 4]).unwrap(), 0);
     }
 
     #[test]

@@ -13,8 +13,8 @@
 //! a failed pull leaves no image behind (only lease-protected garbage that `prune` reclaims).
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::thread;
 
 use oci_spec::image::{Descriptor, ImageManifest};
@@ -169,15 +169,22 @@ const FEED_CHUNK: usize = 4 << 20;
 /// Feeds the bytes of a download to the thread unpacking it meanwhile, [`HOLD_BACK`] behind.
 struct Feeder {
     tx: Option<SyncSender<io::Result<Vec<u8>>>>,
+    /// Chunks the unpacking thread is done with, for reuse.
+    free: Receiver<Vec<u8>>,
     held: Vec<u8>,
 }
 
 impl Feeder {
-    fn new(tx: SyncSender<io::Result<Vec<u8>>>) -> Feeder {
-        Feeder {
+    /// A feeder and the reader of what it feeds.
+    fn new() -> (Feeder, ChannelReader) {
+        let (tx, rx) = sync_channel(TAP_DEPTH);
+        let (reader, free) = ChannelReader::new(rx);
+        let feeder = Feeder {
             tx: Some(tx),
+            free,
             held: Vec::with_capacity(FEED_CHUNK + 2 * HOLD_BACK),
-        }
+        };
+        (feeder, reader)
     }
 
     fn push(&mut self, chunk: &[u8]) {
@@ -188,7 +195,11 @@ impl Feeder {
         if self.held.len() >= FEED_CHUNK + HOLD_BACK {
             // The front goes as it is; only the last HOLD_BACK bytes are copied, to stay.
             let keep = self.held.len() - HOLD_BACK;
-            let mut rest = Vec::with_capacity(FEED_CHUNK + 2 * HOLD_BACK);
+            let mut rest = self
+                .free
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(FEED_CHUNK + 2 * HOLD_BACK));
+            rest.clear();
             rest.extend_from_slice(&self.held[keep..]);
             self.held.truncate(keep);
             let front = std::mem::replace(&mut self.held, rest);
@@ -222,30 +233,100 @@ impl Feeder {
     }
 }
 
-/// The unpacking thread's side of a [`Feeder`].
+/// The receiving side of a channel of byte chunks, read in place (`BufRead`); each chunk is
+/// handed back for reuse once read.
 struct ChannelReader {
     rx: Receiver<io::Result<Vec<u8>>>,
+    free: Sender<Vec<u8>>,
     cur: Vec<u8>,
     pos: usize,
 }
 
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl ChannelReader {
+    /// The reader of `rx`, and the channel of the chunks it is done with.
+    fn new(rx: Receiver<io::Result<Vec<u8>>>) -> (ChannelReader, Receiver<Vec<u8>>) {
+        let (free, free_rx) = channel();
+        let reader = ChannelReader {
+            rx,
+            free,
+            cur: Vec::new(),
+            pos: 0,
+        };
+        (reader, free_rx)
+    }
+}
+
+impl BufRead for ChannelReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.pos == self.cur.len() {
             match self.rx.recv() {
                 Ok(Ok(v)) => {
-                    self.cur = v;
+                    let done = std::mem::replace(&mut self.cur, v);
                     self.pos = 0;
+                    if done.capacity() > 0 {
+                        // The sender may have gone: the chunk is then simply freed.
+                        let _ = self.free.send(done);
+                    }
                 }
                 Ok(Err(e)) => return Err(e),
                 // The feeder finished: the end of the blob.
-                Err(_) => return Ok(0),
+                Err(_) => return Ok(&[]),
             }
         }
-        let n = buf.len().min(self.cur.len() - self.pos);
-        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
-        self.pos += n;
+        Ok(&self.cur[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.cur.len());
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let avail = self.fill_buf()?;
+        let n = buf.len().min(avail.len());
+        buf[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
         Ok(n)
+    }
+}
+
+/// Decompressed bytes per chunk sent from the decompression to the extraction thread.
+const DECODED_CHUNK: usize = 1 << 20;
+
+/// Decompresses `input` into chunks sent on `tx`, reusing the chunks that come back on `free`
+/// (already initialised: no buffer is zeroed again). Returns the format; a read error goes to
+/// the receiver, which reports it.
+fn decode_into(
+    input: ChannelReader,
+    limit: u64,
+    tx: &SyncSender<io::Result<Vec<u8>>>,
+    free: &Receiver<Vec<u8>>,
+) -> Result<Detected> {
+    let (kind, mut decoded) = compression::decompress_buffered(input, limit)?;
+    loop {
+        let mut buf = free.try_recv().unwrap_or_default();
+        buf.resize(DECODED_CHUNK, 0);
+        let mut filled = 0;
+        while filled < buf.len() {
+            match decoded.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return Ok(kind);
+                }
+            }
+        }
+        if filled == 0 {
+            return Ok(kind);
+        }
+        buf.truncate(filled);
+        // The extraction stopped (it reports why).
+        if tx.send(Ok(buf)).is_err() {
+            return Ok(kind);
+        }
     }
 }
 
@@ -259,35 +340,40 @@ fn copy_body(
     d: &Digest,
     events: Events<'_>,
 ) -> std::result::Result<(), BodyError> {
-    let mut buf = vec![0u8; 256 << 10];
     let mut last = w.size();
     loop {
-        let n = match body.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
+        // One byte more than announced is enough to tell an over-long body.
+        let max = usize::try_from(size.saturating_sub(w.size()))
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
+        let before = w.size();
+        let got = match w.read_from(&mut body, max) {
+            Ok(Ok(got)) => got,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Ok(Err(e)) => {
                 return Err(BodyError::Transient(format!(
                     "truncated body: got {} of {size} bytes ({})",
                     w.size(),
                     full_error(&e)
                 )));
             }
+            Err(e) => {
+                return Err(BodyError::Fatal(Error::io(format!(
+                    "writing {}",
+                    w.ingest_path().display()
+                ))(e)));
+            }
         };
-        if n == 0 {
+        if got.is_empty() {
             break;
         }
-        if w.size() + n as u64 > size {
+        if before + got.len() as u64 > size {
             return Err(BodyError::Fatal(Error::Registry {
                 context: format!("blob {d}"),
                 message: format!("the registry sent more than the {size} bytes announced"),
             }));
         }
-        w.write_all(&buf[..n]).map_err(|e| {
-            BodyError::Fatal(Error::io(format!("writing {}", w.ingest_path().display()))(
-                e,
-            ))
-        })?;
-        feeder.push(&buf[..n]);
+        feeder.push(got);
         if w.size() - last >= PROGRESS_STEP {
             last = w.size();
             events(Event {
@@ -400,48 +486,17 @@ impl LayerJob<'_> {
         }
         let size = desc.size();
         let limit = self.images.limit();
-        let (tx, rx) = sync_channel(TAP_DEPTH);
-        let mut feeder = Feeder::new(tx);
+        let (mut feeder, reader) = Feeder::new();
         // The layer is unpacked while it downloads; the download's digest is checked before the
         // last bytes are handed over, so a bad blob never completes a layer.
         let (w, streamed) = thread::scope(|s| {
             let unpack = s.spawn(move || -> Result<(Detected, LayerInfo)> {
-                let reader = ChannelReader {
-                    rx,
-                    cur: Vec::new(),
-                    pos: 0,
-                };
                 // Decompression runs on a thread of its own, a few MiB ahead of the extraction:
                 // they are the two longest tasks of a pull, and overlap on two cores.
                 let (dtx, drx) = sync_channel::<io::Result<Vec<u8>>>(TAP_DEPTH);
+                let (decoded, free) = ChannelReader::new(drx);
                 thread::scope(|s| {
-                    let decoder = s.spawn(move || -> Result<Detected> {
-                        let (kind, mut decoded) = compression::decompress(
-                            BufReader::with_capacity(1 << 20, reader),
-                            limit,
-                        )?;
-                        loop {
-                            let mut buf = Vec::with_capacity(1 << 20);
-                            match (&mut decoded).take(1 << 20).read_to_end(&mut buf) {
-                                Ok(0) => return Ok(kind),
-                                Ok(_) => {
-                                    // The extraction stopped (it reports why).
-                                    if dtx.send(Ok(buf)).is_err() {
-                                        return Ok(kind);
-                                    }
-                                }
-                                Err(e) => {
-                                    let _ = dtx.send(Err(e));
-                                    return Ok(kind);
-                                }
-                            }
-                        }
-                    });
-                    let decoded = ChannelReader {
-                        rx: drx,
-                        cur: Vec::new(),
-                        pos: 0,
-                    };
+                    let decoder = s.spawn(move || decode_into(reader, limit, &dtx, &free));
                     let info = store.ingest_layer(self.lease, decoded);
                     // A decoder that could not start ends the stream at once: its error, not
                     // the extraction's, says what went wrong.
@@ -475,14 +530,13 @@ impl LayerJob<'_> {
                 let f =
                     File::open(&path).map_err(Error::io(format!("reading {}", path.display())))?;
                 let (kind, decoded) =
-                    compression::decompress(BufReader::with_capacity(1 << 20, f), limit)?;
-                let info =
-                    store
-                        .ingest_layer(self.lease, decoded)
-                        .map_err(|e| Error::BadEntry {
-                            entry: format!("layer {d}"),
-                            reason: e.to_string(),
-                        })?;
+                    compression::decompress_buffered(BufReader::with_capacity(1 << 20, f), limit)?;
+                let info = store
+                    .ingest_layer(self.lease, BufReader::with_capacity(1 << 20, decoded))
+                    .map_err(|e| Error::BadEntry {
+                        entry: format!("layer {d}"),
+                        reason: e.to_string(),
+                    })?;
                 (kind, info)
             }
         };
@@ -629,4 +683,104 @@ pub fn pull(
         id: config_digest,
         updated,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, Read, Write};
+
+    use super::*;
+
+    /// Sends `chunks` on a channel, then (unless `None`) an error, and closes it.
+    fn channel_of(chunks: &[&[u8]], error: Option<&str>) -> (ChannelReader, Receiver<Vec<u8>>) {
+        let (tx, rx) = sync_channel(chunks.len() + 1);
+        for c in chunks {
+            tx.send(Ok(c.to_vec())).unwrap();
+        }
+        if let Some(e) = error {
+            tx.send(Err(io::Error::other(e.to_string()))).unwrap();
+        }
+        ChannelReader::new(rx)
+    }
+
+    #[test]
+    fn channel_reader_reads_chunks_in_place_and_hands_them_back() {
+        let (mut r, free) = channel_of(&[b"hello ", b"", b"wor", b"ld"], None);
+        assert_eq!(r.fill_buf().unwrap(), b"hello ");
+        r.consume(2);
+        let mut two = [0u8; 2];
+        r.read_exact(&mut two).unwrap();
+        assert_eq!(&two, b"ll");
+        let mut rest = String::new();
+        r.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "o world");
+        assert!(r.fill_buf().unwrap().is_empty(), "the end stays the end");
+        // Every chunk read to its end came back for reuse (the last one is still current).
+        let back: Vec<Vec<u8>> = free.try_iter().collect();
+        assert_eq!(back, vec![b"hello ".to_vec(), b"wor".to_vec()]);
+
+        let (mut r, _free) = channel_of(&[b"abc"], Some("the download failed"));
+        let mut all = Vec::new();
+        let err = r.read_to_end(&mut all).unwrap_err();
+        assert_eq!(err.to_string(), "the download failed");
+        assert_eq!(all, b"abc");
+    }
+
+    #[test]
+    fn decoder_fills_whole_chunks_and_reuses_them() {
+        let data: Vec<u8> = (0..(3 * DECODED_CHUNK + 777))
+            .map(|i| (i * 31 % 253) as u8)
+            .collect();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&data).unwrap();
+        let gz = gz.finish().unwrap();
+        let pieces: Vec<&[u8]> = gz.chunks(10_000).collect();
+        let (input, _) = channel_of(&pieces, None);
+        let (tx, rx) = sync_channel(16);
+        let (free_tx, free) = channel();
+        // One used chunk, shorter than a whole one, is offered for reuse.
+        free_tx.send(vec![7u8; 10]).unwrap();
+        let kind = decode_into(input, u64::MAX, &tx, &free).unwrap();
+        drop(tx);
+        assert_eq!(kind, Detected::Gzip);
+        let chunks: Vec<Vec<u8>> = rx.iter().map(|c| c.unwrap()).collect();
+        let lens: Vec<usize> = chunks.iter().map(Vec::len).collect();
+        assert_eq!(lens, [DECODED_CHUNK, DECODED_CHUNK, DECODED_CHUNK, 777]);
+        assert!(chunks.concat() == data, "the decoded stream");
+
+        // A corrupt stream: what decoded fine, then the error, for the extraction to report.
+        let mut bad = gz.clone();
+        let mid = bad.len() / 2;
+        bad[mid..].iter_mut().for_each(|b| *b = !*b);
+        let (input, _) = channel_of(&[&bad], None);
+        let (tx, rx) = sync_channel(16);
+        decode_into(input, u64::MAX, &tx, &free).unwrap();
+        drop(tx);
+        let last = rx.iter().last().unwrap();
+        assert!(last.is_err());
+    }
+
+    #[test]
+    fn feeder_holds_back_the_end_until_finished() {
+        let (mut feeder, mut reader) = Feeder::new();
+        let data: Vec<u8> = (0..(FEED_CHUNK + 2 * HOLD_BACK + 5))
+            .map(|i| (i % 241) as u8)
+            .collect();
+        let got = std::thread::scope(|s| {
+            let reading = s.spawn(move || {
+                let mut all = Vec::new();
+                reader.read_to_end(&mut all).map(|_| all)
+            });
+            for piece in data.chunks(100_003) {
+                feeder.push(piece);
+            }
+            // At least the last HOLD_BACK bytes are still held, the front went out.
+            let held = feeder.held.len();
+            feeder.finish();
+            (held, reading.join().unwrap())
+        });
+        let (held, got) = got;
+        assert!((HOLD_BACK..FEED_CHUNK).contains(&held), "{held}");
+        assert!(got.unwrap() == data);
+    }
 }
