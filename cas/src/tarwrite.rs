@@ -50,13 +50,21 @@ pub(crate) struct Entry {
 }
 
 fn octal(field: &mut [u8], v: u64) -> bool {
-    let digits = field.len() - 1;
-    let s = format!("{v:0digits$o}");
-    if s.len() > digits {
+    // Zero-padded digits then a NUL, as `format!("{v:0w$o}")` would write them, without the
+    // allocation (several fields per header, every header of every layer).
+    // A value that does not fit leaves the field as it was (zeros).
+    let Some((nul, digits)) = field.split_last_mut() else {
+        return false;
+    };
+    if 3 * digits.len() < 64 && v >> (3 * digits.len()) != 0 {
         return false;
     }
-    field[..digits].copy_from_slice(s.as_bytes());
-    field[digits] = 0;
+    let mut rest = v;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (rest & 7) as u8;
+        rest >>= 3;
+    }
+    *nul = 0;
     true
 }
 
@@ -90,8 +98,9 @@ fn ustar(name: &[u8], kind: u8, size: u64, e: &Entry, link: &[u8]) -> ([u8; BLOC
     fits &= octal(&mut h[337..345], e.devminor);
     h[148..156].fill(b' ');
     let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-    let s = format!("{sum:06o}\0 ");
-    h[148..156].copy_from_slice(s.as_bytes());
+    // Six digits, NUL, space: the checksum of 512 bytes always fits.
+    octal(&mut h[148..155], u64::from(sum));
+    h[155] = b' ';
     (h, fits)
 }
 
@@ -520,6 +529,30 @@ mod tests {
     use nix::sys::time::TimeSpec;
 
     use super::*;
+
+    #[test]
+    fn octal_fields_match_format_and_overflow_leaves_zeros() {
+        for (width, v) in [
+            (8, 0),
+            (8, 0o755),
+            (8, 0o7_777_777),
+            (12, 340 << 20),
+            (12, 0o77_777_777_777),
+            (7, 0o777_777),
+        ] {
+            let mut f = vec![0u8; width];
+            assert!(octal(&mut f, v), "{v:o} in {width}");
+            let digits = width - 1;
+            let mut want = format!("{v:0digits$o}").into_bytes();
+            want.push(0);
+            assert_eq!(f, want);
+        }
+        for (width, v) in [(8, 0o10_000_000), (12, 1 << 33), (8, u64::MAX)] {
+            let mut f = vec![0u8; width];
+            assert!(!octal(&mut f, v), "{v:o} in {width}");
+            assert!(f.iter().all(|&b| b == 0));
+        }
+    }
     use crate::layer::tests::store;
 
     type Snapshot = BTreeMap<String, (u32, u32, u32, i64, u64, Vec<u8>, Vec<(String, Vec<u8>)>)>;
