@@ -67,7 +67,7 @@ use xattr::FileExt;
 use crate::commit::hasher_gone;
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
-use crate::object::{ObjectKey, ObjectMeta, ObjectWriter, Stored};
+use crate::object::{ObjectKey, ObjectLookup, ObjectMeta, ObjectWriter, Stored};
 use crate::record::RecordWriter;
 use crate::store::Store;
 
@@ -625,6 +625,7 @@ pub(crate) fn extract<R: BufRead, W: Write>(
             batch: Vec::with_capacity(JOB_BATCH),
             done,
             in_flight: HashSet::new(),
+            stored: ObjectLookup::new(),
             pending: 0,
             spare: Vec::new(),
             writeback: Writeback::start(s, store),
@@ -878,6 +879,8 @@ struct Objects<'s> {
     /// Keys queued and not finished yet (a second file with the same key waits for the
     /// first, then links to it: a key is never queued twice).
     in_flight: HashSet<ObjectKey>,
+    /// What the store holds (with shard listings instead of a `statx` per missing object).
+    stored: ObjectLookup,
     pending: usize,
     /// Data buffers back from the worker, for reuse.
     spare: Vec<Vec<u8>>,
@@ -990,7 +993,7 @@ impl Objects<'_> {
         if self.in_flight.contains(&key) {
             self.collect(true)?;
         }
-        let torn = match self.store.stored_object(&key, data.len() as u64) {
+        let torn = match self.stored.stored(self.store, &key, data.len() as u64) {
             Stored::Whole => {
                 link_object_at(tree, &self.store.object_path(&key), parent, name, entry)?;
                 self.recycle(data);
@@ -1023,6 +1026,7 @@ impl Objects<'_> {
         self.batch.push(job);
         self.pending += 1;
         self.in_flight.insert(key);
+        self.stored.note(key);
         if self.batch.len() >= JOB_BATCH {
             self.send_batch()?;
         }

@@ -312,6 +312,111 @@ impl Store {
     }
 }
 
+/// Lookups in one shard of `objects/` after which [`ObjectLookup`] considers reading the
+/// shard's names.
+const LIST_AFTER: u32 = 4;
+
+/// Bytes of directory per lookup that a listing must save: a `statx` that finds nothing costs
+/// about as much as listing a hundred names (some 80 bytes of directory each), so a shard is
+/// listed once the lookups made in it would have paid for its listing.
+const DIR_BYTES_PER_LOOKUP: u64 = 8000;
+
+/// [`Store::stored_object`] for the many lookups of one extraction. Once a shard of `objects/`
+/// (the first byte of the key) has been looked up in often enough to pay for a listing (at least
+/// [`LIST_AFTER`] times, and once per [`DIR_BYTES_PER_LOOKUP`] of its directory's size, so a
+/// huge shard is only listed for a layer with many files in it), its names are read in one
+/// listing, and a key absent from the listing is missing without a `statx` of its own (a
+/// negative lookup is the costliest kind: the whole small directory is searched). A key present
+/// in the listing, or [`ObjectLookup::note`]d as placed since, is looked up as before.
+///
+/// A listing may go stale while the extraction runs, in safe directions only: an object that
+/// another process adds later is taken as missing, which only loses that file's dedup (its
+/// object link finds the name taken, and the file keeps its own inode, as in the race the
+/// `statx` alone has); one that a prune removes is still looked up, and found missing.
+pub(crate) struct ObjectLookup {
+    lookups: [u32; 256],
+    /// Per shard, the lookups that pay for its listing (known at [`LIST_AFTER`] lookups).
+    list_at: [u64; 256],
+    listed: Vec<Option<std::collections::HashSet<ObjectKey>>>,
+    /// Keys placed by this extraction since its listings were read.
+    noted: std::collections::HashSet<ObjectKey>,
+}
+
+impl ObjectLookup {
+    pub(crate) fn new() -> ObjectLookup {
+        ObjectLookup {
+            lookups: [0; 256],
+            list_at: [u64::MAX; 256],
+            listed: vec![None; 256],
+            noted: std::collections::HashSet::new(),
+        }
+    }
+
+    /// What `store` holds under `key` for content of `size` bytes.
+    pub(crate) fn stored(&mut self, store: &Store, key: &ObjectKey, size: u64) -> Stored {
+        let shard = usize::from(key.0[0]);
+        if !self.noted.contains(key) {
+            match &self.listed[shard] {
+                Some(names) if !names.contains(key) => return Stored::Missing,
+                Some(_) => {}
+                None => {
+                    self.lookups[shard] += 1;
+                    let n = self.lookups[shard];
+                    if n == LIST_AFTER {
+                        self.list_at[shard] = listing_pays_at(store, key);
+                    }
+                    if u64::from(n) >= self.list_at[shard] {
+                        // A shard that cannot be listed keeps its lookups one by one.
+                        self.listed[shard] = list_shard(store, key);
+                        self.list_at[shard] = u64::MAX;
+                    }
+                }
+            }
+        }
+        store.stored_object(key, size)
+    }
+
+    /// `key` is (or will be) stored by this extraction: it is always looked up.
+    pub(crate) fn note(&mut self, key: ObjectKey) {
+        self.noted.insert(key);
+    }
+}
+
+/// The lookups in the shard of `key` that pay for listing it (see [`ObjectLookup`]).
+fn listing_pays_at(store: &Store, key: &ObjectKey) -> u64 {
+    let path = store.object_path(key);
+    match path.parent().map(fs::metadata) {
+        Some(Ok(m)) => (m.len() / DIR_BYTES_PER_LOOKUP).max(u64::from(LIST_AFTER)),
+        // Not created yet: nothing to list, at no cost.
+        _ => u64::from(LIST_AFTER),
+    }
+}
+
+/// The keys stored in the shard of `key` (none for a shard not created yet); `None` when it
+/// cannot be read.
+fn list_shard(store: &Store, key: &ObjectKey) -> Option<std::collections::HashSet<ObjectKey>> {
+    let dir = store.object_path(key);
+    let dir = dir.parent()?;
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(Default::default()),
+        Err(_) => return None,
+    };
+    let mut names = std::collections::HashSet::new();
+    for entry in entries {
+        let entry = entry.ok()?;
+        // Temp files and anything else that is not a key are not objects.
+        if let Some(k) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| ObjectKey::from_hex(n).ok())
+        {
+            names.insert(k);
+        }
+    }
+    Some(names)
+}
+
 /// Gives a file just written for an object (an open fd: nothing to resolve) the object's
 /// metadata: ownership first (chown clears set-id bits and `security.capability`), then the
 /// mode, the xattrs, and the mtime last.
@@ -452,6 +557,88 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Keys in shard 7, told apart by their second byte.
+    fn key7(n: u8) -> ObjectKey {
+        let mut k = [0u8; 32];
+        k[0] = 7;
+        k[1] = n;
+        ObjectKey(k)
+    }
+
+    fn put(store: &Store, key: &ObjectKey, data: &[u8]) {
+        let path = store.object_path(key);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, data).unwrap();
+    }
+
+    #[test]
+    fn lookups_use_a_shard_listing_once_it_pays() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut look = ObjectLookup::new();
+        // A shard that does not exist yet: missing, then listed as empty.
+        for n in 0..LIST_AFTER as u8 + 2 {
+            assert!(matches!(look.stored(&store, &key7(n), 3), Stored::Missing));
+        }
+        // An object that appears behind the listing's back is taken as missing (its file then
+        // simply keeps its own inode)...
+        put(&store, &key7(200), b"abc");
+        assert!(matches!(
+            look.stored(&store, &key7(200), 3),
+            Stored::Missing
+        ));
+        // ...unless this extraction placed it.
+        look.note(key7(200));
+        assert!(matches!(look.stored(&store, &key7(200), 3), Stored::Whole));
+
+        // A shard listed with objects in it: present ones are still checked one by one.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        put(&store, &key7(1), b"abc");
+        put(&store, &key7(2), b"torn");
+        put(&store, &key7(3), b"abc");
+        fs::write(
+            store.object_path(&key7(9)).with_file_name("not-a-key"),
+            b"x",
+        )
+        .unwrap();
+        let mut look = ObjectLookup::new();
+        for _ in 0..LIST_AFTER {
+            assert!(matches!(look.stored(&store, &key7(1), 3), Stored::Whole));
+        }
+        assert!(look.listed[7].as_ref().is_some_and(|l| l.len() == 3));
+        assert!(matches!(look.stored(&store, &key7(2), 3), Stored::Torn));
+        assert!(matches!(look.stored(&store, &key7(4), 3), Stored::Missing));
+        // Removed by a prune after the listing: found missing.
+        fs::remove_file(store.object_path(&key7(3))).unwrap();
+        assert!(matches!(look.stored(&store, &key7(3), 3), Stored::Missing));
+        // Other shards are not affected.
+        let mut other = key7(1);
+        other.0[0] = 8;
+        put(&store, &other, b"abc");
+        assert!(matches!(look.stored(&store, &other, 3), Stored::Whole));
+
+        // A large shard is listed only after as many lookups as its listing costs.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for n in 0..3000u32 {
+            let mut k = key7(0);
+            k.0[2..6].copy_from_slice(&n.to_be_bytes());
+            put(&store, &k, b"");
+        }
+        let size = fs::metadata(store.object_path(&key7(0)).parent().unwrap())
+            .unwrap()
+            .len();
+        let pays = size / DIR_BYTES_PER_LOOKUP;
+        assert!(pays > u64::from(LIST_AFTER), "{size}");
+        let mut look = ObjectLookup::new();
+        for n in 1..=pays {
+            assert!(look.listed[7].is_none(), "listed after {n} lookups");
+            assert!(matches!(look.stored(&store, &key7(99), 0), Stored::Missing));
+        }
+        assert!(look.listed[7].as_ref().is_some_and(|l| l.len() == 3000));
+    }
 
     #[test]
     fn key_depends_on_every_field() {
