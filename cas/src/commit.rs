@@ -35,7 +35,7 @@ use crate::error::{Error, Result, io_err};
 use crate::layer::{Durability, LayerInfo, TempLayer};
 use crate::lease::Lease;
 use crate::object::{ObjectKey, ObjectMeta};
-use crate::record::RecordWriter;
+use crate::record::{Batch, RecordWriter};
 use crate::store::Store;
 use crate::tarwrite::{
     Entry, Meta, TreeSink, pad, prefetch_tree, shrank, walk_tree, write_end, write_header,
@@ -195,7 +195,7 @@ impl PendingLayer<'_> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(POOL - 1);
         let (free_tx, free_rx) = std::sync::mpsc::channel::<Batch>();
         for _ in 0..POOL - 1 {
-            let _ = free_tx.send(Batch::new());
+            let _ = free_tx.send(Batch::with_capacity(BATCH));
         }
         let rootfs = self.tmp.dir.join("rootfs");
         let stop_prefetch = std::sync::atomic::AtomicBool::new(false);
@@ -208,22 +208,8 @@ impl PendingLayer<'_> {
                 let mut record = record;
                 for mut batch in rx {
                     sha.update(&batch.bytes);
-                    let mut at = 0;
-                    for ev in batch.events.drain(..) {
-                        match ev {
-                            Ev::Raw(n) => {
-                                record
-                                    .raw(&batch.bytes[at..at + n])
-                                    .map_err(io_err("record.zst"))?;
-                                at += n;
-                            }
-                            Ev::Data(n) => at += n,
-                            Ev::File(key, size) => {
-                                record.file(&key, size).map_err(io_err("record.zst"))?;
-                            }
-                        }
-                    }
-                    batch.bytes.clear();
+                    record.replay(&batch).map_err(io_err("record.zst"))?;
+                    batch.clear();
                     let _ = free_tx.send(batch);
                 }
                 Ok((sha, record))
@@ -234,7 +220,7 @@ impl PendingLayer<'_> {
                 in_use,
                 new_objects: &mut new_objects,
                 tx,
-                batch: Batch::new(),
+                batch: Batch::with_capacity(BATCH),
                 free: free_rx,
                 size: 0,
                 entries: 0,
@@ -321,31 +307,6 @@ const BATCH: usize = 4 << 20;
 /// Batches in use at once (walker, channel, hasher).
 const POOL: usize = 4;
 
-/// A stretch of the tar stream for the hasher: its bytes, and what they are, in order.
-struct Batch {
-    bytes: Vec<u8>,
-    events: Vec<Ev>,
-}
-
-impl Batch {
-    fn new() -> Batch {
-        Batch {
-            bytes: Vec::with_capacity(BATCH),
-            events: Vec::new(),
-        }
-    }
-}
-
-/// One stretch of a [`Batch`].
-enum Ev {
-    /// This many verbatim tar bytes (headers, padding, end blocks): hashed and recorded.
-    Raw(usize),
-    /// This many bytes of file content: hashed, not recorded (the record names the object).
-    Data(usize),
-    /// The record segment of the file whose content was just sent (no bytes).
-    File(ObjectKey, u64),
-}
-
 struct CommitSink<'s> {
     store: &'s Store,
     linked: HashMap<PathBuf, ObjectKey>,
@@ -383,11 +344,7 @@ impl CommitSink<'_> {
         while !rest.is_empty() {
             let room = self.room()?;
             let (now, later) = rest.split_at(rest.len().min(room));
-            self.batch.bytes.extend_from_slice(now);
-            match self.batch.events.last_mut() {
-                Some(Ev::Raw(n)) => *n += now.len(),
-                _ => self.batch.events.push(Ev::Raw(now.len())),
-            }
+            self.batch.push(now, true);
             rest = later;
         }
         Ok(())
@@ -437,10 +394,7 @@ impl CommitSink<'_> {
             if let Some(h) = b3.as_mut() {
                 h.update(&self.batch.bytes[start..]);
             }
-            match self.batch.events.last_mut() {
-                Some(Ev::Data(d)) => *d += k,
-                _ => self.batch.events.push(Ev::Data(k)),
-            }
+            self.batch.added(k, false);
             n += k as u64;
         }
         if n != size {
@@ -529,7 +483,7 @@ impl TreeSink for CommitSink<'_> {
                 self.objectify(path, b3.finalize().as_bytes(), m)?
             }
         };
-        self.batch.events.push(Ev::File(key, e.size));
+        self.batch.file(key, e.size);
         self.unpacked += e.size;
         let mut p = Vec::new();
         pad(&mut p, e.size).map_err(io_err("<tar>"))?;

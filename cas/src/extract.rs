@@ -47,7 +47,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, BufWriter, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -68,7 +68,7 @@ use crate::commit::hasher_gone;
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::object::{ObjectKey, ObjectLookup, ObjectMeta, ObjectWriter, Stored};
-use crate::record::RecordWriter;
+use crate::record::{Batch, RecordWriter};
 use crate::store::Store;
 
 /// Tar block size.
@@ -86,7 +86,7 @@ pub(crate) struct Extracted {
     pub unpacked_bytes: u64,
 }
 
-/// The input stream, hashed and counted.
+/// The input stream, hashed, recorded and counted.
 struct Input<R> {
     inner: R,
     sha: HashTee,
@@ -96,62 +96,92 @@ struct Input<R> {
 /// Bytes handed to the hasher thread per batch.
 const HASH_BATCH: usize = 1 << 20;
 
-/// The sha256 of the stream (the diffID), computed on a thread of its own: the bytes read are
-/// copied into batches that the hasher thread hashes while the extraction goes on.
+/// The record of an extraction.
+type Record = RecordWriter<BufWriter<File>>;
+
+/// The sha256 of the stream (the diffID) and the layer's record, both made on a thread of their
+/// own: the bytes read are copied into batches, with what they are (verbatim tar bytes or file
+/// content, and the object each file became), that the thread hashes and records while the
+/// extraction goes on.
 struct HashTee {
-    batch: Vec<u8>,
-    tx: SyncSender<Vec<u8>>,
+    batch: Batch,
+    tx: SyncSender<Batch>,
     /// Batches the hasher is done with, for reuse.
-    free: Receiver<Vec<u8>>,
-    digest: Receiver<Digest>,
+    free: Receiver<Batch>,
+    done: Receiver<Result<(Digest, Record)>>,
 }
 
 impl HashTee {
-    /// Starts the hasher thread in `s`.
-    fn start<'s>(s: &'s std::thread::Scope<'s, '_>) -> HashTee {
-        let (tx, rx) = sync_channel::<Vec<u8>>(4);
+    /// Starts the hasher thread in `s`, writing `record`.
+    fn start<'s>(s: &'s std::thread::Scope<'s, '_>, mut record: Record) -> HashTee {
+        let (tx, rx) = sync_channel::<Batch>(4);
         let (free_tx, free) = channel();
-        let (digest_tx, digest) = channel();
+        let (done_tx, done) = channel();
         s.spawn(move || {
             let mut sha = Hasher::new();
-            for b in rx {
-                sha.update(&b);
+            for mut b in rx {
+                sha.update(&b.bytes);
+                if let Err(e) = record.replay(&b) {
+                    // Closing the channel stops the extraction, which reports this.
+                    let _ = done_tx.send(Err(rec_err(e)));
+                    return;
+                }
+                b.clear();
                 let _ = free_tx.send(b);
             }
-            let _ = digest_tx.send(sha.finish());
+            let _ = done_tx.send(Ok((sha.finish(), record)));
         });
         HashTee {
-            batch: Vec::with_capacity(HASH_BATCH),
+            batch: Batch::with_capacity(HASH_BATCH),
             tx,
             free,
-            digest,
+            done,
         }
     }
 
-    fn update(&mut self, data: &[u8]) -> Result<()> {
-        self.batch.extend_from_slice(data);
-        if self.batch.len() >= HASH_BATCH {
+    /// Feeds verbatim tar bytes (`recorded`) or file content.
+    fn update(&mut self, data: &[u8], recorded: bool) -> Result<()> {
+        self.batch.push(data, recorded);
+        if self.batch.bytes.len() >= HASH_BATCH {
             self.send()?;
         }
         Ok(())
     }
 
-    fn send(&mut self) -> Result<()> {
-        let mut next = self.free.try_recv().unwrap_or_default();
-        next.clear();
-        let full = std::mem::replace(&mut self.batch, next);
-        self.tx.send(full).map_err(|_| hasher_gone())
+    /// The file whose content was just fed is the object `key`.
+    fn file(&mut self, key: ObjectKey, size: u64) {
+        self.batch.file(key, size);
     }
 
-    /// The sha256 of everything fed.
-    fn finish(mut self) -> Result<Digest> {
-        if !self.batch.is_empty() {
+    fn send(&mut self) -> Result<()> {
+        let next = self
+            .free
+            .try_recv()
+            .unwrap_or_else(|_| Batch::with_capacity(HASH_BATCH));
+        let full = std::mem::replace(&mut self.batch, next);
+        if self.tx.send(full).is_err() {
+            return Err(self.stopped());
+        }
+        Ok(())
+    }
+
+    /// Why the hasher thread stopped early.
+    fn stopped(&self) -> Error {
+        match self.done.try_recv() {
+            Ok(Err(e)) => e,
+            _ => hasher_gone(),
+        }
+    }
+
+    /// The sha256 of everything fed, and the record of it.
+    fn finish(mut self) -> Result<(Digest, Record)> {
+        if !self.batch.events.is_empty() {
             self.send()?;
         }
-        // Closing the channel ends the hasher, which then sends the digest.
-        let HashTee { tx, digest, .. } = self;
+        // Closing the channel ends the hasher, which then sends its results.
+        let HashTee { tx, done, .. } = self;
         drop(tx);
-        digest.recv().map_err(|_| hasher_gone())
+        done.recv().map_err(|_| hasher_gone())?
     }
 }
 
@@ -159,7 +189,12 @@ impl<R: BufRead> Input<R> {
     /// Hands the next `len` bytes of the stream (fewer only at its end) to `f`, stretch by
     /// stretch as they sit in the reader's buffer (no copy of its own), hashing and counting
     /// them. Returns how many there were.
-    fn take(&mut self, len: u64, mut f: impl FnMut(&[u8]) -> Result<()>) -> Result<u64> {
+    fn take(
+        &mut self,
+        len: u64,
+        recorded: bool,
+        mut f: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<u64> {
         let mut got = 0;
         while got < len {
             let avail = match self.inner.fill_buf() {
@@ -174,7 +209,7 @@ impl<R: BufRead> Input<R> {
                 .len()
                 .min(usize::try_from(len - got).unwrap_or(usize::MAX));
             f(&avail[..n])?;
-            self.sha.update(&avail[..n])?;
+            self.sha.update(&avail[..n], recorded)?;
             self.inner.consume(n);
             got += n as u64;
             self.count += n as u64;
@@ -183,8 +218,13 @@ impl<R: BufRead> Input<R> {
     }
 
     /// [`Self::take`] of exactly `len` bytes.
-    fn take_all(&mut self, len: u64, f: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
-        if self.take(len, f)? < len {
+    fn take_all(
+        &mut self,
+        len: u64,
+        recorded: bool,
+        f: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        if self.take(len, recorded, f)? < len {
             return Err(Error::Archive(format!(
                 "truncated archive at byte {}",
                 self.count
@@ -193,10 +233,11 @@ impl<R: BufRead> Input<R> {
         Ok(())
     }
 
-    /// Reads exactly `buf.len()` bytes; Ok(false) on a clean EOF before the first byte.
+    /// Reads exactly `buf.len()` verbatim tar bytes; Ok(false) on a clean EOF before the first
+    /// byte.
     fn fill(&mut self, buf: &mut [u8]) -> Result<bool> {
         let mut at = 0;
-        let got = self.take(buf.len() as u64, |s| {
+        let got = self.take(buf.len() as u64, true, |s| {
             buf[at..at + s.len()].copy_from_slice(s);
             at += s.len();
             Ok(())
@@ -213,20 +254,20 @@ impl<R: BufRead> Input<R> {
         Ok(true)
     }
 
-    /// Reads exactly `buf.len()` bytes.
+    /// Reads exactly `buf.len()` verbatim tar bytes.
     fn need(&mut self, buf: &mut [u8]) -> Result<()> {
         let mut at = 0;
-        self.take_all(buf.len() as u64, |s| {
+        self.take_all(buf.len() as u64, true, |s| {
             buf[at..at + s.len()].copy_from_slice(s);
             at += s.len();
             Ok(())
         })
     }
 
-    /// Appends exactly `len` bytes to `v`.
+    /// Appends exactly `len` bytes of file content to `v`.
     fn append(&mut self, v: &mut Vec<u8>, len: usize) -> Result<()> {
         v.reserve(len);
-        self.take_all(len as u64, |s| {
+        self.take_all(len as u64, false, |s| {
             v.extend_from_slice(s);
             Ok(())
         })
@@ -606,14 +647,14 @@ fn ids(h: &Header) -> Result<(Uid, Gid)> {
 /// Extracts `input` into `rootfs` (an empty directory), storing regular files as objects
 /// (temp files in `obj_tmp`), directories replaced mid-archive in `trash`, and every raw byte
 /// in `record`.
-pub(crate) fn extract<R: BufRead, W: Write>(
+pub(crate) fn extract<R: BufRead>(
     store: &Store,
     input: R,
     rootfs: &Path,
     obj_tmp: &Path,
     trash: &Path,
-    record: &mut RecordWriter<W>,
-) -> Result<Extracted> {
+    record: Record,
+) -> Result<(Extracted, Record)> {
     std::thread::scope(|s| {
         let (jobs, job_rx) = sync_channel::<Vec<FileJob>>(JOB_DEPTH / JOB_BATCH);
         let (done_tx, done) = channel();
@@ -639,15 +680,15 @@ pub(crate) fn extract<R: BufRead, W: Write>(
     })
 }
 
-fn extract_into<'s, R: BufRead, W: Write>(
+fn extract_into<'s, R: BufRead>(
     scope: &'s std::thread::Scope<'s, '_>,
     store: &Store,
     input: R,
     rootfs: &Path,
     trash: &Path,
-    record: &mut RecordWriter<W>,
+    record: Record,
     objects: &mut Objects<'_>,
-) -> Result<Extracted> {
+) -> Result<(Extracted, Record)> {
     let root = openat(
         nix::fcntl::AT_FDCWD,
         rootfs,
@@ -667,7 +708,7 @@ fn extract_into<'s, R: BufRead, W: Write>(
     };
     let mut inp = Input {
         inner: input,
-        sha: HashTee::start(scope),
+        sha: HashTee::start(scope, record),
         count: 0,
     };
     let mut global: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -683,17 +724,15 @@ fn extract_into<'s, R: BufRead, W: Write>(
                 "truncated archive: no end-of-archive marker".into(),
             ));
         }
-        record.raw(&block).map_err(rec_err)?;
         if block.iter().all(|&b| b == 0) {
             // End of archive: a second zero block (or EOF), then keep whatever follows verbatim.
             if inp.fill(&mut block)? {
-                record.raw(&block).map_err(rec_err)?;
                 if !block.iter().all(|&b| b == 0) {
                     return Err(Error::Archive(
                         "invalid archive: data after a single zero block".into(),
                     ));
                 }
-                inp.take(u64::MAX, |s| record.raw(s).map_err(rec_err))?;
+                inp.take(u64::MAX, true, |_| Ok(()))?;
             }
             break;
         }
@@ -715,7 +754,6 @@ fn extract_into<'s, R: BufRead, W: Write>(
             }
             let mut data = vec![0u8; hsize as usize + padding(hsize)];
             inp.need(&mut data)?;
-            record.raw(&data).map_err(rec_err)?;
             let data = &data[..hsize as usize];
             match kind {
                 b'x' => parse_pax(data, &mut local)?,
@@ -806,17 +844,16 @@ fn extract_into<'s, R: BufRead, W: Write>(
         if is_reg {
             unpacked += h.size;
         }
-        apply(store, &mut tree, &h, &mut inp, objects, record)?;
+        apply(store, &mut tree, &h, &mut inp, objects)?;
         objects.writeback.progress(unpacked);
         if !is_reg && h.size > 0 {
             // Data of a non-regular entry: kept verbatim, never interpreted.
-            inp.take_all(h.size, |s| record.raw(s).map_err(rec_err))?;
+            inp.take_all(h.size, true, |_| Ok(()))?;
         }
         let pad = padding(h.size);
         if pad > 0 {
             let mut p = [0u8; BLOCK];
             inp.need(&mut p[..pad])?;
-            record.raw(&p[..pad]).map_err(rec_err)?;
         }
     }
     // Directory times last: creating children changes them.
@@ -835,13 +872,14 @@ fn extract_into<'s, R: BufRead, W: Write>(
             futimens(fd.as_fd(), &ts, &ts).map_err(nix_err(&path, "utimes"))?;
         }
     }
-    let diff_id = inp.sha.finish()?;
-    Ok(Extracted {
+    let (diff_id, record) = inp.sha.finish()?;
+    let extracted = Extracted {
         diff_id,
         size: inp.count,
         entries,
         unpacked_bytes: unpacked,
-    })
+    };
+    Ok((extracted, record))
 }
 
 /// Regular files up to this size are read into memory and finished by the object worker.
@@ -1157,13 +1195,12 @@ fn finish_object(store: &Store, obj_tmp: &Path, job: &FileJob) -> Result<()> {
 }
 
 /// Applies one entry to the tree (reading a regular file's data from `inp`).
-fn apply<R: BufRead, W: Write>(
+fn apply<R: BufRead>(
     store: &Store,
     tree: &mut Tree<'_>,
     h: &Header,
     inp: &mut Input<R>,
     objects: &mut Objects<'_>,
-    record: &mut RecordWriter<W>,
 ) -> Result<()> {
     let entry = h.path.as_slice();
     let comps = clean(entry);
@@ -1236,19 +1273,19 @@ fn apply<R: BufRead, W: Write>(
                 let mut data = objects.buffer();
                 inp.append(&mut data, h.size as usize)?;
                 let key = meta.key(blake3::hash(&data).as_bytes());
-                record.file(&key, h.size).map_err(rec_err)?;
+                inp.sha.file(key, h.size);
                 return objects.place(tree, &parent, name, entry, key, meta, data);
             }
             let obj_tmp = objects.obj_tmp;
             let mut w = ObjectWriter::new(obj_tmp, meta)?;
-            inp.take_all(h.size, |s| {
+            inp.take_all(h.size, false, |s| {
                 w.write_all(s).map_err(|e| Error::Io {
                     path: obj_tmp.to_path_buf(),
                     source: e,
                 })
             })?;
             let (key, _) = w.commit(store)?;
-            record.file(&key, h.size).map_err(rec_err)?;
+            inp.sha.file(key, h.size);
             link_object_at(tree, &store.object_path(&key), &parent, name, entry)?;
         }
         b'5' => {

@@ -201,15 +201,15 @@ impl Store {
         let tmp = TempLayer::new(self, lease)?;
         let record_path = tmp.dir.join("record.zst");
         let record_file = File::create(&record_path).map_err(io_err(&record_path))?;
-        let mut record =
+        let record =
             RecordWriter::new(BufWriter::new(record_file)).map_err(io_err(&record_path))?;
-        let ex = extract(
+        let (ex, record) = extract(
             self,
             uncompressed_tar,
             &tmp.dir.join("rootfs"),
             &tmp.dir.join("tmp"),
             &tmp.dir.join("trash"),
-            &mut record,
+            record,
         )?;
         let info = LayerInfo {
             diff_id: ex.diff_id,

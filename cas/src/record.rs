@@ -152,6 +152,79 @@ impl<W: Write> RecordWriter<W> {
     }
 }
 
+/// A stretch of a layer's tar stream on its way to the thread that hashes it (the diffID) and
+/// records it: its bytes, and what they are, in order.
+pub(crate) struct Batch {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) events: Vec<Ev>,
+}
+
+/// One stretch of a [`Batch`].
+pub(crate) enum Ev {
+    /// This many verbatim tar bytes (headers, padding, end blocks): hashed and recorded.
+    Raw(usize),
+    /// This many bytes of file content: hashed, not recorded (the record names the object).
+    Data(usize),
+    /// The record segment of the file whose content was just sent (no bytes).
+    File(ObjectKey, u64),
+}
+
+impl Batch {
+    pub(crate) fn with_capacity(n: usize) -> Batch {
+        Batch {
+            bytes: Vec::with_capacity(n),
+            events: Vec::new(),
+        }
+    }
+
+    /// Appends verbatim tar bytes (`recorded`) or file content.
+    pub(crate) fn push(&mut self, bytes: &[u8], recorded: bool) {
+        self.bytes.extend_from_slice(bytes);
+        self.added(bytes.len(), recorded);
+    }
+
+    /// Counts the last `n` bytes of [`Self::bytes`] (appended by the caller) as verbatim tar
+    /// bytes (`recorded`) or file content.
+    pub(crate) fn added(&mut self, n: usize, recorded: bool) {
+        match (self.events.last_mut(), recorded) {
+            (Some(Ev::Raw(k)), true) | (Some(Ev::Data(k)), false) => *k += n,
+            (_, true) => self.events.push(Ev::Raw(n)),
+            (_, false) => self.events.push(Ev::Data(n)),
+        }
+    }
+
+    /// The file whose content was just appended is the object `key`.
+    pub(crate) fn file(&mut self, key: ObjectKey, size: u64) {
+        self.events.push(Ev::File(key, size));
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.bytes.clear();
+        self.events.clear();
+    }
+}
+
+impl<W: Write> RecordWriter<W> {
+    /// Records what `batch` holds.
+    ///
+    /// # Errors
+    /// I/O errors from the output.
+    pub(crate) fn replay(&mut self, batch: &Batch) -> io::Result<()> {
+        let mut at = 0;
+        for ev in &batch.events {
+            match *ev {
+                Ev::Raw(n) => {
+                    self.raw(&batch.bytes[at..at + n])?;
+                    at += n;
+                }
+                Ev::Data(n) => at += n,
+                Ev::File(key, size) => self.file(&key, size)?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Reads a record segment by segment.
 pub struct RecordReader<R: Read> {
     dec: BufReader<zstd::stream::read::Decoder<'static, BufReader<R>>>,
