@@ -28,14 +28,12 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use sha2::{Digest as _, Sha256};
-
 use crate::digest::Digest;
 use crate::error::{Error, Result, io_err};
 use crate::layer::{Durability, LayerInfo, TempLayer};
 use crate::lease::Lease;
 use crate::object::{ObjectKey, ObjectMeta};
-use crate::record::{Batch, RecordWriter};
+use crate::record::{Batch, RecordWriter, hash_and_record};
 use crate::store::Store;
 use crate::tarwrite::{
     Entry, Meta, TreeSink, pad, prefetch_tree, shrank, walk_tree, write_end, write_header,
@@ -203,17 +201,8 @@ impl PendingLayer<'_> {
             // Files evicted from the page cache since they were written are read back with
             // many reads in flight, not one at a time by the walk.
             s.spawn(|| prefetch_tree(&rootfs, &stop_prefetch));
-            let hasher = s.spawn(move || -> Result<(Sha256, RecordWriter<BufWriter<File>>)> {
-                let mut sha = Sha256::new();
-                let mut record = record;
-                for mut batch in rx {
-                    sha.update(&batch.bytes);
-                    record.replay(&batch).map_err(io_err("record.zst"))?;
-                    batch.clear();
-                    let _ = free_tx.send(batch);
-                }
-                Ok((sha, record))
-            });
+            let hasher = s
+                .spawn(move || hash_and_record(rx, &free_tx, record).map_err(io_err("record.zst")));
             let mut sink = CommitSink {
                 store: self.store,
                 linked,
@@ -241,8 +230,7 @@ impl PendingLayer<'_> {
             (walked, hashed)
         });
         let (size, entries, unpacked) = walked?;
-        let (sha, record) = hashed?;
-        let diff_id = Digest::from_sha256_bytes(sha.finalize().into());
+        let (diff_id, record) = hashed?;
         let info = LayerInfo {
             diff_id,
             size,

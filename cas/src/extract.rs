@@ -65,10 +65,10 @@ use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, 
 use xattr::FileExt;
 
 use crate::commit::hasher_gone;
-use crate::digest::{Digest, Hasher};
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::object::{ObjectKey, ObjectLookup, ObjectMeta, ObjectWriter, Stored};
-use crate::record::{Batch, RecordWriter};
+use crate::record::{Batch, RecordWriter, hash_and_record};
 use crate::store::Store;
 
 /// Tar block size.
@@ -113,23 +113,13 @@ struct HashTee {
 
 impl HashTee {
     /// Starts the hasher thread in `s`, writing `record`.
-    fn start<'s>(s: &'s std::thread::Scope<'s, '_>, mut record: Record) -> HashTee {
+    fn start<'s>(s: &'s std::thread::Scope<'s, '_>, record: Record) -> HashTee {
         let (tx, rx) = sync_channel::<Batch>(4);
         let (free_tx, free) = channel();
         let (done_tx, done) = channel();
         s.spawn(move || {
-            let mut sha = Hasher::new();
-            for mut b in rx {
-                sha.update(&b.bytes);
-                if let Err(e) = record.replay(&b) {
-                    // Closing the channel stops the extraction, which reports this.
-                    let _ = done_tx.send(Err(rec_err(e)));
-                    return;
-                }
-                b.clear();
-                let _ = free_tx.send(b);
-            }
-            let _ = done_tx.send(Ok((sha.finish(), record)));
+            // A failure closes the channel, which stops the extraction; it then reports this.
+            let _ = done_tx.send(hash_and_record(rx, &free_tx, record).map_err(rec_err));
         });
         HashTee {
             batch: Batch::with_capacity(HASH_BATCH),
@@ -256,12 +246,14 @@ impl<R: BufRead> Input<R> {
 
     /// Reads exactly `buf.len()` verbatim tar bytes.
     fn need(&mut self, buf: &mut [u8]) -> Result<()> {
-        let mut at = 0;
-        self.take_all(buf.len() as u64, true, |s| {
-            buf[at..at + s.len()].copy_from_slice(s);
-            at += s.len();
+        if buf.is_empty() || self.fill(buf)? {
             Ok(())
-        })
+        } else {
+            Err(Error::Archive(format!(
+                "truncated archive at byte {}",
+                self.count
+            )))
+        }
     }
 
     /// Appends exactly `len` bytes of file content to `v`.

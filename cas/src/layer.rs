@@ -220,6 +220,22 @@ impl Store {
         self.commit_temp(lease, tmp, record, info, Durability::Syncfs)
     }
 
+    /// [`Self::ingest_layer`] of a tar without a buffer of its own (a decoder, a pipe): it is
+    /// read through one of 1 MiB.
+    ///
+    /// # Errors
+    /// As [`Self::ingest_layer`].
+    pub fn ingest_layer_from(
+        &self,
+        lease: &Lease,
+        uncompressed_tar: impl Read,
+    ) -> Result<LayerInfo> {
+        self.ingest_layer(
+            lease,
+            io::BufReader::with_capacity(1 << 20, uncompressed_tar),
+        )
+    }
+
     /// Makes an ingested temp layer durable and renames it into place (steps 2 to 5 of the
     /// module docs); shared by [`Store::ingest_layer`] and [`crate::commit::PendingLayer`].
     pub(crate) fn commit_temp(

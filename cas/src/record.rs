@@ -204,6 +204,27 @@ impl Batch {
     }
 }
 
+/// The body of a layer's hasher thread: hashes (the diffID) and records every batch from
+/// `batches`, handing each back on `free` for reuse, until the sender closes.
+///
+/// # Errors
+/// I/O errors writing the record (the thread stops there, which its sender sees).
+pub(crate) fn hash_and_record<W: Write>(
+    batches: std::sync::mpsc::Receiver<Batch>,
+    free: &std::sync::mpsc::Sender<Batch>,
+    mut record: RecordWriter<W>,
+) -> io::Result<(crate::digest::Digest, RecordWriter<W>)> {
+    let mut sha = crate::digest::Hasher::new();
+    for mut batch in batches {
+        sha.update(&batch.bytes);
+        record.replay(&batch)?;
+        batch.clear();
+        // The sender may be gone (its walk failed): the batch is then simply freed.
+        let _ = free.send(batch);
+    }
+    Ok((sha.finish(), record))
+}
+
 impl<W: Write> RecordWriter<W> {
     /// Records what `batch` holds.
     ///

@@ -500,7 +500,7 @@ impl Store {
                 write_dir_tar(dir, &mut w)?;
                 w.flush().map_err(io_err("<tar pipe>"))
             });
-            let ingested = self.ingest_layer(lease, io::BufReader::with_capacity(1 << 20, reader));
+            let ingested = self.ingest_layer_from(lease, reader);
             let produced = producer
                 .join()
                 .unwrap_or_else(|_| Err(Error::Archive("tar writer thread panicked".into())));

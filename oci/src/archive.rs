@@ -270,7 +270,7 @@ fn ingest_entry(
         let info = {
             let (_, decoded) = compression::decompress(&mut tee, limit)?;
             store
-                .ingest_layer(lease, io::BufReader::with_capacity(1 << 20, decoded))
+                .ingest_layer_from(lease, decoded)
                 .map_err(|e| bad(name, e.to_string()))?
         };
         // Whatever the decoder did not need (trailing bytes) still belongs to the blob.

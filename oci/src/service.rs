@@ -256,9 +256,7 @@ impl Images {
         image::apply_changes(&mut Default::default(), &mut Default::default(), changes)?;
         let lease = self.store.lease()?;
         let (_, decoded) = compression::decompress(tar, self.max_decompressed)?;
-        let info = self
-            .store
-            .ingest_layer(&lease, std::io::BufReader::with_capacity(1 << 20, decoded))?;
+        let info = self.store.ingest_layer_from(&lease, decoded)?;
         let created = image::now_rfc3339();
         let (config, extras) = image::import_config(&info.diff_id, &created, changes, message)?;
         let config_bytes = image::config_bytes(&config, &extras)?;

@@ -531,12 +531,13 @@ impl LayerJob<'_> {
                     File::open(&path).map_err(Error::io(format!("reading {}", path.display())))?;
                 let (kind, decoded) =
                     compression::decompress_buffered(BufReader::with_capacity(1 << 20, f), limit)?;
-                let info = store
-                    .ingest_layer(self.lease, BufReader::with_capacity(1 << 20, decoded))
-                    .map_err(|e| Error::BadEntry {
-                        entry: format!("layer {d}"),
-                        reason: e.to_string(),
-                    })?;
+                let info =
+                    store
+                        .ingest_layer_from(self.lease, decoded)
+                        .map_err(|e| Error::BadEntry {
+                            entry: format!("layer {d}"),
+                            reason: e.to_string(),
+                        })?;
                 (kind, info)
             }
         };
