@@ -451,8 +451,7 @@ pub struct DfArgs {
 /// `strata system prune`.
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// Remove all images without a container, not only dangling data (strata has no
-    /// containers yet: every image)
+    /// Remove all images without a container, not only dangling ones
     #[arg(short, long)]
     pub all: bool,
 

@@ -634,10 +634,24 @@ fn image_commands_behave_like_docker() {
     assert!(df.contains("Deduplication saved"), "{df}");
     assert!(st(&root, &["system", "df", "-v"]).contains("alpha"));
 
-    // prune: refuses without -f when not interactive; with -f it reclaims the deleted image.
+    // prune: refuses without -f when not interactive; with -f it removes the dangling image
+    // (an import that lost its name to a newer one) and reclaims the deleted one.
+    let old = small_image(&root, w, "delta:1", "d1\n");
+    let new = small_image(&root, w, "delta:1", "d2\n");
+    assert_ne!(old, new);
+    let dangling = st(
+        &root,
+        &["images", "-q", "--no-trunc", "-f", "dangling=true"],
+    );
+    assert_eq!(dangling.trim(), old, "the first delta:1 is dangling");
     let (out, _, stderr) = run(strata(&root).args(["system", "prune"]).stdin(Stdio::null()));
     assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("all dangling images"), "{stderr}");
     let pruned = st(&root, &["system", "prune", "-f"]);
+    assert!(
+        pruned.starts_with(&format!("Deleted Images:\ndeleted: {old}\n")),
+        "{pruned}"
+    );
     assert!(
         pruned
             .lines()
@@ -646,7 +660,15 @@ fn image_commands_behave_like_docker() {
             .starts_with("Total reclaimed space: "),
         "{pruned}"
     );
-    assert_eq!(st(&root, &["images", "-q"]).trim(), &a[7..19]);
+    let mut left: Vec<String> = st(&root, &["images", "-q"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    left.sort();
+    let mut want = vec![a[7..19].to_string(), new[7..19].to_string()];
+    want.sort();
+    assert_eq!(left, want);
+    assert_eq!(st(&root, &["rmi", "delta:1"]).lines().count(), 2);
     assert_eq!(
         st(&root, &["system", "verify"]).trim(),
         "store is consistent"

@@ -326,6 +326,53 @@ fn rmi_refuses_an_image_in_use() {
     env.ok_args(&["rmi", IMAGE]);
 }
 
+/// `system prune` removes the stopped containers first, then the images no remaining container
+/// uses: a running container keeps its image even with `-a`; once it is gone, the image goes.
+#[test]
+fn system_prune_removes_stopped_containers_and_keeps_images_in_use() {
+    let env = Env::new();
+    let created = env.ok_args(&["create", IMAGE, "true"]);
+    let exited = env.ok_args(&["run", "-d", IMAGE, "true"]);
+    env.wait_status(exited.trim(), "exited");
+    let running = env.ok_args(&["run", "-d", IMAGE, "sleep", "60"]);
+    let out = env.ok_args(&["system", "prune", "-a", "-f"]);
+    let deleted: Vec<&str> = out
+        .strip_prefix("Deleted Containers:\n")
+        .and_then(|rest| rest.split("\n\n").next())
+        .unwrap_or_else(|| panic!("no deleted containers in {out}"))
+        .lines()
+        .collect();
+    let mut want = vec![created.trim(), exited.trim()];
+    want.sort_unstable();
+    let mut got = deleted.clone();
+    got.sort_unstable();
+    assert_eq!(got, want, "{out}");
+    // The base image no container uses goes; the running container's image stays.
+    assert!(
+        out.contains("\n\nDeleted Images:\nuntagged: strata-test/busybox:latest\n"),
+        "{out}"
+    );
+    assert!(!out.contains("untagged: app:latest"), "{out}");
+    assert_eq!(
+        env.ok_args(&["ps", "-a", "-q", "--no-trunc"]).trim(),
+        running.trim()
+    );
+    let kept = env.ok_args(&["images", "--format", "{{.Repository}}"]);
+    assert!(kept.lines().any(|l| l == IMAGE), "{kept}");
+
+    env.ok_args(&["rm", "-f", running.trim()]);
+    let out = env.ok_args(&["system", "prune", "-a", "-f"]);
+    assert!(
+        out.starts_with("Deleted Images:\nuntagged: app:latest\n"),
+        "{out}"
+    );
+    assert_eq!(env.ok_args(&["images", "-q"]), "");
+    assert_eq!(
+        env.ok_args(&["system", "verify"]).trim(),
+        "store is consistent"
+    );
+}
+
 #[test]
 fn exec_enters_every_namespace_of_the_container() {
     let env = Env::new();

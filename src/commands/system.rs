@@ -2,8 +2,8 @@
 //!
 //! Other subsystems (build cache, containers, the registry) plug in here: [`gc_roots`] lists
 //! every [`GcRoots`] holder a prune must respect and [`usage_sources`] every
-//! [`UsageSource`] that adds rows to `df`. Today the store's own refs and leases are the only
-//! roots, and Images, Layers and Blobs the only rows.
+//! [`UsageSource`] that adds rows to `df`. `prune` removes what docker's does (stopped
+//! containers, dangling or with `-a` unused images, unused build cache) before the store's GC.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
@@ -14,6 +14,7 @@ use serde_json::Value;
 use strata_cas::gc::{GcRoots, PruneOptions};
 use strata_cas::usage::{Usage, UsageRow, UsageSource};
 use strata_executor::cache::{BuildCache, PruneOptions as CachePruneOptions};
+use strata_runner::container::Status;
 
 use crate::Failure;
 use crate::cli::{DfArgs, PruneArgs};
@@ -175,22 +176,61 @@ pub fn prune(root: &Path, args: &PruneArgs) -> Result<(), Failure> {
     }
     let store = open_store(root)?;
     let mut out = String::new();
-    if args.all {
-        let images = open_images(root)?;
-        let refs = store.refs().context("cannot read the refs")?;
-        let specs: Vec<String> = refs.keys().map(ToString::to_string).collect();
-        if !specs.is_empty() {
-            let removed = images
-                .remove(&specs, true)
-                .context("cannot remove the images")?;
-            if !removed.is_empty() {
-                out.push_str("Deleted Images:\n");
-                for r in &removed {
-                    out.push_str(&super::image::removal_line(r).to_lowercase_prefix());
-                    out.push('\n');
+    // docker's order: stopped containers, then the images no remaining container uses
+    // (dangling ones; every one with `-a`), so that the layers only they held go below.
+    let cstore = strata_runner::container::ContainerStore::open(root)
+        .context("cannot open the containers")?;
+    let mut removed_containers = Vec::new();
+    let mut in_use = std::collections::BTreeSet::new();
+    for c in strata_runner::lifecycle::list(&cstore).context("cannot list the containers")? {
+        if matches!(
+            c.state.status,
+            Status::Created | Status::Exited | Status::Dead
+        ) {
+            match strata_runner::lifecycle::remove(&cstore, &c.id, false) {
+                Ok(_) => removed_containers.push(c.id),
+                // Removed meanwhile; or started again, and then it keeps its image.
+                Err(strata_runner::Error::NoSuchContainer(_)) => {}
+                Err(strata_runner::Error::Conflict(_)) => {
+                    in_use.insert(c.image_id);
                 }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("cannot remove container {}", c.id))
+                        .into());
+                }
+            }
+        } else {
+            in_use.insert(c.image_id);
+        }
+    }
+    if !removed_containers.is_empty() {
+        out.push_str("Deleted Containers:\n");
+        for id in &removed_containers {
+            out.push_str(id);
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    let images = open_images(root)?;
+    let unused: Vec<String> = images
+        .list()
+        .context("cannot list images")?
+        .into_iter()
+        .filter(|i| (args.all || i.references.is_empty()) && !in_use.contains(&i.id.to_string()))
+        .map(|i| i.id.to_string())
+        .collect();
+    if !unused.is_empty() {
+        let removed = images
+            .remove(&unused, true)
+            .context("cannot remove the images")?;
+        if !removed.is_empty() {
+            out.push_str("Deleted Images:\n");
+            for r in &removed {
+                out.push_str(&super::image::removal_line(r).to_lowercase_prefix());
                 out.push('\n');
             }
+            out.push('\n');
         }
     }
     // Build cache records and cache mounts that no image needs go first, so that the
@@ -257,7 +297,7 @@ fn prune_warning(all: bool) -> String {
         "all dangling images"
     };
     format!(
-        "WARNING! This will remove:\n  - {images}\n  - all blobs, layers and files no image or \
+        "WARNING! This will remove:\n  - all stopped containers\n  - {images}\n  - all blobs, layers and files no image or \
          running build uses\n  - leftover temporary files\n"
     )
 }
