@@ -616,17 +616,24 @@ fn containers_keep_their_image_through_rmi_and_prune_and_show_in_df() {
     ]);
     env.strata(&["commit", "src", "gcimg:latest"]);
     env.strata(&["rm", "-v", "src"]);
+    // A running container (prune removes stopped ones) keeps its image's layers through
+    // `rmi -f` and `system prune -a`: its layers are GC roots.
     env.strata(&[
-        "create",
+        "run",
+        "-d",
         "--name",
         "holder",
         "gcimg:latest",
-        "cat",
-        "/unique",
+        "sh",
+        "-c",
+        "while [ ! -e /tmp/go ]; do sleep 0.05; done; cat /unique",
     ]);
     env.strata(&["rmi", "-f", "gcimg:latest"]);
     env.strata(&["system", "prune", "-a", "-f"]);
-    // The layer the container runs on survived the prune.
+    env.strata(&["exec", "holder", "touch", "/tmp/go"]);
+    assert_eq!(env.strata(&["wait", "holder"]), "0\n");
+    assert_eq!(env.strata(&["logs", "holder"]), "only-in-this-layer\n");
+    // The layer the container runs on survived the prune: a new start mounts it again.
     let (out, so, se) = run(env.cmd().args(["start", "-a", "holder"]));
     assert!(out.status.success(), "{so}{se}");
     assert_eq!(so, "only-in-this-layer\n");

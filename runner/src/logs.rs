@@ -163,6 +163,9 @@ pub struct ReadOptions {
     pub timestamps: bool,
     /// Keep printing new entries while `running()` says so.
     pub follow: bool,
+    /// Skip the log's first `skip_bytes` (what an earlier run of the container wrote: `start -a`
+    /// shows only the new run's output, as docker's does).
+    pub skip_bytes: u64,
 }
 
 fn emit(
@@ -213,8 +216,8 @@ pub fn read(
         Err(e) => return Err(io(e)),
     };
     let mut reader = BufReader::new(file);
+    let mut pos = reader.seek(SeekFrom::Start(opts.skip_bytes)).map_err(io)?;
     let mut lines: Vec<Vec<u8>> = Vec::new();
-    let mut pos = 0u64;
     loop {
         let mut line = Vec::new();
         let n = reader.read_until(b'\n', &mut line).map_err(io)?;
@@ -278,6 +281,17 @@ mod tests {
         read(&path, opts, &|| false, &mut o, &mut e).unwrap();
         assert_eq!(o, b"three");
         assert_eq!(e, b"oops\n");
+        // What an earlier run wrote is skipped by its length.
+        let earlier = std::fs::metadata(&path).unwrap().len();
+        w.entry(Stream::Stdout, b"again\n").unwrap();
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        let opts = ReadOptions {
+            skip_bytes: earlier,
+            ..Default::default()
+        };
+        read(&path, opts, &|| false, &mut o, &mut e).unwrap();
+        assert_eq!(o, b"again\n");
+        assert_eq!(e, b"");
     }
 
     #[test]

@@ -345,8 +345,17 @@ pub fn start(root: &Path, args: &StartArgs) -> Result<ExitCode, Failure> {
                 "you cannot start and attach multiple containers at once"
             )));
         };
+        // Only this run's output: the log keeps what earlier runs wrote.
+        let store = cstore(root)?;
+        let before = lifecycle::refresh(&store, one)
+            .ok()
+            .and_then(|c| {
+                let path = logs::log_path(&store.container_dir(&c.id), &c.id);
+                std::fs::metadata(path).ok()
+            })
+            .map_or(0, |m| m.len());
         let c = lifecycle::start(root, &exe, one).map_err(anyhow::Error::from)?;
-        return follow_to_end(root, &c);
+        return follow_to_end(root, &c, before);
     }
     each(&args.containers, |r| {
         lifecycle::start(root, &exe, r)?;
@@ -355,11 +364,13 @@ pub fn start(root: &Path, args: &StartArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints a container's output until it exits; returns its code.
-fn follow_to_end(root: &Path, c: &Container) -> Result<ExitCode, Failure> {
+/// Prints a container's output (after the log's first `skip_bytes`) until it exits; returns
+/// its code.
+fn follow_to_end(root: &Path, c: &Container, skip_bytes: u64) -> Result<ExitCode, Failure> {
     let store = cstore(root)?;
     let opts = ReadOptions {
         follow: true,
+        skip_bytes,
         ..Default::default()
     };
     print_log(&store, c, opts)?;
@@ -486,6 +497,7 @@ pub fn logs(root: &Path, args: &LogsArgs) -> Result<(), Failure> {
         tail,
         timestamps: args.timestamps,
         follow: args.follow,
+        skip_bytes: 0,
     };
     print_log(&store, &c, opts)
 }
