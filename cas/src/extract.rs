@@ -1025,7 +1025,7 @@ impl Objects<'_> {
         }
         let torn = match self.stored.stored(self.store, &key, data.len() as u64) {
             Stored::Whole => {
-                link_object_at(tree, &self.store.object_path(&key), parent, name, entry)?;
+                link_object_at(tree, self.store, &key, parent, name, entry)?;
                 self.recycle(data);
                 return Ok(());
             }
@@ -1083,20 +1083,29 @@ impl Objects<'_> {
     }
 }
 
-/// Names the object file `obj` `parent/name` in the tree (a hardlink; `name` is not followed;
+/// Names the object `key` `parent/name` in the tree (a hardlink; `name` is not followed;
 /// whatever was there is replaced).
 fn link_object_at(
     tree: &mut Tree<'_>,
-    obj: &Path,
+    store: &Store,
+    key: &ObjectKey,
     parent: &OwnedFd,
     name: &[u8],
     entry: &[u8],
 ) -> Result<()> {
+    let shard = store
+        .object_shard(key, false)
+        .map_err(|e| Error::Io {
+            path: store.object_path(key),
+            source: e,
+        })?
+        .ok_or_else(|| Error::BlobNotFound(format!("object {key}")))?;
+    let hex = key.hex();
     // https://man7.org/linux/man-pages/man2/linkat.2.html (no AT_SYMLINK_FOLLOW)
     tree.create(parent, name, entry, "link object", || {
         linkat(
-            nix::fcntl::AT_FDCWD,
-            obj,
+            shard,
+            hex.as_str(),
             parent.as_fd(),
             os(name),
             AtFlags::empty(),
@@ -1142,33 +1151,28 @@ fn finish_object(store: &Store, obj_tmp: &Path, job: &FileJob) -> Result<()> {
     })?;
     crate::object::apply_meta(&job.file, &job.meta, &path)?;
     if !job.torn {
-        let dest = store.object_path(&job.key);
-        let mut made_dir = false;
-        loop {
-            // Why: the inode gets its object name through its fd (AT_EMPTY_PATH).
-            // https://man7.org/linux/man-pages/man2/linkat.2.html
-            match linkat(
-                job.file.as_fd(),
-                "",
-                nix::fcntl::AT_FDCWD,
-                &dest,
-                AtFlags::AT_EMPTY_PATH,
-            ) {
-                // Equal content and metadata committed meanwhile: this file keeps its own inode.
-                Ok(()) | Err(Errno::EEXIST) => return Ok(()),
-                Err(Errno::ENOENT) if !made_dir && !dest.parent().is_some_and(Path::is_dir) => {
-                    let dir = dest.parent().unwrap_or(&store.root);
-                    std::fs::create_dir_all(dir).map_err(|e| Error::Io {
-                        path: dir.to_path_buf(),
-                        source: e,
-                    })?;
-                    made_dir = true;
-                }
-                // No CAP_DAC_READ_SEARCH, or a later entry replaced the file (no name is
-                // left): the object from the data in memory, as below.
-                Err(Errno::ENOENT | Errno::EPERM) => break,
-                Err(e) => return Err(nix_err(&job.entry, "link object")(e)),
-            }
+        let shard = store
+            .object_shard(&job.key, true)
+            .map_err(|e| Error::Io {
+                path: store.object_path(&job.key),
+                source: e,
+            })?
+            .ok_or_else(|| Error::Archive("object directory vanished".into()))?;
+        // Why: the inode gets its object name through its fd (AT_EMPTY_PATH).
+        // https://man7.org/linux/man-pages/man2/linkat.2.html
+        match linkat(
+            job.file.as_fd(),
+            "",
+            shard,
+            job.key.hex().as_str(),
+            AtFlags::AT_EMPTY_PATH,
+        ) {
+            // Equal content and metadata committed meanwhile: this file keeps its own inode.
+            Ok(()) | Err(Errno::EEXIST) => return Ok(()),
+            // No CAP_DAC_READ_SEARCH, or a later entry replaced the file (no name is left):
+            // the object from the data in memory, as below.
+            Err(Errno::ENOENT | Errno::EPERM) => {}
+            Err(e) => return Err(nix_err(&job.entry, "link object")(e)),
         }
     }
     let mut w = ObjectWriter::new(obj_tmp, job.meta.clone())?;
@@ -1278,7 +1282,7 @@ fn apply<R: BufRead>(
             })?;
             let (key, _) = w.commit(store)?;
             inp.sha.file(key, h.size);
-            link_object_at(tree, &store.object_path(&key), &parent, name, entry)?;
+            link_object_at(tree, store, &key, &parent, name, entry)?;
         }
         b'5' => {
             let mkdir = || mkdirat(parent.as_fd(), os(name), Mode::from_bits_truncate(0o700));

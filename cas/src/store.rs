@@ -42,6 +42,8 @@ pub const LOCK_FILES: &[&str] = &["gc.lock", "refs.lock"];
 pub struct Store {
     pub(crate) root: PathBuf,
     pub(crate) sys: Arc<dyn Syscall>,
+    /// Open handles on `objects/<hh>`, shared by clones.
+    pub(crate) shards: Arc<crate::object::ShardDirs>,
 }
 
 impl Store {
@@ -76,6 +78,7 @@ impl Store {
         Ok(Store {
             root: root.to_path_buf(),
             sys,
+            shards: Arc::new(crate::object::ShardDirs::new()),
         })
     }
 

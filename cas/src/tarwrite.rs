@@ -305,6 +305,21 @@ fn open_at(dir: &impl AsFd, name: &OsStr, flags: OFlag, path: &Path) -> Result<F
     .map_err(|e| io_err(path)(e.into()))
 }
 
+/// Opens the regular file `name` of `dir` for reading its content: `O_NONBLOCK` (a fifo that
+/// replaced the file in between never blocks the open) and `O_NOATIME`. Without it every read
+/// of an object dirtied its inode: each hardlink to an object updates its ctime, and relatime
+/// then updates the atime at the next read. `O_NOATIME` needs the file's owner or
+/// `CAP_FOWNER`; without them the file is opened as before.
+fn open_file_at(dir: &impl AsFd, name: &OsStr, path: &Path) -> Result<File> {
+    let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK;
+    match open_at(dir, name, flags | OFlag::O_NOATIME, path) {
+        Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::EPERM) => {
+            open_at(dir, name, flags, path)
+        }
+        r => r,
+    }
+}
+
 /// Walks `dir` in tar order, feeding `sink` (see the module docs for the conversions).
 ///
 /// Every lookup is relative to the fd of the directory being walked, so each costs one path
@@ -345,10 +360,10 @@ fn walk(
     for (name, dtype) in names {
         let path = dir.join(&name);
         // A regular file (by its dirent type) is opened at once and fstat'ed; anything else is
-        // fstatat'ed. O_NONBLOCK: a fifo that replaced the file in between never blocks the open.
+        // fstatat'ed.
         let mut opened = None;
         let m: Meta = if dtype == Some(Type::File) {
-            let f = open_at(&listing, &name, OFlag::O_RDONLY | OFlag::O_NONBLOCK, &path)?;
+            let f = open_file_at(&listing, &name, &path)?;
             let st = nix::sys::stat::fstat(&f).map_err(|e| io_err(&path)(e.into()))?;
             opened = Some(f);
             st.into()
@@ -418,7 +433,7 @@ fn walk(
                 }
                 let f = match opened {
                     Some(f) => f,
-                    None => open_at(&listing, &name, OFlag::O_RDONLY | OFlag::O_NONBLOCK, &path)?,
+                    None => open_file_at(&listing, &name, &path)?,
                 };
                 let (xattrs, _) = read_xattrs(&f, &path)?;
                 e.kind = b'0';

@@ -41,14 +41,16 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use nix::fcntl::OFlag;
 use nix::sys::stat::{Mode, SFlag, UtimensatFlags, mknod, utimensat};
 use nix::sys::time::TimeSpec;
 use rayon::prelude::*;
-use strata_cas::object::{ObjectMeta, ObjectWriter};
+use strata_cas::object::{ObjectKey, ObjectMeta, ObjectWriter};
 use strata_cas::{PendingLayer, Store};
 
 use super::pattern::{Excluder, has_meta};
@@ -583,38 +585,72 @@ impl<'a, 'p> Writer<'a, 'p> {
         let created = AtomicU64::new(0);
         let tmp = self.pending.tmp_dir();
         let (pending, store) = (self.pending, self.store);
-        jobs.par_iter().try_for_each(|job| -> Result<()> {
-            let mut meta = job.meta.clone();
-            meta.xattrs = source.xattrs(&job.src)?;
-            if job.own_inode {
+        // Each destination directory is opened once: a link then looks up one name in it, not
+        // the whole path (jobs come grouped by directory, so the last one is usually it).
+        let mut dirs: Vec<OwnedFd> = Vec::new();
+        let mut dir_of: HashMap<&Path, usize> = HashMap::new();
+        let mut last: Option<(&Path, usize)> = None;
+        let mut slots = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            let parent = job.dest.parent().unwrap_or(Path::new("/"));
+            let i = match last {
+                Some((p, i)) if p == parent => i,
+                _ => match dir_of.get(parent) {
+                    Some(&i) => i,
+                    None => {
+                        let fd = nix::fcntl::open(
+                            parent,
+                            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                            Mode::empty(),
+                        )
+                        .map_err(|e| io_err(parent)(e.into()))?;
+                        dirs.push(fd);
+                        dir_of.insert(parent, dirs.len() - 1);
+                        dirs.len() - 1
+                    }
+                },
+            };
+            last = Some((parent, i));
+            slots.push(i);
+        }
+        let link = |key: &ObjectKey, job: &FileJob, slot: usize| -> Result<bool> {
+            let name = job.dest.file_name().unwrap_or_default();
+            Ok(pending.link_object_at(key, dirs[slot].as_fd(), name, &job.dest)?)
+        };
+        jobs.par_iter()
+            .zip(slots)
+            .try_for_each(|(job, slot)| -> Result<()> {
+                let mut meta = job.meta.clone();
+                meta.xattrs = source.xattrs(&job.src)?;
+                if job.own_inode {
+                    let mut f = source.open(&job.src)?;
+                    let n = write_own_file(&mut f, &job.dest, &meta)?;
+                    copied.fetch_add(n, Ordering::Relaxed);
+                    return Ok(());
+                }
+                if let Some(h) = job.hash
+                    && link(&meta.key(&h), job, slot)?
+                {
+                    linked.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
                 let mut f = source.open(&job.src)?;
-                let n = write_own_file(&mut f, &job.dest, &meta)?;
-                copied.fetch_add(n, Ordering::Relaxed);
-                return Ok(());
-            }
-            if let Some(h) = job.hash
-                && pending.link_object(&meta.key(&h), &job.dest)?
-            {
-                linked.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
-            }
-            let mut f = source.open(&job.src)?;
-            let mut w = ObjectWriter::new(&tmp, meta)?;
-            io::copy(&mut f, &mut w).map_err(io_err(&job.dest))?;
-            copied.fetch_add(w.written(), Ordering::Relaxed);
-            let (key, new) = w.commit(store)?;
-            if new {
-                created.fetch_add(1, Ordering::Relaxed);
-                pending.note_new_object(&key)?;
-            }
-            if !pending.link_object(&key, &job.dest)? {
-                return Err(Error::Copy(format!(
-                    "object {key} vanished while placing {}",
-                    job.dest.display()
-                )));
-            }
-            Ok(())
-        })?;
+                let mut w = ObjectWriter::new(&tmp, meta)?;
+                io::copy(&mut f, &mut w).map_err(io_err(&job.dest))?;
+                copied.fetch_add(w.written(), Ordering::Relaxed);
+                let (key, new) = w.commit(store)?;
+                if new {
+                    created.fetch_add(1, Ordering::Relaxed);
+                    pending.note_new_object(&key)?;
+                }
+                if !link(&key, job, slot)? {
+                    return Err(Error::Copy(format!(
+                        "object {key} vanished while placing {}",
+                        job.dest.display()
+                    )));
+                }
+                Ok(())
+            })?;
         self.stats.files += jobs.len() as u64;
         self.stats.linked += linked.into_inner();
         self.stats.copied_bytes += copied.into_inner();
