@@ -41,10 +41,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Mutex, PoisonError};
 
 use nix::fcntl::OFlag;
 use nix::sys::stat::{Mode, SFlag, UtimensatFlags, mknod, utimensat};
@@ -305,6 +307,11 @@ pub(crate) struct Writer<'a, 'p> {
     links: Vec<(PathBuf, PathBuf)>,
     /// Where the first name of each source hardlink group was placed.
     link_first: HashMap<(u64, u64), PathBuf>,
+    /// Set while a single source is walked (each destination is then queued once): files that
+    /// are no hardlink group's name go to a thread that places them while the walk goes on.
+    early: Option<SyncSender<Vec<FileJob>>>,
+    /// Files for `early` not sent yet (batches of one directory, [`EARLY_BATCH`] at most).
+    early_batch: Vec<FileJob>,
 }
 
 fn now() -> (i64, u32) {
@@ -363,7 +370,36 @@ impl<'a, 'p> Writer<'a, 'p> {
             job_of: HashMap::new(),
             links: Vec::new(),
             link_first: HashMap::new(),
+            early: None,
+            early_batch: Vec::new(),
         }
+    }
+
+    /// Sends the files batched for the early placing threads; if they stopped (their error is
+    /// reported at the end), the files are queued as usual.
+    fn send_early(&mut self) {
+        if self.early_batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.early_batch);
+        let back = match &self.early {
+            Some(tx) => match tx.send(batch) {
+                Ok(()) => return,
+                Err(std::sync::mpsc::SendError(back)) => back,
+            },
+            None => batch,
+        };
+        self.early = None;
+        for job in back {
+            self.job_of.insert(job.dest.clone(), self.jobs.len());
+            self.jobs.push(job);
+        }
+    }
+
+    /// Ends early placement: the last batch is sent and the channel closed.
+    fn end_early(&mut self) {
+        self.send_early();
+        self.early = None;
     }
 
     pub(crate) fn upper_path(&self, rel: &str) -> PathBuf {
@@ -560,6 +596,22 @@ impl<'a, 'p> Writer<'a, 'p> {
             hash,
             own_inode: link_id.is_some(),
         };
+        if link_id.is_none() && self.early.is_some() {
+            // A batch holds one directory's files: two threads linking into one directory
+            // would wait for each other on its lock.
+            if self
+                .early_batch
+                .last()
+                .is_some_and(|j| j.dest.parent() != job.dest.parent())
+            {
+                self.send_early();
+            }
+            self.early_batch.push(job);
+            if self.early_batch.len() >= EARLY_BATCH {
+                self.send_early();
+            }
+            return;
+        }
         match self.job_of.get(&dest) {
             Some(&i) => self.jobs[i] = job,
             None => {
@@ -580,11 +632,7 @@ impl<'a, 'p> Writer<'a, 'p> {
         for job in &mut jobs {
             job.own_inode &= partnered.contains(&job.dest);
         }
-        let linked = AtomicU64::new(0);
-        let copied = AtomicU64::new(0);
-        let created = AtomicU64::new(0);
-        let tmp = self.pending.tmp_dir();
-        let (pending, store) = (self.pending, self.store);
+        let placer = Placer::new(self.pending, self.store, source);
         // Each destination directory is opened once: a link then looks up one name in it, not
         // the whole path (jobs come grouped by directory, so the last one is usually it).
         let mut dirs: Vec<OwnedFd> = Vec::new();
@@ -598,13 +646,7 @@ impl<'a, 'p> Writer<'a, 'p> {
                 _ => match dir_of.get(parent) {
                     Some(&i) => i,
                     None => {
-                        let fd = nix::fcntl::open(
-                            parent,
-                            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                            Mode::empty(),
-                        )
-                        .map_err(|e| io_err(parent)(e.into()))?;
-                        dirs.push(fd);
+                        dirs.push(open_dir(parent)?);
                         dir_of.insert(parent, dirs.len() - 1);
                         dirs.len() - 1
                     }
@@ -613,48 +655,10 @@ impl<'a, 'p> Writer<'a, 'p> {
             last = Some((parent, i));
             slots.push(i);
         }
-        let link = |key: &ObjectKey, job: &FileJob, slot: usize| -> Result<bool> {
-            let name = job.dest.file_name().unwrap_or_default();
-            Ok(pending.link_object_at(key, dirs[slot].as_fd(), name, &job.dest)?)
-        };
         jobs.par_iter()
             .zip(slots)
-            .try_for_each(|(job, slot)| -> Result<()> {
-                let mut meta = job.meta.clone();
-                meta.xattrs = source.xattrs(&job.src)?;
-                if job.own_inode {
-                    let mut f = source.open(&job.src)?;
-                    let n = write_own_file(&mut f, &job.dest, &meta)?;
-                    copied.fetch_add(n, Ordering::Relaxed);
-                    return Ok(());
-                }
-                if let Some(h) = job.hash
-                    && link(&meta.key(&h), job, slot)?
-                {
-                    linked.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
-                }
-                let mut f = source.open(&job.src)?;
-                let mut w = ObjectWriter::new(&tmp, meta)?;
-                io::copy(&mut f, &mut w).map_err(io_err(&job.dest))?;
-                copied.fetch_add(w.written(), Ordering::Relaxed);
-                let (key, new) = w.commit(store)?;
-                if new {
-                    created.fetch_add(1, Ordering::Relaxed);
-                    pending.note_new_object(&key)?;
-                }
-                if !link(&key, job, slot)? {
-                    return Err(Error::Copy(format!(
-                        "object {key} vanished while placing {}",
-                        job.dest.display()
-                    )));
-                }
-                Ok(())
-            })?;
-        self.stats.files += jobs.len() as u64;
-        self.stats.linked += linked.into_inner();
-        self.stats.copied_bytes += copied.into_inner();
-        self.stats.new_objects += created.into_inner();
+            .try_for_each(|(job, slot)| placer.place(job, dirs[slot].as_fd()))?;
+        placer.add_to(&mut self.stats);
         Ok(())
     }
 
@@ -671,6 +675,125 @@ impl<'a, 'p> Writer<'a, 'p> {
             set_times(&self.upper_path(&rel), t)?;
         }
         Ok(())
+    }
+}
+
+/// Opens a destination directory of the layer as a handle for `*at` calls.
+fn open_dir(path: &Path) -> Result<OwnedFd> {
+    nix::fcntl::open(
+        path,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err(path)(e.into()))
+}
+
+/// Places queued files (from any number of threads) and counts what it did.
+struct Placer<'a, 'p> {
+    pending: &'a PendingLayer<'p>,
+    store: &'a Store,
+    source: &'a dyn SourceTree,
+    tmp: PathBuf,
+    files: AtomicU64,
+    linked: AtomicU64,
+    copied: AtomicU64,
+    created: AtomicU64,
+}
+
+impl<'a, 'p> Placer<'a, 'p> {
+    fn new(pending: &'a PendingLayer<'p>, store: &'a Store, source: &'a dyn SourceTree) -> Self {
+        Placer {
+            pending,
+            store,
+            source,
+            tmp: pending.tmp_dir(),
+            files: AtomicU64::new(0),
+            linked: AtomicU64::new(0),
+            copied: AtomicU64::new(0),
+            created: AtomicU64::new(0),
+        }
+    }
+
+    /// Places `job` (its destination is `dir`/its file name): a link to the object named by
+    /// its metadata and known content hash when the store has it, else the content is read
+    /// into a new object (or, for `own_inode`, into a file of its own).
+    fn place(&self, job: &FileJob, dir: BorrowedFd<'_>) -> Result<()> {
+        self.files.fetch_add(1, Ordering::Relaxed);
+        let mut meta = job.meta.clone();
+        meta.xattrs = self.source.xattrs(&job.src)?;
+        if job.own_inode {
+            let mut f = self.source.open(&job.src)?;
+            let n = write_own_file(&mut f, &job.dest, &meta)?;
+            self.copied.fetch_add(n, Ordering::Relaxed);
+            return Ok(());
+        }
+        let name = job.dest.file_name().unwrap_or_default();
+        let link = |key: &ObjectKey| -> Result<bool> {
+            Ok(self.pending.link_object_at(key, dir, name, &job.dest)?)
+        };
+        if let Some(h) = job.hash
+            && link(&meta.key(&h))?
+        {
+            self.linked.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let mut f = self.source.open(&job.src)?;
+        let mut w = ObjectWriter::new(&self.tmp, meta)?;
+        io::copy(&mut f, &mut w).map_err(io_err(&job.dest))?;
+        self.copied.fetch_add(w.written(), Ordering::Relaxed);
+        let (key, new) = w.commit(self.store)?;
+        if new {
+            self.created.fetch_add(1, Ordering::Relaxed);
+            self.pending.note_new_object(&key)?;
+        }
+        if !link(&key)? {
+            return Err(Error::Copy(format!(
+                "object {key} vanished while placing {}",
+                job.dest.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Places batches of files from `jobs` (shared with other threads doing the same) as they
+    /// arrive, until the sender is dropped.
+    fn place_all(&self, jobs: &Mutex<Receiver<Vec<FileJob>>>) -> Result<()> {
+        /// Unless disarmed, closes the queue (its receiver is replaced by one of a closed
+        /// channel) when the thread leaves by an error or a panic: the walk's sends then fail
+        /// at once instead of waiting for room that nobody makes.
+        struct CloseOnExit<'q>(&'q Mutex<Receiver<Vec<FileJob>>>, bool);
+        impl Drop for CloseOnExit<'_> {
+            fn drop(&mut self) {
+                if self.1 {
+                    let mut rx = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+                    *rx = std::sync::mpsc::channel().1;
+                }
+            }
+        }
+        let mut guard = CloseOnExit(jobs, true);
+        let mut dir: Option<(PathBuf, OwnedFd)> = None;
+        loop {
+            let next = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
+            let Ok(batch) = next else {
+                guard.1 = false;
+                return Ok(());
+            };
+            for job in batch {
+                let parent = job.dest.parent().unwrap_or(Path::new("/"));
+                let fd = match &dir {
+                    Some((p, fd)) if p == parent => fd,
+                    _ => &dir.insert((parent.to_path_buf(), open_dir(parent)?)).1,
+                };
+                self.place(&job, fd.as_fd())?;
+            }
+        }
+    }
+
+    fn add_to(&self, stats: &mut CopyStats) {
+        stats.files += self.files.load(Ordering::Relaxed);
+        stats.linked += self.linked.load(Ordering::Relaxed);
+        stats.copied_bytes += self.copied.load(Ordering::Relaxed);
+        stats.new_objects += self.created.load(Ordering::Relaxed);
     }
 }
 
@@ -881,16 +1004,61 @@ pub fn copy(
     } else {
         dest_view.clone()
     };
+    let excluder = Excluder::new(&req.exclude)?;
     let mut w = Writer::new(&lower, pending, store, req.chown.unwrap_or((0, 0)));
-    let mut c = Copier {
-        req,
-        w: &mut w,
-        excluder: Excluder::new(&req.exclude)?,
-    };
+    let placer = Placer::new(pending, store, req.source);
+    // One source: each destination is queued once, so its files can be placed while the walk
+    // goes on, by as many threads as there are cores (the walk is the lighter part).
+    let early = items.len() == 1;
+    let (tx, rx) = std::sync::mpsc::sync_channel(EARLY_QUEUE);
+    let queue = Mutex::new(rx);
+    std::thread::scope(|s| -> Result<()> {
+        let mut placing = Vec::new();
+        if early {
+            w.early = Some(tx);
+            for _ in 0..rayon::current_num_threads() {
+                let (placer, queue) = (&placer, &queue);
+                placing.push(s.spawn(move || placer.place_all(queue)));
+            }
+        }
+        let walked = walk_items(req, &mut w, excluder, items, &dest_rel, dest_is_dir);
+        w.end_early();
+        let mut placed = Ok(());
+        for h in placing {
+            let r = h
+                .join()
+                .unwrap_or_else(|_| Err(Error::Copy("a file placing thread panicked".into())));
+            placed = placed.and(r);
+        }
+        walked.and(placed)
+    })?;
+    placer.add_to(&mut w.stats);
+    w.finish(req.source)?;
+    Ok(w.stats)
+}
+
+/// Batches queued for the early placing threads at most (a bound on the memory of a fast
+/// walk).
+pub(crate) const EARLY_QUEUE: usize = 16;
+
+/// Files per batch sent to the early placing threads at most (a batch ends with its
+/// directory's files too).
+pub(crate) const EARLY_BATCH: usize = 256;
+
+/// The walk of [`copy`]: every source item into the layer (regular files are queued).
+fn walk_items(
+    req: &CopyRequest<'_>,
+    w: &mut Writer<'_, '_>,
+    excluder: Excluder,
+    items: Vec<Item>,
+    dest_rel: &str,
+    dest_is_dir: bool,
+) -> Result<()> {
+    let mut c = Copier { req, w, excluder };
     for item in items {
         let (rel, pivot) = match item {
             Item::Url(url) => {
-                add::download(c.w, req, &url, &dest_rel, dest_is_dir)?;
+                add::download(c.w, req, &url, dest_rel, dest_is_dir)?;
                 continue;
             }
             Item::Local { rel, pivot } => (rel, pivot),
@@ -905,7 +1073,7 @@ pub fn copy(
                 .map(|s| s.trim_start_matches('/'))
                 .unwrap_or(&rel)
                 .to_owned();
-            let mut d = c.w.ensure_dir_path(&dest_rel)?;
+            let mut d = c.w.ensure_dir_path(dest_rel)?;
             let mut s = pivot.clone();
             let sub_parent = parent_rel(&sub);
             for comp in sub_parent.split('/').filter(|x| !x.is_empty()) {
@@ -932,12 +1100,12 @@ pub fn copy(
             && st.kind == FileKind::File
             && add::is_archive(req.source, &src)?
         {
-            let d = c.w.ensure_dir_path(&dest_rel)?;
+            let d = c.w.ensure_dir_path(dest_rel)?;
             add::extract(c.w, req, &src, &d)?;
             continue;
         }
         if st.is_dir() {
-            let r = resolve(&c.w.merged, &dest_rel, true)?;
+            let r = resolve(&c.w.merged, dest_rel, true)?;
             if !r.is_empty() {
                 c.w.ensure_dir_path(parent_rel(&r))?;
             }
@@ -957,7 +1125,7 @@ pub fn copy(
         if c.excluder.is_excluded(&name) || c.excluder.is_excluded(&rel) {
             continue;
         }
-        let r = resolve(&c.w.merged, &dest_rel, true)?;
+        let r = resolve(&c.w.merged, dest_rel, true)?;
         let into_dir =
             dest_is_dir || r.is_empty() || c.w.merged_stat(&r)?.is_some_and(|s| s.is_dir());
         let target = if into_dir {
@@ -969,8 +1137,7 @@ pub fn copy(
         };
         c.entry(&src, &st, &target, "")?;
     }
-    w.finish(req.source)?;
-    Ok(w.stats)
+    Ok(())
 }
 
 impl Copier<'_, '_, '_, '_> {

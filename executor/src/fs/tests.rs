@@ -118,6 +118,66 @@ fn hardlinks_within_the_copy_only() {
     }
 }
 
+/// A tree whose files named `bad` cannot be opened.
+struct Unreadable(DirTree);
+
+impl SourceTree for Unreadable {
+    fn lstat(&self, rel: &str) -> Result<Option<Stat>> {
+        self.0.lstat(rel)
+    }
+    fn read_dir(&self, rel: &str) -> Result<Vec<String>> {
+        self.0.read_dir(rel)
+    }
+    fn read_link(&self, rel: &str) -> Result<PathBuf> {
+        self.0.read_link(rel)
+    }
+    fn open(&self, rel: &str) -> Result<fs::File> {
+        if rel.ends_with("/bad") {
+            return Err(Error::Copy(format!("cannot read {rel}")));
+        }
+        self.0.open(rel)
+    }
+    fn keeps_owner(&self) -> bool {
+        false
+    }
+}
+
+/// The files of a single source are placed while it is walked, by several threads: every
+/// file lands with its content; a file that cannot be read fails the copy with its own error
+/// even when the queue to the placing threads is long full (the walk then neither hangs nor
+/// hides the error).
+#[test]
+fn files_placed_during_the_walk_and_their_failures() {
+    let e = env();
+    let root = e.path("ctx");
+    // Twice the batches the queue holds (a batch is one directory of 100 files here).
+    assert!(copy::EARLY_BATCH >= 100);
+    let n = 2 * copy::EARLY_QUEUE * 100;
+    for d in 0..n / 100 {
+        let dir = root.join(format!("d{d:03}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..100 {
+            fs::write(dir.join(format!("f{f:02}")), format!("{d}/{f}")).unwrap();
+        }
+    }
+    let src = DirTree::new(&root);
+    let (r, p) = run(&e, &req(&src, &["."], "/app/"), &LayerView::empty());
+    let st = r.unwrap();
+    assert_eq!(st.files, (n / 100 * 100) as u64, "{st:?}");
+    for (d, f) in [(0, 0), (n / 200, 50), (n / 100 - 1, 99)] {
+        assert_eq!(
+            read(&p.rootfs().join(format!("app/d{d:03}/f{f:02}"))),
+            format!("{d}/{f}")
+        );
+    }
+
+    fs::write(root.join("d001/bad"), "x").unwrap();
+    let bad = Unreadable(DirTree::new(&root));
+    let (r, _p) = run(&e, &req(&bad, &["."], "/app/"), &LayerView::empty());
+    let err = r.unwrap_err().to_string();
+    assert!(err.contains("cannot read d001/bad"), "{err}");
+}
+
 #[test]
 fn file_and_dir_destination_rules() {
     let e = env();
