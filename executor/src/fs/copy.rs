@@ -11,12 +11,15 @@
 //! created `0755`, owned by the `--chown` owner (root otherwise), with the current time.
 //! `--link` stacks the layer on an empty view instead: nothing of the image is looked at.
 //!
-//! Regular files are placed in two phases: the walk creates directories, symlinks and special
-//! files and collects the files; the files are then placed in parallel, each as a hardlink to the
-//! store object named by (destination metadata, content blake3) when the source knows the hash
-//! and the store has the object ([`PendingLayer::link_object`]: one `link(2)`), else streamed
-//! into an [`ObjectWriter`] once and linked. Directory mtimes are applied last (creating entries
-//! changes them).
+//! Regular files are placed apart from the walk: the walk creates directories, symlinks and
+//! special files and queues the files; the files are placed in parallel, each as a hardlink to
+//! the store object named by (destination metadata, content blake3) when the source knows the
+//! hash and the store has the object ([`PendingLayer::link_object_at`]: one `linkat(2)` from
+//! the object's shard directory to the open destination directory), else streamed into an
+//! [`ObjectWriter`] once and linked. With a single source (every destination queued once) the
+//! files are placed while the walk goes on, a directory's files per batch; with several, a later
+//! source may replace an earlier one's file, so they are placed after the walk. Directory mtimes
+//! are applied last (creating entries changes them).
 //!
 //! # Docker's rules, as implemented
 //!
@@ -308,7 +311,7 @@ pub(crate) struct Writer<'a, 'p> {
     /// Where the first name of each source hardlink group was placed.
     link_first: HashMap<(u64, u64), PathBuf>,
     /// Set while a single source is walked (each destination is then queued once): files that
-    /// are no hardlink group's name go to a thread that places them while the walk goes on.
+    /// are no hardlink group's name go to threads that place them while the walk goes on.
     early: Option<SyncSender<Vec<FileJob>>>,
     /// Files for `early` not sent yet (batches of one directory, [`EARLY_BATCH`] at most).
     early_batch: Vec<FileJob>,

@@ -151,7 +151,7 @@ fn files_placed_during_the_walk_and_their_failures() {
     let e = env();
     let root = e.path("ctx");
     // Twice the batches the queue holds (a batch is one directory of 100 files here).
-    assert!(copy::EARLY_BATCH >= 100);
+    const { assert!(copy::EARLY_BATCH >= 100) };
     let n = 2 * copy::EARLY_QUEUE * 100;
     for d in 0..n / 100 {
         let dir = root.join(format!("d{d:03}"));
