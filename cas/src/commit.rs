@@ -428,25 +428,18 @@ impl CommitSink<'_> {
         drop(file);
         let key = meta.key(hash);
         let obj = self.store.object_path(&key);
-        match fs::hard_link(path, &obj) {
+        match self.store.name_object(
+            &key,
+            nix::fcntl::AT_FDCWD,
+            path.as_os_str(),
+            nix::fcntl::AtFlags::empty(),
+        ) {
             Ok(()) => {
                 self.new_objects.push(key);
                 return Ok(key);
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let parent = obj.parent().unwrap_or(self.store.root());
-                fs::create_dir_all(parent).map_err(io_err(parent))?;
-                match fs::hard_link(path, &obj) {
-                    Ok(()) => {
-                        self.new_objects.push(key);
-                        return Ok(key);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(io_err(&obj)(e)),
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io_err(&obj)(e)),
+            Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(io_err(&obj)(e.into())),
         }
         // An equal object exists. A file with a single name is replaced by a link to it; a file
         // with several names keeps its inode (the tree's hardlinks must stay one inode).

@@ -1093,23 +1093,12 @@ fn link_object_at(
     name: &[u8],
     entry: &[u8],
 ) -> Result<()> {
-    let shard = store
-        .object_shard(key, false)
-        .map_err(|e| Error::Io {
-            path: store.object_path(key),
-            source: e,
-        })?
-        .ok_or_else(|| Error::BlobNotFound(format!("object {key}")))?;
-    let hex = key.hex();
-    // https://man7.org/linux/man-pages/man2/linkat.2.html (no AT_SYMLINK_FOLLOW)
     tree.create(parent, name, entry, "link object", || {
-        linkat(
-            shard,
-            hex.as_str(),
-            parent.as_fd(),
-            os(name),
-            AtFlags::empty(),
-        )
+        match store.link_object_at(key, parent.as_fd(), os(name)) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Errno::ENOENT),
+            Err(e) => Err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
+        }
     })
 }
 
@@ -1151,20 +1140,11 @@ fn finish_object(store: &Store, obj_tmp: &Path, job: &FileJob) -> Result<()> {
     })?;
     crate::object::apply_meta(&job.file, &job.meta, &path)?;
     if !job.torn {
-        let shard = store
-            .object_shard(&job.key, true)
-            .map_err(|e| Error::Io {
-                path: store.object_path(&job.key),
-                source: e,
-            })?
-            .ok_or_else(|| Error::Archive("object directory vanished".into()))?;
         // Why: the inode gets its object name through its fd (AT_EMPTY_PATH).
-        // https://man7.org/linux/man-pages/man2/linkat.2.html
-        match linkat(
+        match store.name_object(
+            &job.key,
             job.file.as_fd(),
-            "",
-            shard,
-            job.key.hex().as_str(),
+            OsStr::new(""),
             AtFlags::AT_EMPTY_PATH,
         ) {
             // Equal content and metadata committed meanwhile: this file keeps its own inode.

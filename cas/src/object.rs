@@ -191,8 +191,12 @@ pub fn key_of(meta: &ObjectMeta, content: &[u8]) -> ObjectKey {
 
 /// `objects/<hh>/<hex>` under `root`.
 pub fn object_path_in(root: &Path, key: &ObjectKey) -> PathBuf {
-    let hex = key.hex();
-    root.join("objects").join(&hex[..2]).join(hex)
+    shard_path_in(root, key).join(key.hex())
+}
+
+/// `<root>/objects/<hh>`: the shard directory of `key`.
+fn shard_path_in(root: &Path, key: &ObjectKey) -> PathBuf {
+    root.join("objects").join(&key.hex()[..2])
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -332,7 +336,7 @@ impl Store {
     ) -> io::Result<Option<BorrowedFd<'_>>> {
         match self.shards.get(&self.root, key)? {
             None if create => {
-                fs::create_dir_all(self.root.join("objects").join(&key.hex()[..2]))?;
+                fs::create_dir_all(shard_path_in(&self.root, key))?;
                 self.shards.get(&self.root, key)
             }
             found => Ok(found),
@@ -412,9 +416,8 @@ impl ObjectLookup {
 
 /// The lookups in the shard of `key` that pay for listing it (see [`ObjectLookup`]).
 fn listing_pays_at(store: &Store, key: &ObjectKey) -> u64 {
-    let path = store.object_path(key);
-    match path.parent().map(fs::metadata) {
-        Some(Ok(m)) => (m.len() / DIR_BYTES_PER_LOOKUP).max(u64::from(LIST_AFTER)),
+    match fs::metadata(shard_path_in(&store.root, key)) {
+        Ok(m) => (m.len() / DIR_BYTES_PER_LOOKUP).max(u64::from(LIST_AFTER)),
         // Not created yet: nothing to list, at no cost.
         _ => u64::from(LIST_AFTER),
     }
@@ -423,9 +426,7 @@ fn listing_pays_at(store: &Store, key: &ObjectKey) -> u64 {
 /// The keys stored in the shard of `key` (none for a shard not created yet); `None` when it
 /// cannot be read.
 fn list_shard(store: &Store, key: &ObjectKey) -> Option<std::collections::HashSet<ObjectKey>> {
-    let dir = store.object_path(key);
-    let dir = dir.parent()?;
-    let entries = match fs::read_dir(dir) {
+    let entries = match fs::read_dir(shard_path_in(&store.root, key)) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(Default::default()),
         Err(_) => return None,
@@ -517,7 +518,7 @@ impl ShardDirs {
         if let Some(fd) = cell.get() {
             return Ok(Some(fd.as_fd()));
         }
-        let dir = root.join("objects").join(&key.hex()[..2]);
+        let dir = shard_path_in(root, key);
         match nix::fcntl::open(
             &dir,
             OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -561,6 +562,24 @@ impl Store {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Gives the file `name` of `dir` (with `AT_EMPTY_PATH` and an empty name: the open file
+    /// `dir` itself) the object name of `key` (a hardlink), creating its shard directory when
+    /// missing. `EEXIST`: an object of that key is already there.
+    pub(crate) fn name_object(
+        &self,
+        key: &ObjectKey,
+        dir: BorrowedFd<'_>,
+        name: &std::ffi::OsStr,
+        flags: AtFlags,
+    ) -> nix::Result<()> {
+        let shard = self
+            .object_shard(key, true)
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?
+            .ok_or(Errno::ENOENT)?;
+        // https://man7.org/linux/man-pages/man2/linkat.2.html
+        linkat(dir, name, shard, key.hex().as_str(), flags)
     }
 
     /// `objects/<hh>/<hex>` for `key`.

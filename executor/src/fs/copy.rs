@@ -636,31 +636,8 @@ impl<'a, 'p> Writer<'a, 'p> {
             job.own_inode &= partnered.contains(&job.dest);
         }
         let placer = Placer::new(self.pending, self.store, source);
-        // Each destination directory is opened once: a link then looks up one name in it, not
-        // the whole path (jobs come grouped by directory, so the last one is usually it).
-        let mut dirs: Vec<OwnedFd> = Vec::new();
-        let mut dir_of: HashMap<&Path, usize> = HashMap::new();
-        let mut last: Option<(&Path, usize)> = None;
-        let mut slots = Vec::with_capacity(jobs.len());
-        for job in &jobs {
-            let parent = job.dest.parent().unwrap_or(Path::new("/"));
-            let i = match last {
-                Some((p, i)) if p == parent => i,
-                _ => match dir_of.get(parent) {
-                    Some(&i) => i,
-                    None => {
-                        dirs.push(open_dir(parent)?);
-                        dir_of.insert(parent, dirs.len() - 1);
-                        dirs.len() - 1
-                    }
-                },
-            };
-            last = Some((parent, i));
-            slots.push(i);
-        }
-        jobs.par_iter()
-            .zip(slots)
-            .try_for_each(|(job, slot)| placer.place(job, dirs[slot].as_fd()))?;
+        jobs.par_chunks(EARLY_BATCH)
+            .try_for_each(|batch| placer.place_batch(batch))?;
         placer.add_to(&mut self.stats);
         Ok(())
     }
@@ -774,22 +751,29 @@ impl<'a, 'p> Placer<'a, 'p> {
             }
         }
         let mut guard = CloseOnExit(jobs, true);
-        let mut dir: Option<(PathBuf, OwnedFd)> = None;
         loop {
             let next = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
             let Ok(batch) = next else {
                 guard.1 = false;
                 return Ok(());
             };
-            for job in batch {
-                let parent = job.dest.parent().unwrap_or(Path::new("/"));
-                let fd = match &dir {
-                    Some((p, fd)) if p == parent => fd,
-                    _ => &dir.insert((parent.to_path_buf(), open_dir(parent)?)).1,
-                };
-                self.place(&job, fd.as_fd())?;
-            }
+            self.place_batch(&batch)?;
         }
+    }
+
+    /// Places `jobs` in turn, opening each destination directory once per run of files in it:
+    /// a link then looks up one name there, not the whole path.
+    fn place_batch(&self, jobs: &[FileJob]) -> Result<()> {
+        let mut dir: Option<(&Path, OwnedFd)> = None;
+        for job in jobs {
+            let parent = job.dest.parent().unwrap_or(Path::new("/"));
+            let fd = match &dir {
+                Some((p, fd)) if *p == parent => fd,
+                _ => &dir.insert((parent, open_dir(parent)?)).1,
+            };
+            self.place(job, fd.as_fd())?;
+        }
+        Ok(())
     }
 
     fn add_to(&self, stats: &mut CopyStats) {
@@ -1044,7 +1028,7 @@ pub fn copy(
 /// walk).
 pub(crate) const EARLY_QUEUE: usize = 16;
 
-/// Files per batch sent to the early placing threads at most (a batch ends with its
+/// Files placed as one task at most (a batch sent to the early placing threads ends with its
 /// directory's files too).
 pub(crate) const EARLY_BATCH: usize = 256;
 
