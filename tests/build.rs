@@ -260,6 +260,134 @@ fn editing_one_file_of_20000_rehashes_only_that_file() {
     assert_eq!(other.image(), edited.image());
 }
 
+/// The diffID of layer `i` of image `name` in `env`'s store.
+fn layer_of(env: &Env, name: &str, i: usize) -> String {
+    let inspect: Value = serde_json::from_str(&env.st(&["inspect", name])).expect("inspect JSON");
+    diff_ids(&inspect[0]["RootFS"]["Layers"])[i].clone()
+}
+
+/// The base a layer of `env`'s store is stored over, if it is a delta.
+fn base_of(env: &Env, diff_id: &str) -> Option<String> {
+    let hex = diff_id.strip_prefix("sha256:").expect("sha256 diff id");
+    fs::read_to_string(env.root().join("layers/sha256").join(hex).join("base"))
+        .ok()
+        .map(|b| b.trim().to_string())
+}
+
+#[test]
+fn a_rebuilt_copy_is_stored_as_a_delta_and_is_the_layer_a_full_build_makes() {
+    let env = Env::new();
+    let mut files: Vec<(String, String)> = Vec::new();
+    for d in 0..20 {
+        for f in 0..30 {
+            files.push((format!("src/d{d:02}/f{f:02}"), format!("{d}/{f}\n")));
+        }
+    }
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    // /tmp is in the base: the layer holds only what the context gives (no "now" mtimes).
+    let ctx = env.context(
+        "ctx",
+        "COPY src/ /tmp/\nRUN busybox find /tmp -type f | busybox sort | busybox xargs busybox sha256sum > /sums\n",
+        &refs,
+    );
+    // What a build of the context as it is now makes in a store of its own.
+    let full = |tag: &str| {
+        let fresh = Env::new();
+        fresh.ok(&mut fresh.build(&ctx, &["-q", "-t", tag]));
+        let sums = fresh.st(&["run", "--rm", tag, "cat", "/sums"]);
+        (layer_of(&fresh, tag, 1), sums)
+    };
+    let build = |tag: &str| {
+        env.ok(&mut env.build(&ctx, &["-q", "-t", tag]));
+        let sums = env.st(&["run", "--rm", tag, "cat", "/sums"]);
+        (layer_of(&env, tag, 1), sums)
+    };
+    let (first, _) = build("delta/t:1");
+    assert_eq!(
+        base_of(&env, &first),
+        None,
+        "a first build has nothing to build on"
+    );
+
+    // An edited file, a new file in a new directory, a mode change: a delta over the first.
+    fs::write(ctx.join("src/d03/f07"), "edited\n").expect("edit");
+    fs::create_dir(ctx.join("src/new")).expect("mkdir");
+    fs::write(ctx.join("src/new/x"), "new\n").expect("add");
+    fs::set_permissions(
+        ctx.join("src/d05/f01"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod");
+    let (second, sums) = build("delta/t:2");
+    assert_eq!(base_of(&env, &second).as_deref(), Some(first.as_str()));
+    assert_eq!((second.clone(), sums.clone()), full("delta/full:2"));
+    assert_eq!(sums.lines().count(), 601, "{sums}");
+    assert!(
+        sums.contains("/tmp/new/x") && sums.contains("/tmp/d03/f07"),
+        "{sums}"
+    );
+    // Only what changed is in the delta's own tree.
+    let own = env
+        .root()
+        .join("layers/sha256")
+        .join(second.trim_start_matches("sha256:"))
+        .join("rootfs/tmp");
+    let mut names: Vec<String> = fs::read_dir(&own)
+        .expect("delta tree")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["d03", "d05", "new"]);
+
+    // A removed file cannot be a delta over a layer that has it: the layer is built whole.
+    fs::remove_file(ctx.join("src/d09/f09")).expect("rm");
+    let (third, sums) = build("delta/t:3");
+    assert_eq!(base_of(&env, &third), None);
+    assert_eq!((third.clone(), sums.clone()), full("delta/full:3"));
+    assert!(!sums.contains("/tmp/d09/f09"), "{sums}");
+
+    // And the next edit is a delta over that one.
+    fs::write(ctx.join("src/d00/f00"), "edited again\n").expect("edit");
+    let (fourth, sums) = build("delta/t:4");
+    assert_eq!(base_of(&env, &fourth).as_deref(), Some(third.as_str()));
+    assert_eq!((fourth.clone(), sums), full("delta/full:4"));
+
+    // The base lives as long as the delta: no prune takes it while an image uses the delta.
+    env.st(&["rmi", "delta/t:3"]);
+    env.st(&["builder", "prune", "-a", "-f"]);
+    env.st(&["system", "prune", "-f"]);
+    assert_eq!(base_of(&env, &fourth).as_deref(), Some(third.as_str()));
+    assert!(
+        env.root()
+            .join("layers/sha256")
+            .join(third.trim_start_matches("sha256:"))
+            .join("rootfs/tmp/d00/f01")
+            .exists()
+    );
+    assert!(
+        env.st(&[
+            "run",
+            "--rm",
+            "delta/t:4",
+            "cat",
+            "/tmp/d00/f00",
+            "/tmp/d00/f01"
+        ])
+        .starts_with("edited again\n0/1\n")
+    );
+    let (_, verify, _) = env.ok(strata(&env.root()).args(["system", "verify"]));
+    assert!(verify.contains("consistent"), "{verify}");
+    let saved = env.path().join("t4.tar");
+    env.st(&["save", "-o", &saved.display().to_string(), "delta/t:4"]);
+    let transport = format!("docker-archive:{}", saved.display());
+    let (_, cfg, _) = env.ok(Command::new("skopeo").args(["inspect", "--config", &transport]));
+    let cfg: Value = serde_json::from_str(&cfg).expect("skopeo config JSON");
+    assert_eq!(diff_ids(&cfg["rootfs"]["diff_ids"])[1], fourth);
+}
+
 #[test]
 fn touching_a_copied_file_is_a_hit_and_changing_an_uncopied_file_is_a_hit() {
     let env = Env::new();

@@ -20,13 +20,30 @@
 //! Hardlinks in the tar come from inodes shared *within the tree* only: files placed by
 //! `link_object` never count as hardlinks of each other, even when they share an object.
 //! Dropping a `PendingLayer` without committing removes its directory.
+//!
+//! # Deltas
+//!
+//! A layer much like an existing one (a COPY of a context where one file of 20,000 changed)
+//! can be stored over it, its *base* ([`PendingLayer::use_base`]): the caller leaves to the
+//! base every file it has with the same object at the same path
+//! ([`PendingLayer::skip_in_base`]) and every directory it has as it is
+//! ([`PendingLayer::leave_dir_to_base`]), so the tree holds only what differs and the cost of the
+//! step grows with the change, not with the layer. The layer's content is the union of its tree
+//! over the base's, as overlayfs shows two stacked lower dirs: [`Store::layer_dirs`] gives both,
+//! and the commit walks the union (the diffID, the record and every regenerated tar are the
+//! layer's own, byte for byte those of the whole tree). A union can only add and replace, so
+//! [`PendingLayer::settle_base`] keeps the base only when every entry of the base is one of the
+//! layer's, with a directory for a directory, and when the base gives more than twice the files
+//! the tree holds. A base has no base itself, holds no whiteouts and no tar hardlinks, and lives
+//! as long as its deltas (GC marks it with them).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read};
+use std::io::{self, BufWriter, Read, Write};
 use std::os::fd::BorrowedFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -38,7 +55,8 @@ use crate::object::{ObjectKey, ObjectMeta};
 use crate::record::{Batch, RecordWriter, hash_and_record};
 use crate::store::Store;
 use crate::tarwrite::{
-    Entry, Meta, TreeSink, pad, prefetch_tree, shrank, walk_tree, write_end, write_header,
+    Entry, Meta, Placed, Prefetch, TreeSink, pad, read_cached, shrank, walk_trees, write_end,
+    write_header,
 };
 
 /// A layer being built in place; see the module docs.
@@ -46,8 +64,14 @@ pub struct PendingLayer<'s> {
     store: &'s Store,
     lease: &'s Lease,
     tmp: TempLayer,
-    /// Paths placed with `link_object`, and their keys.
-    linked: Mutex<HashMap<PathBuf, ObjectKey>>,
+    /// The layer this one is built over (see the module docs, Deltas).
+    base: Option<Base>,
+    /// Files left to the base ([`Self::skip_in_base`]): path (bytes) and object.
+    skipped: Mutex<Vec<(Vec<u8>, Placed)>>,
+    /// Directories left to the base ([`Self::leave_dir_to_base`]): paths (bytes).
+    left_dirs: Mutex<Vec<Vec<u8>>>,
+    /// Paths (bytes) placed with `link_object`, and their objects.
+    linked: Mutex<HashMap<Vec<u8>, Placed>>,
     /// Objects this layer created (their data must be flushed before the commit).
     new_objects: Mutex<Vec<ObjectKey>>,
 }
@@ -73,6 +97,9 @@ impl Store {
             store: self,
             lease,
             tmp: TempLayer::new(self, lease)?,
+            base: None,
+            skipped: Mutex::new(Vec::new()),
+            left_dirs: Mutex::new(Vec::new()),
             linked: Mutex::new(HashMap::new()),
             new_objects: Mutex::new(Vec::new()),
         })
@@ -122,13 +149,161 @@ impl PendingLayer<'_> {
         self.tmp.dir.join("tmp")
     }
 
-    /// Whether nothing was placed in the tree.
+    /// Whether nothing was placed in the tree (and it has no base).
     ///
     /// # Errors
     /// I/O errors reading the tree.
     pub fn is_empty(&self) -> Result<bool> {
         let root = self.rootfs();
-        Ok(fs::read_dir(&root).map_err(io_err(&root))?.next().is_none())
+        Ok(self.base.is_none() && fs::read_dir(&root).map_err(io_err(&root))?.next().is_none())
+    }
+
+    /// The directories whose union is the tree, top first (overlay lower dirs for a step that
+    /// runs on it): [`Self::rootfs`], then the base's tree while the layer has one.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = vec![self.rootfs()];
+        dirs.extend(
+            self.base
+                .as_ref()
+                .map(|b| self.store.layer_rootfs(&b.diff_id)),
+        );
+        dirs
+    }
+
+    /// Builds this layer over `base`, a committed layer the caller expects to be much like it
+    /// (the same step's layer from an earlier build): a file the caller would link to an
+    /// object that `base` has at the same path is left out of the tree
+    /// ([`Self::skip_in_base`]), so is a directory equal to the base's
+    /// ([`Self::leave_dir_to_base`]), and once everything is placed [`Self::settle_base`] says
+    /// whether the tree over the base is exactly this layer. Returns false, changing nothing,
+    /// when `base` cannot serve: missing, a delta itself, or holding tar hardlinks or
+    /// whiteouts (which a union of trees would not reproduce).
+    ///
+    /// # Errors
+    /// I/O errors; an unreadable record of `base`.
+    pub fn use_base(&mut self, base: &Digest) -> Result<bool> {
+        // In the lease first: a prune from now on keeps it; then it must still be there.
+        self.lease.record_layer(base)?;
+        if self.store.layer(base)?.is_none() || self.store.layer_base(base)?.is_some() {
+            return Ok(false);
+        }
+        let path = self.store.layer_rootfs(base).with_file_name("record.zst");
+        let file = File::open(&path).map_err(io_err(&path))?;
+        let entries = crate::record::entries(io::BufReader::new(file))?;
+        let mut files = HashMap::with_capacity(entries.len());
+        for e in &entries {
+            let name = e.path.rsplit(|&b| b == b'/').next().unwrap_or_default();
+            if e.kind == b'1' || name.starts_with(b".wh.") {
+                return Ok(false);
+            }
+            if let Some(key) = e.object {
+                files.insert(e.path.clone(), key);
+            }
+        }
+        self.base = Some(Base {
+            diff_id: *base,
+            entries,
+            files,
+        });
+        Ok(true)
+    }
+
+    /// Whether the file at `rel` (relative to [`Self::rootfs`]) can be left to the base: the
+    /// base has the object `key` there. The file then counts as placed by
+    /// [`Self::link_object_at`] (with `bare` as there); nothing is written.
+    ///
+    /// # Errors
+    /// A poisoned lock.
+    pub fn skip_in_base(&self, key: &ObjectKey, rel: &str, bare: bool) -> Result<bool> {
+        let Some(base) = &self.base else {
+            return Ok(false);
+        };
+        if base.files.get(rel.as_bytes()) != Some(key) {
+            return Ok(false);
+        }
+        self.skipped
+            .lock()
+            .map_err(|_| Error::Archive("pending layer lock poisoned".into()))?
+            .push((rel.as_bytes().to_vec(), Placed { key: *key, bare }));
+        Ok(true)
+    }
+
+    /// The base's tree while the layer has one (see [`Self::use_base`]).
+    pub fn base_rootfs(&self) -> Option<PathBuf> {
+        self.base
+            .as_ref()
+            .map(|b| self.store.layer_rootfs(&b.diff_id))
+    }
+
+    /// Records that the directory `rel` (relative to [`Self::rootfs`]) of this layer is left
+    /// to the base: the caller found the base's directory there equal to it (mode, owner,
+    /// mtime, no xattrs) and did not create it.
+    ///
+    /// # Errors
+    /// A poisoned lock.
+    pub fn leave_dir_to_base(&self, rel: &str) -> Result<()> {
+        self.left_dirs
+            .lock()
+            .map_err(|_| Error::Archive("pending layer lock poisoned".into()))?
+            .push(rel.as_bytes().to_vec());
+        Ok(())
+    }
+
+    /// Decides, once the tree is complete, whether the layer keeps its base (see
+    /// [`Self::use_base`]): only when the tree over the base is exactly this layer, that is
+    /// when every entry of the base is one of the layer's (a file or a directory left to the
+    /// base, or the same name in the tree, a directory for a directory), and when the tree
+    /// holds at most half as many files as the base gives it (past that, a layer of its own is
+    /// the better base for the next build). With nothing left to the base, the tree is the
+    /// layer and the base is dropped. Returns false when the base does not do: the tree is then
+    /// not the layer, and the caller builds it again without a base (a file removed from a
+    /// COPY's sources, say).
+    ///
+    /// # Errors
+    /// I/O errors; a poisoned lock.
+    pub fn settle_base(&mut self) -> Result<bool> {
+        let poisoned = || Error::Archive("pending layer lock poisoned".into());
+        let Some(base) = self.base.take() else {
+            return Ok(true);
+        };
+        let root = self.rootfs();
+        let mut skipped = std::mem::take(&mut *self.skipped.lock().map_err(|_| poisoned())?);
+        let left_dirs = std::mem::take(&mut *self.left_dirs.lock().map_err(|_| poisoned())?);
+        let mut tree = BTreeMap::new();
+        if !scan_tree(&root, &root, &mut tree)? {
+            return Ok(false);
+        }
+        // A name placed in the tree after all wins over its skip.
+        skipped.retain(|(rel, _)| !tree.contains_key(rel));
+        let mut left: HashMap<&[u8], bool> = HashMap::with_capacity(skipped.len());
+        left.extend(skipped.iter().map(|(rel, _)| (rel.as_slice(), false)));
+        left.extend(left_dirs.iter().map(|rel| (rel.as_slice(), true)));
+        if skipped.is_empty() && left_dirs.is_empty() {
+            // Nothing left to the base: the tree is the whole layer.
+            return Ok(true);
+        }
+        let own_files = tree.values().filter(|&&is_dir| !is_dir).count();
+        let clean = own_files * 2 <= skipped.len()
+            && base.entries.iter().all(|e| {
+                let is_dir = tree.get(e.path.as_slice()).or(left.get(e.path.as_slice()));
+                match e.kind {
+                    b'5' => is_dir == Some(&true),
+                    _ => is_dir == Some(&false),
+                }
+            });
+        if !clean {
+            return Ok(false);
+        }
+        drop(left);
+        let mut prefix = root.into_os_string().into_vec();
+        prefix.push(b'/');
+        self.linked.lock().map_err(|_| poisoned())?.extend(
+            skipped
+                .into_iter()
+                .map(|(rel, p)| ([&prefix, &rel[..]].concat(), p)),
+        );
+        self.base = Some(base);
+        Ok(true)
     }
 
     /// Places the object `key` at `dest` (a path inside [`Self::rootfs`]) as a hardlink.
@@ -137,12 +312,14 @@ impl PendingLayer<'_> {
     /// # Errors
     /// I/O errors other than a missing object (e.g. `dest` exists).
     pub fn link_object(&self, key: &ObjectKey, dest: &Path) -> Result<bool> {
-        self.link_object_at(key, nix::fcntl::AT_FDCWD, dest.as_os_str(), dest)
+        self.link_object_at(key, nix::fcntl::AT_FDCWD, dest.as_os_str(), dest, false)
     }
 
     /// [`Self::link_object`] into the open directory `parent` under `name`, where `dest` is
     /// `parent/name` (for the record and errors): a caller placing many files opens each
-    /// directory once and saves every link the walk of the whole path.
+    /// directory once and saves every link the walk of the whole path. `bare` says that the
+    /// object's metadata (which its key covers) has no xattrs: the commit then does not list
+    /// them.
     ///
     /// # Errors
     /// As [`Self::link_object`].
@@ -152,6 +329,7 @@ impl PendingLayer<'_> {
         parent: BorrowedFd<'_>,
         name: &OsStr,
         dest: &Path,
+        bare: bool,
     ) -> Result<bool> {
         if !self
             .store
@@ -163,7 +341,10 @@ impl PendingLayer<'_> {
         self.linked
             .lock()
             .map_err(|_| Error::Archive("pending layer lock poisoned".into()))?
-            .insert(dest.to_path_buf(), *key);
+            .insert(
+                dest.as_os_str().as_bytes().to_vec(),
+                Placed { key: *key, bare },
+            );
         Ok(true)
     }
 
@@ -215,12 +396,13 @@ impl PendingLayer<'_> {
         for _ in 0..POOL - 1 {
             let _ = free_tx.send(Batch::with_capacity(BATCH));
         }
-        let rootfs = self.tmp.dir.join("rootfs");
-        let stop_prefetch = std::sync::atomic::AtomicBool::new(false);
+        let dirs = self.dirs();
+        let rootfs = self.rootfs();
+        let prefetch = Prefetch::new();
         let (walked, hashed) = std::thread::scope(|s| {
             // Files evicted from the page cache since they were written are read back with
-            // many reads in flight, not one at a time by the walk.
-            s.spawn(|| prefetch_tree(&rootfs, &stop_prefetch));
+            // many reads in flight, not one at a time by the walk (once the walk meets one).
+            s.spawn(|| prefetch.run(&dirs));
             let hasher = s
                 .spawn(move || hash_and_record(rx, &free_tx, record).map_err(io_err("record.zst")));
             let mut sink = CommitSink {
@@ -229,21 +411,24 @@ impl PendingLayer<'_> {
                 in_use,
                 new_objects: &mut new_objects,
                 tx,
+                prefetch: &prefetch,
+                probe: true,
                 batch: Batch::with_capacity(BATCH),
                 free: free_rx,
                 size: 0,
                 entries: 0,
                 unpacked: 0,
             };
-            let walked = walk_tree(&rootfs, &mut sink).and_then(|()| {
-                let mut end = Vec::new();
-                write_end(&mut end).map_err(io_err("<tar>"))?;
-                sink.raw(&end)?;
-                sink.flush()?;
-                Ok((sink.size, sink.entries, sink.unpacked))
-            });
+            let walked = walk_trees(&rootfs, dirs.get(1).map(PathBuf::as_path), &mut sink)
+                .and_then(|()| {
+                    let mut end = Vec::new();
+                    write_end(&mut end).map_err(io_err("<tar>"))?;
+                    sink.raw(&end)?;
+                    sink.flush()?;
+                    Ok((sink.size, sink.entries, sink.unpacked))
+                });
             drop(sink);
-            stop_prefetch.store(true, std::sync::atomic::Ordering::Relaxed);
+            prefetch.stop();
             let hashed = hasher
                 .join()
                 .unwrap_or_else(|_| Err(Error::Archive("layer hasher thread panicked".into())));
@@ -274,6 +459,12 @@ impl PendingLayer<'_> {
             info,
             new_objects,
         } = hashed;
+        if let Some(base) = &self.base {
+            let path = self.tmp.dir.join(crate::layer::BASE_FILE);
+            let mut f = File::create(&path).map_err(io_err(&path))?;
+            writeln!(f, "{}", base.diff_id).map_err(io_err(&path))?;
+            f.sync_all().map_err(io_err(&path))?;
+        }
         let durability = if new_objects.len() <= MAX_FSYNCS {
             Durability::Objects(
                 new_objects
@@ -287,6 +478,42 @@ impl PendingLayer<'_> {
         self.store
             .commit_temp(self.lease, self.tmp, record, info, durability)
     }
+}
+
+/// The base of a layer built as a delta ([`PendingLayer::use_base`]).
+struct Base {
+    diff_id: Digest,
+    /// Its tar entries.
+    entries: Vec<crate::record::RecordEntry>,
+    /// Its regular files: path (bytes, relative) and object.
+    files: HashMap<Vec<u8>, ObjectKey>,
+}
+
+/// Lists the tree under `dir` into `out` (relative path bytes, and whether each is a
+/// directory); false when it holds something a union with a base would not keep as it is: an
+/// overlay whiteout, or a directory with xattrs (an opaque one, say).
+fn scan_tree(root: &Path, dir: &Path, out: &mut BTreeMap<Vec<u8>, bool>) -> Result<bool> {
+    let mut clean = true;
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let path = entry.path();
+        let m = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+        let rel = path
+            .strip_prefix(root)
+            .map_err(|_| Error::Archive(format!("{} outside the tree", path.display())))?
+            .as_os_str()
+            .as_bytes()
+            .to_vec();
+        if m.file_type().is_char_device() && m.rdev() == 0 {
+            clean = false;
+        }
+        out.insert(rel, m.is_dir());
+        if m.is_dir() {
+            clean &= xattr::list(&path).map_err(io_err(&path))?.next().is_none();
+            clean &= scan_tree(root, &path, out)?;
+        }
+    }
+    Ok(clean)
 }
 
 /// A hashed pending layer ([`PendingLayer::hash`]), ready for [`PendingLayer::finish`].
@@ -317,11 +544,14 @@ const POOL: usize = 4;
 
 struct CommitSink<'s> {
     store: &'s Store,
-    linked: HashMap<PathBuf, ObjectKey>,
+    linked: HashMap<Vec<u8>, Placed>,
     /// The tree is in use as a lower dir: change nothing in it.
     in_use: bool,
     new_objects: &'s mut Vec<ObjectKey>,
     tx: std::sync::mpsc::SyncSender<Batch>,
+    prefetch: &'s Prefetch,
+    /// Reads try the page cache alone until one misses, which starts `prefetch`.
+    probe: bool,
     /// The batch being filled.
     batch: Batch,
     /// Batches the hasher is done with.
@@ -337,15 +567,6 @@ pub(crate) fn hasher_gone() -> Error {
 }
 
 impl CommitSink<'_> {
-    /// The key of a file placed by `link_object` (an object has at least two names: its own
-    /// and this one; a path replaced by a single-named file afterwards is not trusted).
-    fn placed(&self, path: &Path, m: &Meta) -> Option<ObjectKey> {
-        if m.nlink < 2 {
-            return None;
-        }
-        self.linked.get(path).copied()
-    }
-
     fn raw(&mut self, bytes: &[u8]) -> Result<()> {
         self.size += bytes.len() as u64;
         let mut rest = bytes;
@@ -385,17 +606,29 @@ impl CommitSink<'_> {
         size: u64,
         mut b3: Option<&mut blake3::Hasher>,
     ) -> Result<()> {
-        let mut f = file.take(size);
         let mut n = 0u64;
         while n < size {
             let room = self.room()?;
             let want = (size - n).min(room as u64);
             let start = self.batch.bytes.len();
-            // read_to_end fills the spare capacity without zeroing it first.
-            let k = (&mut f)
-                .take(want)
-                .read_to_end(&mut self.batch.bytes)
-                .map_err(io_err(path))?;
+            let mut cached = None;
+            if self.probe {
+                // usize: `want` is at most `room`.
+                cached = read_cached(&file, &mut self.batch.bytes, want as usize)
+                    .map_err(io_err(path))?;
+                if cached.is_none() {
+                    self.probe = false;
+                    self.prefetch.start();
+                }
+            }
+            let k = match cached {
+                Some(k) => k,
+                // read_to_end fills the spare capacity without zeroing it first.
+                None => (&file)
+                    .take(want)
+                    .read_to_end(&mut self.batch.bytes)
+                    .map_err(io_err(path))?,
+            };
             if k == 0 {
                 break;
             }
@@ -468,15 +701,22 @@ impl TreeSink for CommitSink<'_> {
         self.raw(&h)
     }
 
-    fn file(&mut self, path: &Path, e: &Entry, m: &Meta, f: File) -> Result<()> {
+    fn file(
+        &mut self,
+        path: &Path,
+        e: &Entry,
+        m: &Meta,
+        f: File,
+        placed: Option<Placed>,
+    ) -> Result<()> {
         let mut h = Vec::with_capacity(1024);
         write_header(&mut h, e).map_err(io_err("<tar>"))?;
         self.entries += 1;
         self.raw(&h)?;
-        let key = match self.placed(path, m) {
-            Some(key) => {
+        let key = match placed {
+            Some(p) => {
                 self.content(path, f, e.size, None)?;
-                key
+                p.key
             }
             None => {
                 let mut b3 = blake3::Hasher::new();
@@ -491,8 +731,13 @@ impl TreeSink for CommitSink<'_> {
         self.raw(&p)
     }
 
-    fn may_hardlink(&self, path: &Path, m: &Meta) -> bool {
-        m.nlink > 1 && self.placed(path, m).is_none()
+    /// A file placed by `link_object` (an object has at least two names: its own and this
+    /// one; a path replaced by a single-named file afterwards is not trusted).
+    fn placed(&self, path: &Path, m: &Meta) -> Option<Placed> {
+        if m.nlink < 2 {
+            return None;
+        }
+        self.linked.get(path.as_os_str().as_bytes()).copied()
     }
 }
 
@@ -511,6 +756,182 @@ mod tests {
         let mut out = Vec::new();
         s.write_layer_tar(d, &mut out).unwrap();
         out
+    }
+
+    /// Sets an entry's mtime (whole seconds plus `nanos`) without following it.
+    fn stamp(p: &Path, secs: i64, nanos: i64) {
+        let t = nix::sys::time::TimeSpec::new(secs, nanos);
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            p,
+            &t,
+            &t,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .unwrap();
+    }
+
+    /// A committed layer of `files` (path, content) under a directory `a` (mode 0750,
+    /// mtime `dir_time`), every file with mtime 1.5e9.
+    fn plain_layer(s: &Store, lease: &Lease, files: &[(&str, &str)], dir_time: i64) -> LayerInfo {
+        let p = s.begin_layer(lease).unwrap();
+        let r = p.rootfs();
+        fs::create_dir(r.join("a")).unwrap();
+        fs::set_permissions(r.join("a"), fs::Permissions::from_mode(0o750)).unwrap();
+        for (name, content) in files {
+            fs::write(r.join("a").join(name), content).unwrap();
+            stamp(&r.join("a").join(name), 1_500_000_000, 0);
+        }
+        stamp(&r.join("a"), dir_time, 7);
+        p.commit().unwrap()
+    }
+
+    #[test]
+    fn a_layer_stored_over_a_base_is_the_layer_a_whole_tree_makes() {
+        let (_d, s) = store();
+        let lease = s.lease().unwrap();
+        let names: Vec<String> = (0..40).map(|i| format!("f{i:02}")).collect();
+        let mut files: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), n.as_str())).collect();
+        let base = plain_layer(&s, &lease, &files, 1_600_000_000);
+        let base_entries = crate::record::entries(
+            File::open(s.layer_rootfs(&base.diff_id).with_file_name("record.zst")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(base_entries.len(), 41);
+        assert_eq!(
+            (base_entries[0].path.as_slice(), base_entries[0].kind),
+            (&b"a"[..], b'5')
+        );
+        let key_of_base = |name: &str| {
+            base_entries
+                .iter()
+                .find(|e| e.path == format!("a/{name}").into_bytes())
+                .and_then(|e| e.object)
+                .unwrap()
+        };
+
+        // The same layer but f07 edited: f07 and its directory in the tree, the rest left to the
+        // base.
+        files[7].1 = "edited";
+        let whole = {
+            let (_d2, s2) = store();
+            let l2 = s2.lease().unwrap();
+            let info = plain_layer(&s2, &l2, &files, 1_600_000_000);
+            regenerated(&s2, &info.diff_id)
+        };
+        let mut p = s.begin_layer(&lease).unwrap();
+        assert!(p.use_base(&base.diff_id).unwrap());
+        let r = p.rootfs();
+        fs::create_dir(r.join("a")).unwrap();
+        fs::set_permissions(r.join("a"), fs::Permissions::from_mode(0o750)).unwrap();
+        fs::write(r.join("a/f07"), "edited").unwrap();
+        stamp(&r.join("a/f07"), 1_500_000_000, 0);
+        stamp(&r.join("a"), 1_600_000_000, 7);
+        for name in names.iter().filter(|n| *n != "f07") {
+            let rel = format!("a/{name}");
+            assert!(p.skip_in_base(&key_of_base(name), &rel, true).unwrap());
+        }
+        // A key the base does not have there is not skipped.
+        assert!(!p.skip_in_base(&key_of_base("f01"), "a/f02", true).unwrap());
+        assert!(p.settle_base().unwrap());
+        assert_eq!(p.dirs(), vec![r.clone(), s.layer_rootfs(&base.diff_id)]);
+        assert!(!p.is_empty().unwrap());
+        let info = p.commit().unwrap();
+        assert!(regenerated(&s, &info.diff_id) == whole);
+        assert_eq!(info.diff_id, Digest::of(&whole));
+        assert_eq!(s.layer_base(&info.diff_id).unwrap(), Some(base.diff_id));
+        assert_eq!(
+            s.layer_dirs(&info.diff_id).unwrap(),
+            vec![s.layer_rootfs(&info.diff_id), s.layer_rootfs(&base.diff_id)]
+        );
+        let own: Vec<_> = fs::read_dir(s.layer_rootfs(&info.diff_id).join("a"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(own, ["f07"]);
+        assert!(s.verify().unwrap().is_empty(), "{:?}", s.verify());
+        // A delta is never a base.
+        let mut p = s.begin_layer(&lease).unwrap();
+        assert!(!p.use_base(&info.diff_id).unwrap());
+        assert!(p.settle_base().unwrap(), "no base: the tree is the layer");
+    }
+
+    #[test]
+    fn a_base_with_more_than_the_layer_is_refused_after_the_placement() {
+        let (_d, s) = store();
+        let lease = s.lease().unwrap();
+        let files = [("x", "1"), ("y", "2"), ("z", "3")];
+        let base = plain_layer(&s, &lease, &files, 1_600_000_000);
+        let entries = crate::record::entries(
+            File::open(s.layer_rootfs(&base.diff_id).with_file_name("record.zst")).unwrap(),
+        )
+        .unwrap();
+        let key = |p: &[u8]| {
+            entries
+                .iter()
+                .find(|e| e.path == p)
+                .unwrap()
+                .object
+                .unwrap()
+        };
+        // The layer has x and y as the base has them, and an equal `a`, but no z.
+        let mut p = s.begin_layer(&lease).unwrap();
+        assert!(p.use_base(&base.diff_id).unwrap());
+        assert!(p.skip_in_base(&key(b"a/x"), "a/x", true).unwrap());
+        assert!(p.skip_in_base(&key(b"a/y"), "a/y", true).unwrap());
+        p.leave_dir_to_base("a").unwrap();
+        assert!(!p.settle_base().unwrap());
+        // With z too, the tree (empty) over the base is the layer: the base's own diffID.
+        let mut p = s.begin_layer(&lease).unwrap();
+        assert!(p.use_base(&base.diff_id).unwrap());
+        for f in [&b"a/x"[..], b"a/y", b"a/z"] {
+            let rel = std::str::from_utf8(f).unwrap();
+            assert!(p.skip_in_base(&key(f), rel, true).unwrap());
+        }
+        p.leave_dir_to_base("a").unwrap();
+        assert!(p.settle_base().unwrap());
+        assert!(!p.is_empty().unwrap());
+        assert_eq!(p.commit().unwrap().diff_id, base.diff_id);
+    }
+
+    #[test]
+    fn record_entries_name_every_entry_and_object() {
+        let (_d, s) = store();
+        let lease = s.lease().unwrap();
+        let p = s.begin_layer(&lease).unwrap();
+        let r = p.rootfs();
+        let long = "n".repeat(150);
+        fs::create_dir_all(r.join("d").join(&long)).unwrap();
+        fs::write(r.join("d").join(&long).join("f"), "deep").unwrap();
+        fs::write(r.join("e"), "").unwrap();
+        fs::hard_link(r.join("e"), r.join("e2")).unwrap();
+        symlink("x".repeat(120), r.join("l")).unwrap();
+        let info = p.commit().unwrap();
+        let got = crate::record::entries(
+            File::open(s.layer_rootfs(&info.diff_id).with_file_name("record.zst")).unwrap(),
+        )
+        .unwrap();
+        let names: Vec<(String, u8, bool)> = got
+            .iter()
+            .map(|e| {
+                (
+                    String::from_utf8(e.path.clone()).unwrap(),
+                    e.kind,
+                    e.object.is_some(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("d".into(), b'5', false),
+                (format!("d/{long}"), b'5', false),
+                (format!("d/{long}/f"), b'0', true),
+                ("e".into(), b'0', true),
+                ("e2".into(), b'1', false),
+                ("l".into(), b'2', false),
+            ]
+        );
     }
 
     #[test]

@@ -41,8 +41,8 @@
 //! the walk follows every JSON blob the way images link them (docker schema2 and OCI alike):
 //! `manifests[].digest` (indexes and manifest lists), `config.digest` and `layers[].digest`
 //! (manifests), `rootfs.diff_ids` (configs, naming layers). A live layer keeps the objects its
-//! tar-split record names and the blobs its compressed cache (`compressed/<diffid>/<kind>`)
-//! points to. If a live layer's record cannot be read, no object is swept (their liveness is
+//! tar-split record names, the blobs its compressed cache (`compressed/<diffid>/<kind>`)
+//! points to, and its base when it is stored as a delta (`layers/sha256/<hex>/base`). If a live layer's record cannot be read, no object is swept (their liveness is
 //! unknown). Untagged manifests are *not* roots: at the store level `prune` and `prune -a` are
 //! the same, and "dangling images" are the image service's business.
 //!
@@ -152,6 +152,10 @@ pub(crate) trait MarkSource {
     fn layer_objects(&self, hex: &str) -> Result<Option<Vec<String>>>;
     /// The blobs the compressed cache of a layer points to.
     fn compressed_blobs(&self, layer_hex: &str) -> Vec<String>;
+    /// The base of a layer stored as a delta (hex), which lives as long as the layer does.
+    fn layer_base(&self, _layer_hex: &str) -> Option<String> {
+        None
+    }
 }
 
 /// The hex of a `sha256:<64 lowercase hex>` string, or `None`.
@@ -246,6 +250,7 @@ pub(crate) fn mark(
                 Err(_) => live.objects_complete = false,
             }
             blob_queue.extend(src.compressed_blobs(&hex));
+            layer_queue.extend(src.layer_base(&hex));
         }
     }
     live
@@ -312,6 +317,20 @@ impl MarkSource for StoreSource<'_> {
             .map(|(_, blob)| blob)
             .collect()
     }
+
+    fn layer_base(&self, layer_hex: &str) -> Option<String> {
+        layer_base_hex(self.store.root(), layer_hex)
+    }
+}
+
+/// The base (hex) a committed layer names in its `base` file, if any (see [`crate::layer`]).
+pub(crate) fn layer_base_hex(root: &Path, layer_hex: &str) -> Option<String> {
+    let path = root
+        .join("layers/sha256")
+        .join(layer_hex)
+        .join(crate::layer::BASE_FILE);
+    let text = fs::read_to_string(path).ok()?;
+    sha256_hex(text.trim()).map(str::to_owned)
 }
 
 /// The compressed cache entries of a layer: `(entry path, blob hex)`.
@@ -572,6 +591,7 @@ mod tests {
         blobs: BTreeMap<String, Vec<u8>>,
         layers: BTreeMap<String, Result<Vec<String>, ()>>,
         compressed: BTreeMap<String, Vec<String>>,
+        bases: BTreeMap<String, String>,
     }
 
     impl MarkSource for Fake {
@@ -588,6 +608,26 @@ mod tests {
         fn compressed_blobs(&self, layer_hex: &str) -> Vec<String> {
             self.compressed.get(layer_hex).cloned().unwrap_or_default()
         }
+        fn layer_base(&self, layer_hex: &str) -> Option<String> {
+            self.bases.get(layer_hex).cloned()
+        }
+    }
+
+    #[test]
+    fn a_live_delta_keeps_its_base_and_the_base_objects() {
+        let mut fake = Fake::default();
+        fake.layers.insert(h('d'), Ok(vec![h('1')]));
+        fake.layers.insert(h('b'), Ok(vec![h('2'), h('3')]));
+        fake.bases.insert(h('d'), h('b'));
+        let live = mark(&fake, [], [h('d')], []);
+        assert!(live.layers.contains(&h('b')));
+        assert_eq!(
+            live.objects.iter().cloned().collect::<BTreeSet<_>>(),
+            [h('1'), h('2'), h('3')].into_iter().collect()
+        );
+        // The base alone keeps nothing of the delta.
+        let live = mark(&fake, [], [h('b')], []);
+        assert!(!live.layers.contains(&h('d')));
     }
 
     #[test]

@@ -10,6 +10,12 @@
 //! layers/sha256/<diffid-hex>/layer.json   {"diff_id":"sha256:..","size":<tar bytes>,
 //!                                          "entries":<tar entries>,"unpacked_bytes":<sum of
 //!                                          regular file sizes>,"created":<unix seconds>}
+//! layers/sha256/<diffid-hex>/base         only in a layer stored as a delta (built in place
+//!                                         over a similar layer, see crate::commit): text
+//!                                         "sha256:<hex>\n", the base layer (never a delta
+//!                                         itself); the layer's tree is then its rootfs/ over
+//!                                         the base's rootfs/ (`Store::layer_dirs`), and the
+//!                                         base lives as long as the layer does
 //! layers/tmp/<lease-id>-<n>/              a layer being ingested: rootfs/, record.zst,
 //!                                         layer.json, tmp/ (object temp files), trash/, and
 //!                                         `lock`, flocked exclusively by the ingesting process
@@ -115,6 +121,9 @@ impl Compression {
 }
 
 static TMP_N: AtomicU64 = AtomicU64::new(0);
+
+/// The file of a layer directory naming its base (`sha256:<hex>`), for a layer stored as a delta.
+pub(crate) const BASE_FILE: &str = "base";
 
 /// The temp dir of an ingest: removed on drop unless committed; its `lock` is flocked.
 pub(crate) struct TempLayer {
@@ -342,9 +351,52 @@ impl Store {
         }))
     }
 
-    /// `layers/sha256/<hex>/rootfs` (whether or not it exists).
+    /// `layers/sha256/<hex>/rootfs` (whether or not it exists). A layer with a base (see
+    /// [`Self::layer_base`]) has only part of its files there: use [`Self::layer_dirs`].
     pub fn layer_rootfs(&self, diff_id: &Digest) -> PathBuf {
         self.layer_dir(diff_id).join("rootfs")
+    }
+
+    /// The base of a layer stored as a delta, if it is one: its tree is then its own `rootfs/`
+    /// over the base's (see [`crate::commit`]).
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for an unreadable `base` file.
+    pub fn layer_base(&self, diff_id: &Digest) -> Result<Option<Digest>> {
+        let path = self.layer_dir(diff_id).join(BASE_FILE);
+        match fs::read_to_string(&path) {
+            Ok(text) => text.trim().parse().map(Some).map_err(|_| Error::Corrupt {
+                path,
+                message: format!("not a layer diff ID: {:?}", text.trim()),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// The directories whose union (top first, as overlay lower dirs) is the layer's tree: its
+    /// `rootfs/`, then its base's when it has one.
+    ///
+    /// # Errors
+    /// As [`Self::layer_base`].
+    pub fn layer_dirs(&self, diff_id: &Digest) -> Result<Vec<PathBuf>> {
+        let mut dirs = vec![self.layer_rootfs(diff_id)];
+        if let Some(base) = self.layer_base(diff_id)? {
+            dirs.push(self.layer_rootfs(&base));
+        }
+        Ok(dirs)
+    }
+
+    /// [`Self::layer_dirs`] as short links (see [`Self::short_link`]).
+    ///
+    /// # Errors
+    /// As [`Self::layer_base`] and [`Self::short_link`].
+    pub fn layer_short_links(&self, diff_id: &Digest) -> Result<Vec<String>> {
+        let mut links = vec![self.short_link(diff_id)?];
+        if let Some(base) = self.layer_base(diff_id)? {
+            links.push(self.short_link(&base)?);
+        }
+        Ok(links)
     }
 
     /// Writes the layer's original tar, byte for byte, from its record and objects.

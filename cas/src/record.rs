@@ -383,6 +383,191 @@ pub fn objects<R: Read>(input: R) -> Result<Vec<ObjectKey>> {
     Ok(out)
 }
 
+/// One tar entry of a record (see [`entries`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordEntry {
+    /// The entry's name (a PAX `path` or GNU long name applied), without a trailing `/`.
+    pub path: Vec<u8>,
+    /// The tar type flag (`b'0'` for every regular file, `b'5'` a directory, ...).
+    pub kind: u8,
+    /// A regular file's object.
+    pub object: Option<ObjectKey>,
+}
+
+/// Reads the verbatim tar bytes of a record in order, and its file segments where the tar has
+/// a regular file's content.
+struct TarSegments<R: Read> {
+    reader: RecordReader<R>,
+    raw: Vec<u8>,
+    at: usize,
+    /// A file segment met while raw bytes were being read.
+    file: Option<(ObjectKey, u64)>,
+}
+
+impl<R: Read> TarSegments<R> {
+    /// The next `n` raw bytes.
+    fn raw(&mut self, n: usize) -> Result<&[u8]> {
+        while self.raw.len() - self.at < n {
+            if self.file.is_some() {
+                return Err(corrupt("file content where tar headers were expected"));
+            }
+            match self.reader.next_segment()? {
+                Some(Segment::Raw(bytes)) => {
+                    self.raw.drain(..self.at);
+                    self.at = 0;
+                    self.raw.extend_from_slice(&bytes);
+                }
+                Some(Segment::File { object, size }) => self.file = Some((object, size)),
+                None => return Err(corrupt("tar ends early")),
+            }
+        }
+        self.at += n;
+        Ok(&self.raw[self.at - n..self.at])
+    }
+
+    /// The file segment that must come next (no raw bytes before it).
+    fn file(&mut self) -> Result<(ObjectKey, u64)> {
+        if self.at < self.raw.len() {
+            return Err(corrupt("tar bytes where a file's content was expected"));
+        }
+        if let Some(f) = self.file.take() {
+            return Ok(f);
+        }
+        match self.reader.next_segment()? {
+            Some(Segment::File { object, size }) => Ok((object, size)),
+            _ => Err(corrupt("a regular file without its content")),
+        }
+    }
+}
+
+fn padded(size: u64) -> Result<usize> {
+    usize::try_from(size.div_ceil(512) * 512).map_err(|_| corrupt("entry too large"))
+}
+
+fn octal_field(field: &[u8]) -> Result<u64> {
+    let text = field
+        .iter()
+        .take_while(|&&b| b != 0 && b != b' ')
+        .skip_while(|&&b| b == b' ');
+    let mut v: u64 = 0;
+    for &b in text {
+        if !(b'0'..=b'7').contains(&b) {
+            return Err(corrupt("bad octal field"));
+        }
+        v = v
+            .checked_mul(8)
+            .and_then(|v| v.checked_add(u64::from(b - b'0')))
+            .ok_or_else(|| corrupt("octal field overflows"))?;
+    }
+    Ok(v)
+}
+
+/// The `path` and `size` of PAX records.
+fn pax_fields(mut data: &[u8]) -> (Option<Vec<u8>>, Option<u64>) {
+    let (mut path, mut size) = (None, None);
+    while let Some(sp) = data.iter().position(|&b| b == b' ') {
+        let Some(len) = std::str::from_utf8(&data[..sp])
+            .ok()
+            .and_then(|l| l.parse::<usize>().ok())
+            .filter(|&l| l > sp + 1 && l <= data.len())
+        else {
+            break;
+        };
+        let rec = &data[sp + 1..len - 1];
+        if let Some(v) = rec.strip_prefix(b"path=") {
+            path = Some(v.to_vec());
+        } else if let Some(v) = rec.strip_prefix(b"size=") {
+            size = std::str::from_utf8(v).ok().and_then(|v| v.parse().ok());
+        }
+        data = &data[len..];
+    }
+    (path, size)
+}
+
+/// The tar entries of a record, in order, with the object of each regular file: what a layer
+/// holds, read without its tree or its file contents.
+///
+/// # Errors
+/// [`Error::Archive`] for a record that is not a tar of headers and file segments.
+pub fn entries<R: Read>(input: R) -> Result<Vec<RecordEntry>> {
+    let mut t = TarSegments {
+        reader: RecordReader::new(input)?,
+        raw: Vec::new(),
+        at: 0,
+        file: None,
+    };
+    let mut out = Vec::new();
+    let (mut long_name, mut pax_size) = (None, None);
+    loop {
+        let h: [u8; 512] = t
+            .raw(512)?
+            .try_into()
+            .map_err(|_| corrupt("short header"))?;
+        if h.iter().all(|&b| b == 0) {
+            return Ok(out);
+        }
+        let size = pax_size
+            .take()
+            .map_or_else(|| octal_field(&h[124..136]), Ok)?;
+        let kind = h[156];
+        match kind {
+            b'x' | b'L' => {
+                let data = t.raw(padded(size)?)?;
+                let data = &data[..usize::try_from(size).unwrap_or(0)];
+                if kind == b'L' {
+                    let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+                    long_name = Some(data[..end].to_vec());
+                } else {
+                    let (path, psize) = pax_fields(data);
+                    long_name = path.or(long_name);
+                    pax_size = psize;
+                }
+                continue;
+            }
+            b'g' | b'K' => {
+                t.raw(padded(size)?)?;
+                continue;
+            }
+            _ => {}
+        }
+        let mut path = match long_name.take() {
+            Some(p) => p,
+            None => {
+                let field = |r: std::ops::Range<usize>| {
+                    let f = &h[r];
+                    f[..f.iter().position(|&b| b == 0).unwrap_or(f.len())].to_vec()
+                };
+                let (name, prefix) = (field(0..100), field(345..500));
+                if &h[257..263] == b"ustar\0" && !prefix.is_empty() {
+                    [prefix, b"/".to_vec(), name].concat()
+                } else {
+                    name
+                }
+            }
+        };
+        while path.len() > 1 && path.ends_with(b"/") {
+            path.pop();
+        }
+        let regular = matches!(kind, b'0' | 0 | b'7');
+        let object = if regular {
+            let (key, n) = t.file()?;
+            if n != size {
+                return Err(corrupt("file segment size differs from its header"));
+            }
+            t.raw(padded(size)? - usize::try_from(size).unwrap_or(0))?;
+            Some(key)
+        } else {
+            t.raw(padded(size)?)?;
+            None
+        };
+        out.push(RecordEntry {
+            path,
+            kind: if regular { b'0' } else { kind },
+            object,
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

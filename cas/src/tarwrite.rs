@@ -31,6 +31,7 @@ use crate::error::{Error, Result, io_err};
 use crate::extract::BLOCK;
 use crate::layer::LayerInfo;
 use crate::lease::Lease;
+use crate::object::ObjectKey;
 use crate::store::Store;
 
 /// Everything one tar entry needs.
@@ -251,13 +252,29 @@ pub(crate) trait TreeSink {
     /// A header-only entry: directory, symlink, device, fifo, whiteout, opaque marker or hardlink.
     fn header(&mut self, e: &Entry) -> Result<()>;
     /// A regular file: its headers (`e.size` is set), then `e.size` bytes of `file` (open on
-    /// `path`), then padding.
-    fn file(&mut self, path: &Path, e: &Entry, m: &Meta, file: File) -> Result<()>;
-    /// Whether a file with this inode may be written as a tar hardlink to an earlier name with
-    /// the same (dev, ino). The default: whenever its link count is above one.
-    fn may_hardlink(&self, _path: &Path, m: &Meta) -> bool {
-        m.nlink > 1
+    /// `path`), then padding. `placed` is what [`Self::placed`] said of it.
+    fn file(
+        &mut self,
+        path: &Path,
+        e: &Entry,
+        m: &Meta,
+        file: File,
+        placed: Option<Placed>,
+    ) -> Result<()>;
+    /// What the sink already knows of the regular file at `path` (see [`Placed`]). The default:
+    /// nothing.
+    fn placed(&self, _path: &Path, _m: &Meta) -> Option<Placed> {
+        None
     }
+}
+
+/// A regular file the walk's sink placed itself as a link to a known object: it is never a tar
+/// hardlink of another name (two links to one object are two files), and, when `bare`, the
+/// object is known to carry no xattrs (the walk then does not list them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Placed {
+    pub key: ObjectKey,
+    pub bare: bool,
 }
 
 /// Writes a tar stream.
@@ -268,7 +285,14 @@ impl<W: Write> TreeSink for TarOut<'_, W> {
         write_header(self.0, e).map_err(io_err("<tar output>"))
     }
 
-    fn file(&mut self, path: &Path, e: &Entry, _m: &Meta, f: File) -> Result<()> {
+    fn file(
+        &mut self,
+        path: &Path,
+        e: &Entry,
+        _m: &Meta,
+        f: File,
+        _placed: Option<Placed>,
+    ) -> Result<()> {
         self.header(e)?;
         let n = io::copy(&mut f.take(e.size), self.0).map_err(io_err(path))?;
         if n != e.size {
@@ -326,8 +350,20 @@ fn open_file_at(dir: &impl AsFd, name: &OsStr, path: &Path) -> Result<File> {
 /// component, not the whole path from `/`: a layer of 20,000 files is walked with about four
 /// syscalls per file (fstatat or fstat, openat, read, close; xattrs through the open fd).
 pub(crate) fn walk_tree(dir: &Path, sink: &mut impl TreeSink) -> Result<()> {
-    let root = File::open(dir).map_err(io_err(dir))?;
-    walk(root, dir, b"", sink, &mut HashMap::new())
+    walk_trees(dir, None, sink)
+}
+
+/// [`walk_tree`] of the union of `top` over `lower`, as an overlay mount of the two would show
+/// it: a directory of both is merged, any other name of `top` hides the same name of `lower`.
+/// Paths given to `sink` are under `top` (the entries of `lower` too). Whiteouts and opaque
+/// directories of `top` are written as such, never applied to `lower`: the caller stacks trees
+/// that have none (a layer stored as a delta, see [`crate::commit`]).
+pub(crate) fn walk_trees(top: &Path, lower: Option<&Path>, sink: &mut impl TreeSink) -> Result<()> {
+    let root = File::open(top).map_err(io_err(top))?;
+    let lower = lower
+        .map(|l| File::open(l).map_err(io_err(l)))
+        .transpose()?;
+    walk(root, lower, top, b"", sink, &mut HashMap::new())
 }
 
 /// A directory entry's name and dirent type.
@@ -349,26 +385,67 @@ fn sorted_listing(dir_file: File) -> nix::Result<(nix::dir::Dir, Vec<Named>)> {
     Ok((listing, names))
 }
 
+/// The entries of `top` and `lower` (directory listings), merged in tar order: each name once,
+/// with the listing it is taken from and, for a name of both, `lower`'s as well (where a
+/// directory's subtree continues).
+fn merged_names<'d>(
+    top: (&'d nix::dir::Dir, Vec<Named>),
+    lower: Option<(&'d nix::dir::Dir, Vec<Named>)>,
+) -> Vec<(Named, &'d nix::dir::Dir, Option<&'d nix::dir::Dir>)> {
+    let (tdir, tnames) = top;
+    let Some((ldir, lnames)) = lower else {
+        return tnames.into_iter().map(|n| (n, tdir, None)).collect();
+    };
+    let mut out = Vec::with_capacity(tnames.len().max(lnames.len()));
+    let (mut t, mut l) = (tnames.into_iter().peekable(), lnames.into_iter().peekable());
+    loop {
+        let order = match (t.peek(), l.peek()) {
+            (None, None) => return out,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(a), Some(b)) => a.0.as_bytes().cmp(b.0.as_bytes()),
+        };
+        match order {
+            std::cmp::Ordering::Less => out.extend(t.next().map(|n| (n, tdir, None))),
+            std::cmp::Ordering::Greater => out.extend(l.next().map(|n| (n, ldir, None))),
+            std::cmp::Ordering::Equal => {
+                l.next();
+                out.extend(t.next().map(|n| (n, tdir, Some(ldir))));
+            }
+        }
+    }
+}
+
 fn walk(
     dir_file: File,
+    lower_file: Option<File>,
     dir: &Path,
     prefix: &[u8],
     sink: &mut impl TreeSink,
     links: &mut HashMap<(u64, u64), Vec<u8>>,
 ) -> Result<()> {
-    let (listing, names) = sorted_listing(dir_file).map_err(|e| io_err(dir)(e.into()))?;
-    for (name, dtype) in names {
+    let (top, names) = sorted_listing(dir_file).map_err(|e| io_err(dir)(e.into()))?;
+    let lower = lower_file
+        .map(sorted_listing)
+        .transpose()
+        .map_err(|e| io_err(dir)(e.into()))?;
+    let (lower_dir, lower_names) = match lower {
+        Some((d, n)) => (Some(d), n),
+        None => (None, Vec::new()),
+    };
+    let merged = merged_names((&top, names), lower_dir.as_ref().map(|d| (d, lower_names)));
+    for ((name, dtype), listing, below) in merged {
         let path = dir.join(&name);
         // A regular file (by its dirent type) is opened at once and fstat'ed; anything else is
         // fstatat'ed.
         let mut opened = None;
         let m: Meta = if dtype == Some(Type::File) {
-            let f = open_file_at(&listing, &name, &path)?;
+            let f = open_file_at(listing, &name, &path)?;
             let st = nix::sys::stat::fstat(&f).map_err(|e| io_err(&path)(e.into()))?;
             opened = Some(f);
             st.into()
         } else {
-            nix::sys::stat::fstatat(&listing, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+            nix::sys::stat::fstatat(listing, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
                 .map_err(|e| io_err(&path)(e.into()))?
                 .into()
         };
@@ -394,7 +471,23 @@ fn walk(
                 sink.header(&e)?;
             }
             libc::S_IFDIR => {
-                let sub = open_at(&listing, &name, OFlag::O_RDONLY | OFlag::O_DIRECTORY, &path)?;
+                let sub = open_at(listing, &name, OFlag::O_RDONLY | OFlag::O_DIRECTORY, &path)?;
+                // The same directory in the lower tree continues this one (anything else
+                // there is hidden by it).
+                let sub_below = match below {
+                    Some(b) => match open_at(b, &name, OFlag::O_RDONLY | OFlag::O_DIRECTORY, &path)
+                    {
+                        Ok(f) => Some(f),
+                        Err(Error::Io { source, .. })
+                            if source.raw_os_error() == Some(libc::ENOTDIR)
+                                || source.raw_os_error() == Some(libc::ELOOP) =>
+                        {
+                            None
+                        }
+                        Err(e) => return Err(e),
+                    },
+                    None => None,
+                };
                 let (xattrs, opaque) = read_xattrs(&sub, &path)?;
                 e.name.push(b'/');
                 e.kind = b'5';
@@ -411,18 +504,19 @@ fn walk(
                     };
                     sink.header(&oe)?;
                 }
-                walk(sub, &path, &e.name, sink, links)?;
+                walk(sub, sub_below, &path, &e.name, sink, links)?;
             }
             libc::S_IFLNK => {
                 e.kind = b'2';
-                e.link = nix::fcntl::readlinkat(&listing, name.as_os_str())
+                e.link = nix::fcntl::readlinkat(listing, name.as_os_str())
                     .map_err(|err| io_err(&path)(err.into()))?
                     .as_bytes()
                     .to_vec();
                 sink.header(&e)?;
             }
             libc::S_IFREG => {
-                if sink.may_hardlink(&path, &m) {
+                let placed = sink.placed(&path, &m);
+                if placed.is_none() && m.nlink > 1 {
                     if let Some(first) = links.get(&(m.dev, m.ino)) {
                         e.kind = b'1';
                         e.link = first.clone();
@@ -433,13 +527,14 @@ fn walk(
                 }
                 let f = match opened {
                     Some(f) => f,
-                    None => open_file_at(&listing, &name, &path)?,
+                    None => open_file_at(listing, &name, &path)?,
                 };
-                let (xattrs, _) = read_xattrs(&f, &path)?;
+                if !placed.is_some_and(|p| p.bare) {
+                    e.xattrs = read_xattrs(&f, &path)?.0;
+                }
                 e.kind = b'0';
                 e.size = m.size;
-                e.xattrs = xattrs;
-                sink.file(&path, &e, &m, f)?;
+                sink.file(&path, &e, &m, f, placed)?;
             }
             libc::S_IFCHR | libc::S_IFBLK => {
                 e.kind = if m.kind() == libc::S_IFCHR {
@@ -460,6 +555,99 @@ fn walk(
         }
     }
     Ok(())
+}
+
+/// A [`prefetch_tree`] that starts only when asked to: a walk whose files are all in the page
+/// cache (the usual case, files placed or read moments ago) never pays for a second pass over
+/// the tree; the first file it finds evicted starts the prefetch.
+pub(crate) struct Prefetch {
+    /// [`WAITING`], [`GO`] or [`STOPPED`].
+    state: std::sync::Mutex<u8>,
+    changed: std::sync::Condvar,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+const WAITING: u8 = 0;
+const GO: u8 = 1;
+const STOPPED: u8 = 2;
+
+impl Prefetch {
+    pub(crate) fn new() -> Self {
+        Prefetch {
+            state: std::sync::Mutex::new(WAITING),
+            changed: std::sync::Condvar::new(),
+            stop: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn set(&self, to: u8) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if *st == WAITING {
+            *st = to;
+        }
+        self.changed.notify_all();
+    }
+
+    /// The body of the prefetch thread: waits for [`Self::start`] (or returns at
+    /// [`Self::stop`]), then prefetches `dirs` in turn until done or stopped.
+    pub(crate) fn run(&self, dirs: &[std::path::PathBuf]) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while *st == WAITING {
+            st = self.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        let go = *st == GO;
+        drop(st);
+        if go {
+            for dir in dirs {
+                prefetch_tree(dir, &self.stop);
+            }
+        }
+    }
+
+    /// Starts the prefetch (once; later calls do nothing).
+    pub(crate) fn start(&self) {
+        self.set(GO);
+    }
+
+    /// Ends the prefetch, started or not.
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.set(STOPPED);
+    }
+}
+
+/// Reads up to `want` bytes from `file`'s position into the spare capacity of `buf` (which
+/// grows by what was read) only if they are in the page cache: `Ok(None)` when the read would
+/// wait for the disk (or the file system cannot tell), `Ok(Some(0))` at the end of the file.
+/// `preadv2(RWF_NOWAIT)` at offset -1 reads at and advances the file position, as `read` does.
+/// https://man7.org/linux/man-pages/man2/preadv2.2.html
+pub(crate) fn read_cached(
+    file: &File,
+    buf: &mut Vec<u8>,
+    want: usize,
+) -> io::Result<Option<usize>> {
+    use std::os::fd::AsRawFd;
+    buf.reserve(want);
+    let spare = buf.spare_capacity_mut();
+    let iov = libc::iovec {
+        iov_base: spare.as_mut_ptr().cast(),
+        iov_len: want.min(spare.len()),
+    };
+    // SAFETY: the iovec covers spare capacity of `buf` that nothing else references; the kernel
+    // writes at most `iov_len` bytes there.
+    let r = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, -1, libc::RWF_NOWAIT) };
+    let Ok(n) = usize::try_from(r) else {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EAGAIN | libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS | libc::EINTR) => {
+                Ok(None)
+            }
+            _ => Err(e),
+        };
+    };
+    // SAFETY: the kernel initialised the first `n` (<= iov_len) bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(Some(n))
 }
 
 /// Asks the kernel to read every regular file of `dir` into the page cache, in tar order,

@@ -225,6 +225,27 @@ pub(crate) fn check_layer_dir(
     if !dir.join("rootfs").is_dir() {
         problems.push(Problem::new(dir.join("rootfs"), "layer rootfs is missing"));
     }
+    let base_path = dir.join(crate::layer::BASE_FILE);
+    if base_path.exists() {
+        let root = dir.parent().and_then(Path::parent).and_then(Path::parent);
+        match root.and_then(|r| crate::gc::layer_base_hex(r, name)) {
+            None => problems.push(Problem::new(&base_path, "does not name a layer")),
+            Some(base) => {
+                let base_dir = dir.with_file_name(&base);
+                if !base_dir.join("layer.json").is_file() || !base_dir.join("rootfs").is_dir() {
+                    problems.push(Problem::new(
+                        &base_path,
+                        format!("base layer sha256:{base} is missing"),
+                    ));
+                } else if base_dir.join(crate::layer::BASE_FILE).exists() {
+                    problems.push(Problem::new(
+                        &base_path,
+                        format!("base layer sha256:{base} is a delta itself"),
+                    ));
+                }
+            }
+        }
+    }
     let json_path = dir.join("layer.json");
     match fs::read(&json_path) {
         Err(e) => problems.push(Problem::new(&json_path, format!("cannot read: {e}"))),
@@ -280,6 +301,9 @@ impl MarkSource for StoreGraph<'_> {
             .into_iter()
             .map(|(_, b)| b)
             .collect()
+    }
+    fn layer_base(&self, layer_hex: &str) -> Option<String> {
+        crate::gc::layer_base_hex(self.store.root(), layer_hex)
     }
 }
 

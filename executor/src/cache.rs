@@ -5,6 +5,11 @@
 //! ```text
 //! buildcache/records/<key hex>.json   {"layer":{"diff_id":"sha256:..","size":N}|null,
 //!                                      "created":"<RFC 3339>","last_used":<unix secs>}
+//! buildcache/lineage/<lineage key hex>     "sha256:<diff id>\n": the layer a COPY/ADD with this
+//!                                         lineage (its key without its sources' content)
+//!                                         last produced, or the base it was stored over: the
+//!                                         next build of that step stores its layer as a delta
+//!                                         over it (see strata_cas::commit); a hint, not a root
 //! buildcache/mounts/<blake3(id) hex>[-N]/   a cache mount's directory (content never in a layer)
 //! buildcache/mounts/<...>.lock              flocked while a RUN step uses it
 //! context/<blake3(context path) hex>.idx      a build context's stat index (see
@@ -207,6 +212,39 @@ impl BuildCache {
         fs::rename(&tmp, &path).map_err(io_err(&path))
     }
 
+    fn lineage_path(&self, lineage: &CacheKey) -> PathBuf {
+        self.dir.join("lineage").join(lineage.hex())
+    }
+
+    /// The layer the last build of a step with this lineage (its cache key without the
+    /// content of its sources) produced or was stored over, if that layer is still in the
+    /// store: a COPY whose sources changed builds its new layer as a delta over it.
+    ///
+    /// # Errors
+    /// Store errors reading the layer.
+    pub fn lineage(&self, store: &Store, lineage: &CacheKey) -> Result<Option<Digest>> {
+        let Ok(text) = fs::read_to_string(self.lineage_path(lineage)) else {
+            return Ok(None);
+        };
+        let Ok(d) = text.trim().parse::<Digest>() else {
+            return Ok(None);
+        };
+        Ok(store.layer(&d)?.map(|_| d))
+    }
+
+    /// Records the layer for [`Self::lineage`] (temp + rename; a hint, never a GC root).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn set_lineage(&self, lineage: &CacheKey, layer: &Digest) -> Result<()> {
+        let path = self.lineage_path(lineage);
+        let dir = self.dir.join("lineage");
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let tmp = dir.join(format!(".{}.{}.tmp", lineage.hex(), std::process::id()));
+        fs::write(&tmp, format!("{layer}\n")).map_err(io_err(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io_err(&path))
+    }
+
     fn records(&self) -> Result<Vec<(PathBuf, Record)>> {
         let dir = self.dir.join("records");
         let rd = match fs::read_dir(&dir) {
@@ -298,6 +336,7 @@ impl BuildCache {
         // Most recently used first: those are kept under --keep-storage.
         records.sort_by_key(|r| std::cmp::Reverse(r.1.last_used));
         let mut kept_bytes = 0u64;
+        let mut kept_layers = BTreeSet::new();
         for (path, rec) in records {
             let used = !opts.all
                 && rec
@@ -307,10 +346,22 @@ impl BuildCache {
             let size = rec.layer.map(|l| l.size).unwrap_or(0);
             if opts.young(now, rec.last_used) || used || opts.fits(kept_bytes, size) {
                 kept_bytes += size;
+                kept_layers.extend(rec.layer.map(|l| l.diff_id));
                 continue;
             }
             fs::remove_file(&path).map_err(io_err(&path))?;
             report.records += 1;
+        }
+        // Lineage hints go with the records of their layers.
+        let lineage = self.dir.join("lineage");
+        for name in fs::read_dir(&lineage).into_iter().flatten().flatten() {
+            let path = name.path();
+            let layer = fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| t.trim().parse::<Digest>().ok());
+            if !layer.is_some_and(|l| kept_layers.contains(&l)) {
+                let _ = fs::remove_file(&path);
+            }
         }
         let base = self.dir.join("mounts");
         if let Ok(rd) = fs::read_dir(&base) {

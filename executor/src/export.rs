@@ -11,14 +11,12 @@ use crate::error::{Error, Result};
 use crate::fs::view::LayerView;
 use crate::fs::{FileKind, SourceTree};
 
-fn view(store: &Store, layers: &[LayerRef]) -> LayerView {
-    LayerView::new(
-        layers
-            .iter()
-            .rev()
-            .map(|l| store.layer_rootfs(&l.diff_id))
-            .collect(),
-    )
+fn view(store: &Store, layers: &[LayerRef]) -> Result<LayerView> {
+    let mut dirs = Vec::with_capacity(layers.len());
+    for l in layers.iter().rev() {
+        dirs.extend(store.layer_dirs(&l.diff_id)?);
+    }
+    Ok(LayerView::new(dirs))
 }
 
 /// Writes the flattened root filesystem into `dest` (created if missing).
@@ -26,7 +24,7 @@ fn view(store: &Store, layers: &[LayerRef]) -> LayerView {
 /// # Errors
 /// I/O errors.
 pub fn rootfs_dir(store: &Store, layers: &[LayerRef], dest: &Path) -> Result<()> {
-    let v = view(store, layers);
+    let v = view(store, layers)?;
     std::fs::create_dir_all(dest).map_err(|e| Error::io(dest, e))?;
     for name in v.read_dir("")? {
         farm_tree(&v, &name, &dest.join(&name))?;
@@ -39,7 +37,7 @@ pub fn rootfs_dir(store: &Store, layers: &[LayerRef], dest: &Path) -> Result<()>
 /// # Errors
 /// I/O errors.
 pub fn rootfs_tar(store: &Store, layers: &[LayerRef], out: impl Write) -> Result<()> {
-    let v = view(store, layers);
+    let v = view(store, layers)?;
     let mut b = tar::Builder::new(out);
     b.mode(tar::HeaderMode::Complete);
     for name in v.read_dir("")? {

@@ -291,17 +291,13 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<Container> {
             .port_bindings
             .extend(crate::net::publish_all(&config.exposed_ports)?);
     }
-    let image_layers: Vec<PathBuf> = img
-        .rootfs
-        .diff_ids
-        .iter()
-        .rev()
-        .map(|d| {
-            d.parse::<Digest>()
-                .map(|d| images.store().layer_rootfs(&d))
-                .map_err(|_| Error::Invalid(format!("bad layer id {d:?} in the image")))
-        })
-        .collect::<Result<_>>()?;
+    let mut image_layers: Vec<PathBuf> = Vec::new();
+    for d in img.rootfs.diff_ids.iter().rev() {
+        let diff = d
+            .parse::<Digest>()
+            .map_err(|_| Error::Invalid(format!("bad layer id {d:?} in the image")))?;
+        image_layers.extend(images.store().layer_dirs(&diff)?);
+    }
     let cstore = ContainerStore::open(root)?;
     // --volumes-from: the other containers' mounts (not owned: never removed by rm -v). They
     // cover the image's VOLUMEs; a flag on the same target wins (docker's order).
@@ -472,8 +468,13 @@ pub fn build_spec(store: &Store, cstore: &ContainerStore, c: &Container) -> Resu
                 c.image
             )));
         }
-        lower.push(PathBuf::from(store.short_link(&diff)?));
-        view_dirs.push(store.layer_rootfs(&diff));
+        lower.extend(
+            store
+                .layer_short_links(&diff)?
+                .into_iter()
+                .map(PathBuf::from),
+        );
+        view_dirs.extend(store.layer_dirs(&diff)?);
     }
     lower.push(sandbox::stub_lower(&store.root().join("sandbox"))?);
     let view = LayerView::new(view_dirs);

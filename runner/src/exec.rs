@@ -116,7 +116,7 @@ pub fn exec(
             let diff: Digest = d
                 .parse()
                 .map_err(|_| Error::Invalid(format!("bad layer id {d:?} in the record")))?;
-            dirs.push(store.layer_rootfs(&diff));
+            dirs.extend(store.layer_dirs(&diff)?);
         }
         let (uid, gid, groups) = strata_executor::fs::resolve_user(&LayerView::new(dirs), u)?;
         let mut user = process.user().clone();

@@ -118,8 +118,8 @@ impl SourceTree for ContextTree<'_> {
 use std::os::unix::ffi::OsStringExt;
 
 /// The view of the stage's current layers (with a layer still being committed on top).
-fn view(st: &StageRun<'_, '_>) -> LayerView {
-    LayerView::new(st.lower_dirs())
+fn view(st: &StageRun<'_, '_>) -> Result<LayerView> {
+    Ok(LayerView::new(st.lower_dirs()?))
 }
 
 /// USER resolved in the image: (uid, gid, supplementary gids). No USER is root.
@@ -128,7 +128,7 @@ pub(super) fn resolve_user(st: &StageRun<'_, '_>, loc: Location) -> Result<(u32,
     if user.is_empty() {
         return Ok((0, 0, Vec::new()));
     }
-    user_of(&view(st), &user).map_err(|e| Error::Step {
+    user_of(&view(st)?, &user).map_err(|e| Error::Step {
         loc,
         message: e.to_string(),
         output: Vec::new(),
@@ -138,9 +138,8 @@ pub(super) fn resolve_user(st: &StageRun<'_, '_>, loc: Location) -> Result<(u32,
 /// The home directory of `uid` in the image's `/etc/passwd` (`/root` when unknown, as runc).
 pub(super) fn home_of(st: &StageRun<'_, '_>, uid: u32) -> String {
     view(st)
-        .read_file("etc/passwd")
         .ok()
-        .flatten()
+        .and_then(|v| v.read_file("etc/passwd").ok().flatten())
         .and_then(|b| {
             crate::fs::user::parse_passwd(&String::from_utf8_lossy(&b))
                 .into_iter()
@@ -160,7 +159,7 @@ pub(super) fn workdir(
     let (uid, gid, _) = resolve_user(st, loc)?;
     let shared = st.shared;
     let pending = shared.store.begin_layer(&shared.lease)?;
-    mkdir_p(&view(st), &pending, shared.store, path, uid, gid)?;
+    mkdir_p(&view(st)?, &pending, shared.store, path, uid, gid)?;
     commit(pending)
 }
 
@@ -185,6 +184,8 @@ pub(super) enum CopySource {
 /// A COPY/ADD ready to run.
 pub(super) struct CopyOp {
     pub key: CacheKey,
+    /// The key without the sources' content (see [`crate::cache::BuildCache::lineage`]).
+    pub lineage: CacheKey,
     pub inputs: Vec<(String, String)>,
     pub history: String,
     loc: Location,
@@ -274,7 +275,7 @@ pub(super) fn prepare_copy(st: &mut StageRun<'_, '_>, ins: &Instruction) -> Resu
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| "/".into());
     let chown_ids = match &chown {
-        Some(spec) => Some(resolve_chown(&view(st), spec).map_err(&err)?),
+        Some(spec) => Some(resolve_chown(&view(st)?, spec).map_err(&err)?),
         None => None,
     };
     let chmod_parsed = match &chmod {
@@ -305,17 +306,21 @@ pub(super) fn prepare_copy(st: &mut StageRun<'_, '_>, ins: &Instruction) -> Resu
     for (name, data) in &contents {
         k.field("content", &format!("{name}\n{data}"));
     }
+    // The step without its sources' content: the same COPY of an edited context.
+    let mut lineage = k.clone();
+    lineage.field("lineage", "strata.copy-lineage.v1");
+    let lineage = lineage.finish().0;
     let source = match &from {
         Some(f) => match shared.plan.resolve_from(f, st.ps.index, loc)? {
             FromRef::Stage(i) => {
                 let r = shared.wait_stage(i)?;
                 k.digest("from", &r.key.0);
-                CopySource::Layers(shared.layer_dirs(&r.layers))
+                CopySource::Layers(shared.layer_dirs(&r.layers)?)
             }
             FromRef::Image(name) => {
                 let (_, r) = super::image_base(shared, &name, loc)?;
                 k.digest("from", &r.key.0);
-                CopySource::Layers(shared.layer_dirs(&r.layers))
+                CopySource::Layers(shared.layer_dirs(&r.layers)?)
             }
         },
         None => {
@@ -348,6 +353,7 @@ pub(super) fn prepare_copy(st: &mut StageRun<'_, '_>, ins: &Instruction) -> Resu
     shown.push_str(&dest);
     Ok(CopyOp {
         key,
+        lineage,
         inputs,
         history: format!("{shown} # buildkit"),
         loc,
@@ -370,18 +376,50 @@ pub(super) fn prepare_copy(st: &mut StageRun<'_, '_>, ins: &Instruction) -> Resu
 /// Runs a prepared COPY/ADD into a new layer.
 pub(super) fn execute_copy(st: &mut StageRun<'_, '_>, op: &CopyOp) -> Result<Option<LayerRef>> {
     let pending = place_copy(st, op)?;
-    commit(pending)
+    let layer = commit(pending)?;
+    if let Some(l) = &layer {
+        note_lineage(st, op, l);
+    }
+    Ok(layer)
 }
 
 /// Places a prepared COPY/ADD's files into a new pending layer (not committed yet).
+///
+/// When the same step made a layer in an earlier build (its lineage), the new layer is built
+/// as a delta over that one: what it has as it is now is neither linked nor created again (see
+/// strata_cas::commit). If the delta turns out not to be the layer (a source file removed since,
+/// say), the layer is built again, whole.
 pub(super) fn place_copy<'s>(
     st: &StageRun<'s, '_>,
     op: &CopyOp,
 ) -> Result<strata_cas::PendingLayer<'s>> {
     let shared = st.shared;
-    let err = located(op.loc);
+    if let Some(base) = shared.cache.lineage(shared.store, &op.lineage)? {
+        let mut pending = shared.store.begin_layer(&shared.lease)?;
+        if pending.use_base(&base)? {
+            copy_into(st, op, &pending)?;
+            if pending.settle_base()? {
+                return Ok(pending);
+            }
+        } else {
+            copy_into(st, op, &pending)?;
+            return Ok(pending);
+        }
+    }
     let pending = shared.store.begin_layer(&shared.lease)?;
-    let dest_view = view(st);
+    copy_into(st, op, &pending)?;
+    Ok(pending)
+}
+
+/// The COPY/ADD of `op` into `pending`.
+fn copy_into(
+    st: &StageRun<'_, '_>,
+    op: &CopyOp,
+    pending: &strata_cas::PendingLayer<'_>,
+) -> Result<()> {
+    let shared = st.shared;
+    let err = located(op.loc);
+    let dest_view = view(st)?;
     // Heredoc sources are files of a small tree of their own.
     let heredocs = if op.contents.is_empty() {
         None
@@ -430,11 +468,22 @@ pub(super) fn place_copy<'s>(
     req.is_add = op.is_add;
     req.checksum = op.checksum.clone();
     req.unpack = op.unpack;
-    copy(&req, &dest_view, &pending, shared.store).map_err(&err)?;
+    copy(&req, &dest_view, pending, shared.store).map_err(&err)?;
     if let Some(dir) = heredocs {
         fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     }
-    Ok(pending)
+    Ok(())
+}
+
+/// Remembers the layer a COPY/ADD produced for the next build of the same step (see
+/// [`crate::cache::BuildCache::lineage`]): the layer itself, or the base it is stored over.
+/// Best effort: a hint that cannot be written only costs the next build its delta.
+pub(super) fn note_lineage(st: &StageRun<'_, '_>, op: &CopyOp, layer: &LayerRef) {
+    let store = st.shared.store;
+    if let Ok(base) = store.layer_base(&layer.diff_id) {
+        let anchor = base.unwrap_or(layer.diff_id);
+        let _ = st.shared.cache.set_lineage(&op.lineage, &anchor);
+    }
 }
 
 /// Materialises the context subtree `src` (only what `.dockerignore` keeps) at `farm`, for a

@@ -197,13 +197,14 @@ impl Shared<'_> {
             })
     }
 
-    /// The rootfs directories of `layers`, top first (for views and overlay lowers).
-    fn layer_dirs(&self, layers: &[LayerRef]) -> Vec<PathBuf> {
-        layers
-            .iter()
-            .rev()
-            .map(|l| self.store.layer_rootfs(&l.diff_id))
-            .collect()
+    /// The directories of `layers`, top first (for views and overlay lowers): each layer's
+    /// rootfs, and its base's after it for a layer stored as a delta.
+    fn layer_dirs(&self, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
+        let mut dirs = Vec::with_capacity(layers.len());
+        for l in layers.iter().rev() {
+            dirs.extend(self.store.layer_dirs(&l.diff_id)?);
+        }
+        Ok(dirs)
     }
 }
 
@@ -376,7 +377,7 @@ struct StageRun<'s, 'a> {
     /// Whether the last layer step made no layer (an empty diff).
     last_empty: bool,
     /// The tree of a COPY being committed while the next RUN already uses it (top lower).
-    pending_top: Option<PathBuf>,
+    pending_top: Vec<PathBuf>,
     pos: usize,
     total: usize,
     no_cache: bool,
@@ -428,7 +429,7 @@ fn run_stage_inner(shared: &Shared<'_>, ps: &PlannedStage) -> Result<StageResult
         cmd_or_entrypoint: false,
         cmd_set: false,
         last_empty: false,
-        pending_top: None,
+        pending_top: Vec::new(),
         pos: 1,
         total,
         no_cache: shared.no_cache_for(ps),
@@ -690,10 +691,10 @@ impl StageRun<'_, '_> {
     }
 
     /// The directories of the current layers, top first (for views and overlay lowers).
-    fn lower_dirs(&self) -> Vec<PathBuf> {
-        let mut dirs: Vec<PathBuf> = self.pending_top.iter().cloned().collect();
-        dirs.extend(self.shared.layer_dirs(&self.layers));
-        dirs
+    fn lower_dirs(&self) -> Result<Vec<PathBuf>> {
+        let mut dirs = self.pending_top.clone();
+        dirs.extend(self.shared.layer_dirs(&self.layers)?);
+        Ok(dirs)
     }
 
     /// A COPY/ADD followed by a RUN. On a cache miss of the COPY, its layer is hashed and
@@ -720,7 +721,7 @@ impl StageRun<'_, '_> {
         }
         let parent_key = self.key;
         self.key = op.key;
-        self.pending_top = Some(pending.rootfs());
+        self.pending_top = pending.dirs();
         let (hashed, ran) = std::thread::scope(|s| {
             let hasher = s.spawn(|| pending.hash(true));
             let ran = self.run_on_pending(run_ins);
@@ -729,7 +730,7 @@ impl StageRun<'_, '_> {
                 .unwrap_or_else(|_| Err(strata_cas::Error::Archive("hasher panicked".into())));
             (hashed, ran)
         });
-        self.pending_top = None;
+        self.pending_top = Vec::new();
         self.key = parent_key;
         // The COPY's layer, committed now that no sandbox uses its tree.
         let committed = hashed
@@ -739,6 +740,7 @@ impl StageRun<'_, '_> {
             diff_id: committed.diff_id,
             size: committed.size,
         };
+        fsops::note_lineage(self, &op, &layer);
         self.record(op.key, Some(layer))?;
         self.history(op.history.clone(), false);
         self.done(id, t, false);

@@ -284,11 +284,11 @@ fn from_layers(
     match shared.plan.resolve_from(from, st.ps.index, loc)? {
         FromRef::Stage(i) => {
             let r = shared.wait_stage(i)?;
-            Ok((r.key, shared.layer_dirs(&r.layers)))
+            Ok((r.key, shared.layer_dirs(&r.layers)?))
         }
         FromRef::Image(name) => {
             let (_, r) = super::image_base(shared, &name, loc)?;
-            Ok((r.key, shared.layer_dirs(&r.layers)))
+            Ok((r.key, shared.layer_dirs(&r.layers)?))
         }
     }
 }
@@ -310,11 +310,14 @@ pub(super) fn execute(
         std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
     }
     let mut lower = Vec::new();
-    if let Some(top) = &st.pending_top {
-        lower.push(top.clone());
-    }
+    lower.extend(st.pending_top.iter().cloned());
     for l in st.layers.iter().rev() {
-        lower.push(PathBuf::from(store.short_link(&l.diff_id)?));
+        lower.extend(
+            store
+                .layer_short_links(&l.diff_id)?
+                .into_iter()
+                .map(PathBuf::from),
+        );
     }
     lower.push(shared.stub_lower.clone());
     let (uid, gid, groups) = fsops::resolve_user(st, r.loc)?;
@@ -426,7 +429,7 @@ pub(super) fn execute(
 /// Removes the empty files the sandbox created as mount points for secrets mounted at a file
 /// path: BuildKit leaves no such stub (directory targets stay, as it leaves them).
 fn remove_file_stubs(st: &StageRun<'_, '_>, plan: &RunPlan, upper: &Path) -> Result<()> {
-    let view = crate::fs::view::LayerView::new(st.lower_dirs());
+    let view = crate::fs::view::LayerView::new(st.lower_dirs()?);
     for (m, _) in &plan.mounts {
         if m.kind != MountType::Secret || !st.shared.req.secrets.contains_key(&secret_id(m)) {
             continue;

@@ -21,6 +21,12 @@
 //! source may replace an earlier one's file, so they are placed after the walk. Directory mtimes
 //! are applied last (creating entries changes them).
 //!
+//! A COPY of one source whose pending layer has a base (the same step's layer from an earlier
+//! build, see `strata_cas::commit`) writes only what differs from it: a file whose object the
+//! base has at the same path is left to the base, and a directory the base has with the same
+//! mode, owner and mtime is only noted, and created (with its parents) once something is written
+//! into it. Editing one file of 20,000 then links one file and creates its directories.
+//!
 //! # Docker's rules, as implemented
 //!
 //! - sources are relative to the source root; `..` above it is an error ("forbidden path outside
@@ -285,6 +291,9 @@ struct FileJob {
     own_inode: bool,
 }
 
+/// A directory's mode, owner and mtime.
+type DirMeta = (u32, (u32, u32), (i64, u32));
+
 /// The layer being written, on top of the destination view; shared with [`add`].
 pub(crate) struct Writer<'a, 'p> {
     pub(crate) merged: LayerView,
@@ -315,6 +324,12 @@ pub(crate) struct Writer<'a, 'p> {
     early: Option<SyncSender<Vec<FileJob>>>,
     /// Files for `early` not sent yet (batches of one directory, [`EARLY_BATCH`] at most).
     early_batch: Vec<FileJob>,
+    /// The tree of the pending layer's base while this COPY builds a delta over it (see
+    /// [`Writer::make_dir_or_defer`]; one source, every destination written once).
+    base: Option<PathBuf>,
+    /// Directories of the layer not created in the tree (yet): the base has them as they
+    /// are; created, with their parents, once something is written into them.
+    deferred: HashMap<String, DirMeta>,
 }
 
 fn now() -> (i64, u32) {
@@ -375,6 +390,8 @@ impl<'a, 'p> Writer<'a, 'p> {
             link_first: HashMap::new(),
             early: None,
             early_batch: Vec::new(),
+            base: None,
+            deferred: HashMap::new(),
         }
     }
 
@@ -420,6 +437,19 @@ impl<'a, 'p> Writer<'a, 'p> {
 
     /// What the merged view has at `rel` (cheap below directories created fresh here).
     pub(crate) fn merged_stat(&self, rel: &str) -> Result<Option<Stat>> {
+        if let Some(&(mode, (uid, gid), mtime)) = self.deferred.get(rel) {
+            return Ok(Some(Stat {
+                kind: FileKind::Dir,
+                mode,
+                uid,
+                gid,
+                size: 0,
+                mtime,
+                rdev: 0,
+                hash: None,
+                link_id: None,
+            }));
+        }
         if self.fresh.contains(parent_rel(rel)) && !rel.is_empty() {
             return Ok(self.created.get(rel).map(|&is_dir| Stat {
                 kind: if is_dir {
@@ -443,7 +473,7 @@ impl<'a, 'p> Writer<'a, 'p> {
     /// Makes sure the directory `rel` (a directory of the merged view) exists in the layer,
     /// copying it (and its parents) up with their own metadata.
     pub(crate) fn copy_up(&mut self, rel: &str) -> Result<()> {
-        if rel.is_empty() || self.fresh.contains(rel) {
+        if rel.is_empty() || self.fresh.contains(rel) || self.deferred.contains_key(rel) {
             return Ok(());
         }
         if let Some(m) = self.upper_lstat(rel)?
@@ -479,12 +509,72 @@ impl<'a, 'p> Writer<'a, 'p> {
         mtime: (i64, u32),
     ) -> Result<()> {
         self.copy_up(parent_rel(rel))?;
+        self.materialize(parent_rel(rel))?;
+        self.create_dir(rel, mode, owner, mtime)?;
+        self.note_dir(rel)
+    }
+
+    /// [`Self::make_dir`], or, building a delta, nothing but a note when the base has this very
+    /// directory (mode, owner, mtime, no xattrs): the directory is created only if something is
+    /// written into it ([`Self::materialize`]), else the base's stands for it.
+    fn make_dir_or_defer(
+        &mut self,
+        rel: &str,
+        mode: u32,
+        owner: (u32, u32),
+        mtime: (i64, u32),
+    ) -> Result<()> {
+        let Some(base) = &self.base else {
+            return self.make_dir(rel, mode, owner, mtime);
+        };
+        let p = base.join(rel);
+        let same = match fs::symlink_metadata(&p) {
+            Ok(m) => {
+                use std::os::unix::fs::MetadataExt;
+                m.is_dir()
+                    && m.mode() & 0o7777 == mode & 0o7777
+                    && (m.uid(), m.gid()) == owner
+                    && (m.mtime(), u32::try_from(m.mtime_nsec()).unwrap_or(u32::MAX)) == mtime
+                    && xattr::list(&p).map_err(io_err(&p))?.next().is_none()
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(io_err(&p)(e)),
+        };
+        if !same {
+            return self.make_dir(rel, mode, owner, mtime);
+        }
+        self.deferred.insert(rel.to_owned(), (mode, owner, mtime));
+        self.note_dir(rel)
+    }
+
+    /// Creates the directory `rel` in the layer's tree (its parent exists there).
+    fn create_dir(
+        &mut self,
+        rel: &str,
+        mode: u32,
+        owner: (u32, u32),
+        mtime: (i64, u32),
+    ) -> Result<()> {
         let p = self.upper_path(rel);
         fs::create_dir(&p).map_err(io_err(&p))?;
         // chmod after mkdir: the umask must not apply.
         fs::set_permissions(&p, fs::Permissions::from_mode(mode)).map_err(io_err(&p))?;
         set_owner(&p, owner.0, owner.1)?;
         self.dir_times.insert(rel.to_owned(), mtime);
+        Ok(())
+    }
+
+    /// Creates the deferred directory `rel` (and its deferred parents) in the tree, if it is one.
+    fn materialize(&mut self, rel: &str) -> Result<()> {
+        let Some((mode, owner, mtime)) = self.deferred.remove(rel) else {
+            return Ok(());
+        };
+        self.materialize(parent_rel(rel))?;
+        self.create_dir(rel, mode, owner, mtime)
+    }
+
+    /// The bookkeeping of a directory this copy made (created or deferred).
+    fn note_dir(&mut self, rel: &str) -> Result<()> {
         if self.fresh.contains(parent_rel(rel)) {
             self.created.insert(rel.to_owned(), true);
         }
@@ -581,14 +671,15 @@ impl<'a, 'p> Writer<'a, 'p> {
         meta: ObjectMeta,
         hash: Option<[u8; 32]>,
         link_id: Option<(u64, u64)>,
-    ) {
+    ) -> Result<()> {
+        self.materialize(parent_rel(dest))?;
         let dest = self.upper_path(dest);
         if let Some(id) = link_id {
             if let Some(first) = self.link_first.get(&id) {
                 if *first != dest {
                     self.links.push((first.clone(), dest));
                 }
-                return;
+                return Ok(());
             }
             self.link_first.insert(id, dest.clone());
         }
@@ -613,7 +704,7 @@ impl<'a, 'p> Writer<'a, 'p> {
             if self.early_batch.len() >= EARLY_BATCH {
                 self.send_early();
             }
-            return;
+            return Ok(());
         }
         match self.job_of.get(&dest) {
             Some(&i) => self.jobs[i] = job,
@@ -622,6 +713,7 @@ impl<'a, 'p> Writer<'a, 'p> {
                 self.jobs.push(job);
             }
         }
+        Ok(())
     }
 
     /// Places the queued files (in parallel) from `source`.
@@ -645,6 +737,9 @@ impl<'a, 'p> Writer<'a, 'p> {
     /// Applies the directory mtimes (after everything was created).
     fn finish(&mut self, source: &dyn SourceTree) -> Result<()> {
         self.run_jobs(source)?;
+        for rel in std::mem::take(&mut self.deferred).into_keys() {
+            self.pending.leave_dir_to_base(&rel)?;
+        }
         for (first, dest) in std::mem::take(&mut self.links) {
             if fs::symlink_metadata(&dest).is_ok() {
                 fs::remove_file(&dest).map_err(io_err(&dest))?;
@@ -708,8 +803,11 @@ impl<'a, 'p> Placer<'a, 'p> {
             return Ok(());
         }
         let name = job.dest.file_name().unwrap_or_default();
+        let bare = meta.xattrs.is_empty();
         let link = |key: &ObjectKey| -> Result<bool> {
-            Ok(self.pending.link_object_at(key, dir, name, &job.dest)?)
+            Ok(self
+                .pending
+                .link_object_at(key, dir, name, &job.dest, bare)?)
         };
         if let Some(h) = job.hash
             && link(&meta.key(&h))?
@@ -844,7 +942,7 @@ impl Copier<'_, '_, '_, '_> {
             FileKind::Dir => {
                 if !self.w.prepare(dest, true)? {
                     let (mode, owner) = (self.mode(st), self.owner(st));
-                    self.w.make_dir(dest, mode, owner, st.mtime)?;
+                    self.w.make_dir_or_defer(dest, mode, owner, st.mtime)?;
                 }
                 self.contents(src, dest, excl)?;
             }
@@ -859,10 +957,14 @@ impl Copier<'_, '_, '_, '_> {
                     mtime_nanos: st.mtime.1,
                     xattrs: Vec::new(),
                 };
-                self.w.queue_file(src, dest, meta, st.hash, st.link_id);
+                if self.left_to_base(src, dest, &meta, st)? {
+                    return Ok(());
+                }
+                self.w.queue_file(src, dest, meta, st.hash, st.link_id)?;
             }
             FileKind::Symlink => {
                 self.w.prepare(dest, false)?;
+                self.w.materialize(parent_rel(dest))?;
                 let target = src_tree.read_link(src)?;
                 let p = self.w.upper_path(dest);
                 symlink(&target, &p).map_err(io_err(&p))?;
@@ -873,6 +975,7 @@ impl Copier<'_, '_, '_, '_> {
             }
             FileKind::Fifo | FileKind::Char | FileKind::Block => {
                 self.w.prepare(dest, false)?;
+                self.w.materialize(parent_rel(dest))?;
                 let p = self.w.upper_path(dest);
                 let kind = match st.kind {
                     FileKind::Fifo => SFlag::S_IFIFO,
@@ -893,6 +996,33 @@ impl Copier<'_, '_, '_, '_> {
             FileKind::Socket => {}
         }
         Ok(())
+    }
+
+    /// Whether the regular file `src` (stat `st`) needs no placing at `dest`, building a delta:
+    /// the base has its object (`meta` with the source's xattrs, and its content hash) there.
+    fn left_to_base(
+        &mut self,
+        src: &str,
+        dest: &str,
+        meta: &ObjectMeta,
+        st: &Stat,
+    ) -> Result<bool> {
+        let (Some(_), Some(hash), None) = (&self.w.base, st.hash, st.link_id) else {
+            return Ok(false);
+        };
+        let xattrs = self.req.source.xattrs(src)?;
+        let bare = xattrs.is_empty();
+        let key = ObjectMeta {
+            xattrs,
+            ..meta.clone()
+        }
+        .key(&hash);
+        if !self.w.pending.skip_in_base(&key, dest, bare)? {
+            return Ok(false);
+        }
+        self.w.stats.files += 1;
+        self.w.stats.linked += 1;
+        Ok(true)
     }
 
     /// Copies the contents of the source directory `src` into the directory `dest`.
@@ -1003,6 +1133,11 @@ pub fn copy(
         let mut placing = Vec::new();
         if early {
             w.early = Some(tx);
+            // A delta over the pending layer's base: a COPY (no archive to unpack, no
+            // `--parents` pivots) of one source, whose destinations are each written once.
+            if !req.is_add && !req.parents {
+                w.base = pending.base_rootfs();
+            }
             for _ in 0..rayon::current_num_threads() {
                 let (placer, queue) = (&placer, &queue);
                 placing.push(s.spawn(move || placer.place_all(queue)));
