@@ -37,7 +37,7 @@
 //! the tree holds. A base has no base itself, holds no whiteouts and no tar hardlinks, and lives
 //! as long as its deltas (GC marks it with them).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
@@ -47,10 +47,12 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use rustc_hash::FxHashMap;
+
 use crate::digest::Digest;
 use crate::error::{Error, Result, io_err};
 use crate::layer::{Durability, LayerInfo, TempLayer};
-use crate::lease::Lease;
+use crate::lease::{Lease, LeaseHandle};
 use crate::object::{ObjectKey, ObjectMeta};
 use crate::record::{Batch, RecordWriter, hash_and_record};
 use crate::store::Store;
@@ -65,13 +67,13 @@ pub struct PendingLayer<'s> {
     lease: &'s Lease,
     tmp: TempLayer,
     /// The layer this one is built over (see the module docs, Deltas).
-    base: Option<Base>,
+    base: Option<LayerBase>,
     /// Files left to the base ([`Self::skip_in_base`]): path (bytes) and object.
     skipped: Mutex<Vec<(Vec<u8>, Placed)>>,
     /// Directories left to the base ([`Self::leave_dir_to_base`]): paths (bytes).
     left_dirs: Mutex<Vec<Vec<u8>>>,
     /// Paths (bytes) placed with `link_object`, and their objects.
-    linked: Mutex<HashMap<Vec<u8>, Placed>>,
+    linked: Mutex<FxHashMap<Vec<u8>, Placed>>,
     /// Objects this layer created (their data must be flushed before the commit).
     new_objects: Mutex<Vec<ObjectKey>>,
 }
@@ -88,6 +90,39 @@ impl std::fmt::Debug for PendingLayer<'_> {
 }
 
 impl Store {
+    /// Reads what [`PendingLayer::set_base`] needs of the layer `base` (its entries), after
+    /// recording it in `lease` (no prune removes it from then on). `None` when it cannot be a
+    /// base: missing, a delta itself, or holding tar hardlinks or whiteouts (which a union of
+    /// trees would not reproduce).
+    ///
+    /// # Errors
+    /// I/O errors; an unreadable record of `base`.
+    pub fn load_base(&self, lease: &LeaseHandle, base: &Digest) -> Result<Option<LayerBase>> {
+        // In the lease first: a prune from now on keeps it; then it must still be there.
+        lease.record_layer(base)?;
+        if self.layer(base)?.is_none() || self.layer_base(base)?.is_some() {
+            return Ok(None);
+        }
+        let path = self.layer_rootfs(base).with_file_name("record.zst");
+        let file = File::open(&path).map_err(io_err(&path))?;
+        let entries = crate::record::entries(io::BufReader::new(file))?;
+        let mut files = FxHashMap::with_capacity_and_hasher(entries.len(), Default::default());
+        for e in &entries {
+            let name = e.path.rsplit(|&b| b == b'/').next().unwrap_or_default();
+            if e.kind == b'1' || name.starts_with(b".wh.") {
+                return Ok(None);
+            }
+            if let Some(key) = e.object {
+                files.insert(e.path.clone(), key);
+            }
+        }
+        Ok(Some(LayerBase {
+            diff_id: *base,
+            entries,
+            files,
+        }))
+    }
+
     /// Starts a layer built in place (see [`crate::commit`]).
     ///
     /// # Errors
@@ -100,7 +135,7 @@ impl Store {
             base: None,
             skipped: Mutex::new(Vec::new()),
             left_dirs: Mutex::new(Vec::new()),
-            linked: Mutex::new(HashMap::new()),
+            linked: Mutex::new(FxHashMap::default()),
             new_objects: Mutex::new(Vec::new()),
         })
     }
@@ -176,36 +211,21 @@ impl PendingLayer<'_> {
     /// ([`Self::skip_in_base`]), so is a directory equal to the base's
     /// ([`Self::leave_dir_to_base`]), and once everything is placed [`Self::settle_base`] says
     /// whether the tree over the base is exactly this layer. Returns false, changing nothing,
-    /// when `base` cannot serve: missing, a delta itself, or holding tar hardlinks or
-    /// whiteouts (which a union of trees would not reproduce).
+    /// when `base` cannot serve (see [`Store::load_base`]).
     ///
     /// # Errors
-    /// I/O errors; an unreadable record of `base`.
+    /// As [`Store::load_base`].
     pub fn use_base(&mut self, base: &Digest) -> Result<bool> {
-        // In the lease first: a prune from now on keeps it; then it must still be there.
-        self.lease.record_layer(base)?;
-        if self.store.layer(base)?.is_none() || self.store.layer_base(base)?.is_some() {
+        let Some(base) = self.store.load_base(&self.lease.handle(), base)? else {
             return Ok(false);
-        }
-        let path = self.store.layer_rootfs(base).with_file_name("record.zst");
-        let file = File::open(&path).map_err(io_err(&path))?;
-        let entries = crate::record::entries(io::BufReader::new(file))?;
-        let mut files = HashMap::with_capacity(entries.len());
-        for e in &entries {
-            let name = e.path.rsplit(|&b| b == b'/').next().unwrap_or_default();
-            if e.kind == b'1' || name.starts_with(b".wh.") {
-                return Ok(false);
-            }
-            if let Some(key) = e.object {
-                files.insert(e.path.clone(), key);
-            }
-        }
-        self.base = Some(Base {
-            diff_id: *base,
-            entries,
-            files,
-        });
+        };
+        self.set_base(base);
         Ok(true)
+    }
+
+    /// [`Self::use_base`] with a base loaded already.
+    pub fn set_base(&mut self, base: LayerBase) {
+        self.base = Some(base);
     }
 
     /// Whether the file at `rel` (relative to [`Self::rootfs`]) can be left to the base: the
@@ -275,7 +295,8 @@ impl PendingLayer<'_> {
         }
         // A name placed in the tree after all wins over its skip.
         skipped.retain(|(rel, _)| !tree.contains_key(rel));
-        let mut left: HashMap<&[u8], bool> = HashMap::with_capacity(skipped.len());
+        let mut left: FxHashMap<&[u8], bool> =
+            FxHashMap::with_capacity_and_hasher(skipped.len(), Default::default());
         left.extend(skipped.iter().map(|(rel, _)| (rel.as_slice(), false)));
         left.extend(left_dirs.iter().map(|rel| (rel.as_slice(), true)));
         if skipped.is_empty() && left_dirs.is_empty() {
@@ -480,13 +501,22 @@ impl PendingLayer<'_> {
     }
 }
 
-/// The base of a layer built as a delta ([`PendingLayer::use_base`]).
-struct Base {
+/// The base of a layer built as a delta ([`PendingLayer::use_base`], [`Store::load_base`]).
+pub struct LayerBase {
     diff_id: Digest,
     /// Its tar entries.
     entries: Vec<crate::record::RecordEntry>,
     /// Its regular files: path (bytes, relative) and object.
-    files: HashMap<Vec<u8>, ObjectKey>,
+    files: FxHashMap<Vec<u8>, ObjectKey>,
+}
+
+impl std::fmt::Debug for LayerBase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LayerBase")
+            .field("diff_id", &self.diff_id)
+            .field("entries", &self.entries.len())
+            .finish()
+    }
 }
 
 /// Lists the tree under `dir` into `out` (relative path bytes, and whether each is a
@@ -544,7 +574,7 @@ const POOL: usize = 4;
 
 struct CommitSink<'s> {
     store: &'s Store,
-    linked: HashMap<Vec<u8>, Placed>,
+    linked: FxHashMap<Vec<u8>, Placed>,
     /// The tree is in use as a lower dir: change nothing in it.
     in_use: bool,
     new_objects: &'s mut Vec<ObjectKey>,

@@ -24,7 +24,7 @@ pub mod tarwrite;
 pub mod usage;
 pub mod verify;
 
-pub use commit::{Hashed, PendingLayer};
+pub use commit::{Hashed, LayerBase, PendingLayer};
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use layer::{Compression, LayerInfo};

@@ -5,6 +5,7 @@ use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use strata_parser::{Instruction, Location};
 use strata_planner::context::{ContextIndex, Kind};
@@ -181,11 +182,16 @@ pub(super) enum CopySource {
     Layers(Vec<PathBuf>),
 }
 
+/// The reading of a base layer ([`strata_cas::Store::load_base`]) on its own thread.
+type BaseLoad = std::thread::JoinHandle<strata_cas::Result<Option<strata_cas::LayerBase>>>;
+
 /// A COPY/ADD ready to run.
 pub(super) struct CopyOp {
     pub key: CacheKey,
     /// The key without the sources' content (see [`crate::cache::BuildCache::lineage`]).
     pub lineage: CacheKey,
+    /// The base for the layer, being read (see [`place_copy`]).
+    base: Mutex<Option<BaseLoad>>,
     pub inputs: Vec<(String, String)>,
     pub history: String,
     loc: Location,
@@ -306,10 +312,19 @@ pub(super) fn prepare_copy(st: &mut StageRun<'_, '_>, ins: &Instruction) -> Resu
     for (name, data) in &contents {
         k.field("content", &format!("{name}\n{data}"));
     }
-    // The step without its sources' content: the same COPY of an edited context.
+    // The step without its sources' content: the same COPY of an edited context. On a miss its
+    // layer is built over the layer that step made last (see `place_copy`), read meanwhile.
     let mut lineage = k.clone();
     lineage.field("lineage", "strata.copy-lineage.v1");
     let lineage = lineage.finish().0;
+    let one_source = !is_add && !parents && sources.len() == 1 && contents.is_empty();
+    let base = match shared.cache.lineage(shared.store, &lineage)? {
+        Some(d) if one_source => {
+            let (store, lease) = (shared.store.clone(), shared.lease.handle());
+            Some(std::thread::spawn(move || store.load_base(&lease, &d)))
+        }
+        _ => None,
+    };
     let source = match &from {
         Some(f) => match shared.plan.resolve_from(f, st.ps.index, loc)? {
             FromRef::Stage(i) => {
@@ -354,6 +369,7 @@ pub(super) fn prepare_copy(st: &mut StageRun<'_, '_>, ins: &Instruction) -> Resu
     Ok(CopyOp {
         key,
         lineage,
+        base: Mutex::new(base),
         inputs,
         history: format!("{shown} # buildkit"),
         loc,
@@ -394,15 +410,22 @@ pub(super) fn place_copy<'s>(
     op: &CopyOp,
 ) -> Result<strata_cas::PendingLayer<'s>> {
     let shared = st.shared;
-    if let Some(base) = shared.cache.lineage(shared.store, &op.lineage)? {
+    let load = op
+        .base
+        .lock()
+        .map_err(|_| Error::Copy("base lock poisoned".into()))?
+        .take();
+    let base = match load {
+        Some(h) => h
+            .join()
+            .map_err(|_| Error::Copy("the base reader panicked".into()))??,
+        None => None,
+    };
+    if let Some(base) = base {
         let mut pending = shared.store.begin_layer(&shared.lease)?;
-        if pending.use_base(&base)? {
-            copy_into(st, op, &pending)?;
-            if pending.settle_base()? {
-                return Ok(pending);
-            }
-        } else {
-            copy_into(st, op, &pending)?;
+        pending.set_base(base);
+        copy_into(st, op, &pending)?;
+        if pending.settle_base()? {
             return Ok(pending);
         }
     }

@@ -254,14 +254,19 @@ pub fn build(images: &Images, req: &BuildRequest, events: EventSink) -> Result<B
         started,
     };
     let mut shared = shared;
+    let mut state_write = None;
     if let Some(dir) = &req.context {
-        shared.context = Some(scan_context(&shared, dir)?);
+        let (index, write) = scan_context(&shared, dir)?;
+        shared.context = Some(index);
+        state_write = write;
     }
     let shared = shared;
 
     let order = shared.plan.order.clone();
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
-    std::thread::scope(|s| {
+    let saved = std::thread::scope(|s| {
+        // The context's stat index is written while the steps run (it is for the next build).
+        let saver = state_write.map(|w| s.spawn(move || w.write()));
         for &i in &order {
             let shared = &shared;
             let first_error = &first_error;
@@ -286,15 +291,24 @@ pub fn build(images: &Images, req: &BuildRequest, events: EventSink) -> Result<B
                 shared.done.notify_all();
             });
         }
+        saver.map_or(Ok(()), |h| -> Result<()> {
+            h.join()
+                .map_err(|_| Error::Sandbox("the context index writer panicked".into()))?
+                .map_err(Error::from)
+        })
     });
     if let Some(e) = first_error.into_inner().ok().flatten() {
         return Err(e);
     }
+    saved?;
     let target = shared.wait_stage(shared.plan.target)?;
     finish(&shared, target)
 }
 
-fn scan_context(shared: &Shared<'_>, dir: &Path) -> Result<ContextIndex> {
+fn scan_context(
+    shared: &Shared<'_>,
+    dir: &Path,
+) -> Result<(ContextIndex, Option<strata_planner::context::StateWrite>)> {
     let id = shared.new_id();
     shared.emit(Event::Start {
         id,
@@ -307,7 +321,7 @@ fn scan_context(shared: &Shared<'_>, dir: &Path) -> Result<ContextIndex> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     let state = shared.req.keep_context_index.then_some(state.as_path());
-    let (index, stats) = ContextIndex::scan(&abs, &shared.req.ignore, state)?;
+    let (index, stats, write) = ContextIndex::scan_deferred(&abs, &shared.req.ignore, state)?;
     shared.emit(Event::Context {
         id,
         entries: stats.entries,
@@ -321,7 +335,7 @@ fn scan_context(shared: &Shared<'_>, dir: &Path) -> Result<ContextIndex> {
         cached: false,
         duration: t.elapsed(),
     });
-    Ok(index)
+    Ok((index, write))
 }
 
 /// The final image: labels, created, rootfs; stored and tagged.

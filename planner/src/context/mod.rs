@@ -100,6 +100,23 @@ pub struct ScanStats {
     pub duration: std::time::Duration,
 }
 
+/// A context's new stat index state, to write (see [`ContextIndex::scan_deferred`]).
+#[derive(Debug)]
+pub struct StateWrite {
+    path: PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl StateWrite {
+    /// Writes the state (temp file + rename).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when it cannot be written.
+    pub fn write(self) -> Result<()> {
+        state::write_atomic(&self.path, &self.bytes)
+    }
+}
+
 /// The scanned context: every included entry by its cleaned relative path.
 pub struct ContextIndex {
     root: PathBuf,
@@ -137,6 +154,23 @@ impl ContextIndex {
         ignore: &DockerIgnore,
         state: Option<&Path>,
     ) -> Result<(Self, ScanStats)> {
+        let (index, stats, write) = Self::scan_deferred(context, ignore, state)?;
+        if let Some(w) = write {
+            w.write()?;
+        }
+        Ok((index, stats))
+    }
+
+    /// [`Self::scan`], but the new state (when it changed) is returned to be written by the
+    /// caller, on another thread while the index is used, say.
+    ///
+    /// # Errors
+    /// As [`Self::scan`], but for writing the state.
+    pub fn scan_deferred(
+        context: &Path,
+        ignore: &DockerIgnore,
+        state: Option<&Path>,
+    ) -> Result<(Self, ScanStats, Option<StateWrite>)> {
         let started = std::time::Instant::now();
         let root = std::fs::canonicalize(context).map_err(crate::error::io_err(context))?;
         let previous = state.and_then(|path| state::Loaded::read(path, &root));
@@ -153,13 +187,17 @@ impl ContextIndex {
         }
         stats.hashed_paths.sort_unstable();
 
+        let mut write = None;
         if let Some(path) = state {
             let bytes = state::encode(&root, &scanned);
             if previous
                 .as_ref()
                 .is_none_or(|p| p.bytes() != bytes.as_slice())
             {
-                state::write_atomic(path, &bytes)?;
+                write = Some(StateWrite {
+                    path: path.to_path_buf(),
+                    bytes,
+                });
             }
         }
 
@@ -198,6 +236,7 @@ impl ContextIndex {
                 digests,
             },
             stats,
+            write,
         ))
     }
 
