@@ -205,24 +205,42 @@ impl Batch {
 }
 
 /// The body of a layer's hasher thread: hashes (the diffID) and records every batch from
-/// `batches`, handing each back on `free` for reuse, until the sender closes.
+/// `batches`, handing each back on `free` for reuse, until the sender closes. The record (its
+/// zstd compression) is written on a thread of its own, behind the hash: the sha256 of a large
+/// layer is the longest single task of a commit or an extraction.
 ///
 /// # Errors
-/// I/O errors writing the record (the thread stops there, which its sender sees).
-pub(crate) fn hash_and_record<W: Write>(
+/// I/O errors writing the record (both threads stop there, which the sender sees).
+pub(crate) fn hash_and_record<W: Write + Send>(
     batches: std::sync::mpsc::Receiver<Batch>,
     free: &std::sync::mpsc::Sender<Batch>,
     mut record: RecordWriter<W>,
 ) -> io::Result<(crate::digest::Digest, RecordWriter<W>)> {
-    let mut sha = crate::digest::Hasher::new();
-    for mut batch in batches {
-        sha.update(&batch.bytes);
-        record.replay(&batch)?;
-        batch.clear();
-        // The sender may be gone (its walk failed): the batch is then simply freed.
-        let _ = free.send(batch);
-    }
-    Ok((sha.finish(), record))
+    let (to_record, recorded) = std::sync::mpsc::sync_channel::<Batch>(1);
+    std::thread::scope(|s| {
+        let recorder = s.spawn(move || -> io::Result<RecordWriter<W>> {
+            for mut batch in recorded {
+                record.replay(&batch)?;
+                batch.clear();
+                // The sender may be gone (its walk failed): the batch is then simply freed.
+                let _ = free.send(batch);
+            }
+            Ok(record)
+        });
+        let mut sha = crate::digest::Hasher::new();
+        for batch in batches {
+            sha.update(&batch.bytes);
+            if to_record.send(batch).is_err() {
+                // The recorder stopped on an error, reported below.
+                break;
+            }
+        }
+        drop(to_record);
+        let record = recorder
+            .join()
+            .map_err(|_| io::Error::other("layer recorder thread panicked"))??;
+        Ok((sha.finish(), record))
+    })
 }
 
 impl<W: Write> RecordWriter<W> {
