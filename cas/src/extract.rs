@@ -274,7 +274,7 @@ fn rec_err(e: io::Error) -> Error {
     }
 }
 
-fn padding(size: u64) -> usize {
+pub(crate) fn padding(size: u64) -> usize {
     ((BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64) as usize
 }
 
@@ -321,7 +321,7 @@ pub(crate) fn parse_num(field: &[u8]) -> Result<i64> {
     Ok(v)
 }
 
-fn cstr(field: &[u8]) -> &[u8] {
+pub(crate) fn cstr(field: &[u8]) -> &[u8] {
     let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
     &field[..end]
 }
@@ -338,8 +338,30 @@ fn checksum_ok(block: &[u8; BLOCK]) -> Result<bool> {
     Ok(stored == unsigned || stored == signed)
 }
 
+/// The name of the entry whose ustar header is `block`: the PAX `path` if any, else the GNU
+/// long name (`L`) before it if any, else the header's name (after its ustar prefix).
+pub(crate) fn header_path(
+    block: &[u8; BLOCK],
+    long_name: Option<Vec<u8>>,
+    pax: &BTreeMap<String, Vec<u8>>,
+) -> Vec<u8> {
+    if let Some(p) = pax.get("path") {
+        return p.clone();
+    }
+    if let Some(n) = long_name {
+        return n;
+    }
+    let name = cstr(&block[0..100]);
+    let prefix = cstr(&block[345..500]);
+    if &block[257..263] == b"ustar\0" && !prefix.is_empty() {
+        [prefix, b"/", name].concat()
+    } else {
+        name.to_vec()
+    }
+}
+
 /// Parses PAX records (`"<len> <key>=<value>\n"`) into `out`.
-fn parse_pax(data: &[u8], out: &mut BTreeMap<String, Vec<u8>>) -> Result<()> {
+pub(crate) fn parse_pax(data: &[u8], out: &mut BTreeMap<String, Vec<u8>>) -> Result<()> {
     let bad = || Error::Archive("malformed PAX header".into());
     let mut rest = data;
     while !rest.is_empty() {
@@ -368,7 +390,7 @@ fn parse_pax(data: &[u8], out: &mut BTreeMap<String, Vec<u8>>) -> Result<()> {
     Ok(())
 }
 
-fn pax_int(pax: &BTreeMap<String, Vec<u8>>, key: &str) -> Result<Option<i64>> {
+pub(crate) fn pax_int(pax: &BTreeMap<String, Vec<u8>>, key: &str) -> Result<Option<i64>> {
     pax.get(key)
         .map(|v| {
             std::str::from_utf8(v)
@@ -763,23 +785,7 @@ fn extract_into<'s, R: BufRead>(
         }
         let mut pax = global.clone();
         pax.append(&mut local);
-        let ustar = &block[257..263] == b"ustar\0";
-        let mut path = cstr(&block[0..100]).to_vec();
-        if ustar {
-            let prefix = cstr(&block[345..500]);
-            if !prefix.is_empty() {
-                let mut p = prefix.to_vec();
-                p.push(b'/');
-                p.extend_from_slice(&path);
-                path = p;
-            }
-        }
-        if let Some(n) = long_name.take() {
-            path = n;
-        }
-        if let Some(p) = pax.get("path") {
-            path = p.clone();
-        }
+        let path = header_path(&block, long_name.take(), &pax);
         let mut link = cstr(&block[157..257]).to_vec();
         if let Some(l) = long_link.take() {
             link = l;

@@ -458,111 +458,50 @@ impl<R: Read> TarSegments<R> {
     }
 }
 
-fn padded(size: u64) -> Result<usize> {
-    usize::try_from(size.div_ceil(512) * 512).map_err(|_| corrupt("entry too large"))
-}
-
-fn octal_field(field: &[u8]) -> Result<u64> {
-    let text = field
-        .iter()
-        .take_while(|&&b| b != 0 && b != b' ')
-        .skip_while(|&&b| b == b' ');
-    let mut v: u64 = 0;
-    for &b in text {
-        if !(b'0'..=b'7').contains(&b) {
-            return Err(corrupt("bad octal field"));
-        }
-        v = v
-            .checked_mul(8)
-            .and_then(|v| v.checked_add(u64::from(b - b'0')))
-            .ok_or_else(|| corrupt("octal field overflows"))?;
-    }
-    Ok(v)
-}
-
-/// The `path` and `size` of PAX records.
-fn pax_fields(mut data: &[u8]) -> (Option<Vec<u8>>, Option<u64>) {
-    let (mut path, mut size) = (None, None);
-    while let Some(sp) = data.iter().position(|&b| b == b' ') {
-        let Some(len) = std::str::from_utf8(&data[..sp])
-            .ok()
-            .and_then(|l| l.parse::<usize>().ok())
-            .filter(|&l| l > sp + 1 && l <= data.len())
-        else {
-            break;
-        };
-        let rec = &data[sp + 1..len - 1];
-        if let Some(v) = rec.strip_prefix(b"path=") {
-            path = Some(v.to_vec());
-        } else if let Some(v) = rec.strip_prefix(b"size=") {
-            size = std::str::from_utf8(v).ok().and_then(|v| v.parse().ok());
-        }
-        data = &data[len..];
-    }
-    (path, size)
-}
-
 /// The tar entries of a record, in order, with the object of each regular file: what a layer
 /// holds, read without its tree or its file contents.
 ///
 /// # Errors
 /// [`Error::Archive`] for a record that is not a tar of headers and file segments.
 pub fn entries<R: Read>(input: R) -> Result<Vec<RecordEntry>> {
+    use crate::extract::{BLOCK, cstr, header_path, padding, parse_num, parse_pax, pax_int};
     let mut t = TarSegments {
         reader: RecordReader::new(input)?,
         raw: Vec::new(),
         at: 0,
         file: None,
     };
+    let size_of = |v: i64| u64::try_from(v).map_err(|_| corrupt("negative size"));
+    let len_of = |v: u64| usize::try_from(v).map_err(|_| corrupt("entry too large"));
     let mut out = Vec::new();
-    let (mut long_name, mut pax_size) = (None, None);
+    let mut long_name = None;
+    let mut pax = std::collections::BTreeMap::new();
     loop {
-        let h: [u8; 512] = t
-            .raw(512)?
+        let h: [u8; BLOCK] = t
+            .raw(BLOCK)?
             .try_into()
             .map_err(|_| corrupt("short header"))?;
         if h.iter().all(|&b| b == 0) {
             return Ok(out);
         }
-        let size = pax_size
-            .take()
-            .map_or_else(|| octal_field(&h[124..136]), Ok)?;
         let kind = h[156];
-        match kind {
-            b'x' | b'L' => {
-                let data = t.raw(padded(size)?)?;
-                let data = &data[..usize::try_from(size).unwrap_or(0)];
-                if kind == b'L' {
-                    let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
-                    long_name = Some(data[..end].to_vec());
-                } else {
-                    let (path, psize) = pax_fields(data);
-                    long_name = path.or(long_name);
-                    pax_size = psize;
-                }
-                continue;
+        let hsize = size_of(parse_num(&h[124..136])?)?;
+        if matches!(kind, b'x' | b'g' | b'L' | b'K') {
+            let data = t.raw(len_of(hsize)? + padding(hsize))?;
+            let data = &data[..len_of(hsize)?];
+            match kind {
+                b'x' => parse_pax(data, &mut pax)?,
+                b'L' => long_name = Some(cstr(data).to_vec()),
+                _ => {}
             }
-            b'g' | b'K' => {
-                t.raw(padded(size)?)?;
-                continue;
-            }
-            _ => {}
+            continue;
         }
-        let mut path = match long_name.take() {
-            Some(p) => p,
-            None => {
-                let field = |r: std::ops::Range<usize>| {
-                    let f = &h[r];
-                    f[..f.iter().position(|&b| b == 0).unwrap_or(f.len())].to_vec()
-                };
-                let (name, prefix) = (field(0..100), field(345..500));
-                if &h[257..263] == b"ustar\0" && !prefix.is_empty() {
-                    [prefix, b"/".to_vec(), name].concat()
-                } else {
-                    name
-                }
-            }
+        let size = match pax_int(&pax, "size")? {
+            Some(s) => size_of(s)?,
+            None => hsize,
         };
+        let mut path = header_path(&h, long_name.take(), &pax);
+        pax.clear();
         while path.len() > 1 && path.ends_with(b"/") {
             path.pop();
         }
@@ -572,10 +511,10 @@ pub fn entries<R: Read>(input: R) -> Result<Vec<RecordEntry>> {
             if n != size {
                 return Err(corrupt("file segment size differs from its header"));
             }
-            t.raw(padded(size)? - usize::try_from(size).unwrap_or(0))?;
+            t.raw(padding(size))?;
             Some(key)
         } else {
-            t.raw(padded(size)?)?;
+            t.raw(len_of(size)? + padding(size))?;
             None
         };
         out.push(RecordEntry {

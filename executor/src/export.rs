@@ -1,7 +1,7 @@
 //! `--output type=tar|local`: an image's root filesystem, flattened (whiteouts applied).
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use strata_cas::Store;
 
@@ -11,12 +11,21 @@ use crate::error::{Error, Result};
 use crate::fs::view::LayerView;
 use crate::fs::{FileKind, SourceTree};
 
-fn view(store: &Store, layers: &[LayerRef]) -> Result<LayerView> {
+/// The directories of `layers` (bottom first), top first: each layer's, then its base's for a
+/// layer stored as a delta (for views and overlay lower dirs).
+///
+/// # Errors
+/// An unreadable base of a layer.
+pub(crate) fn layer_dirs(store: &Store, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
     let mut dirs = Vec::with_capacity(layers.len());
     for l in layers.iter().rev() {
         dirs.extend(store.layer_dirs(&l.diff_id)?);
     }
-    Ok(LayerView::new(dirs))
+    Ok(dirs)
+}
+
+fn view(store: &Store, layers: &[LayerRef]) -> Result<LayerView> {
+    Ok(LayerView::new(layer_dirs(store, layers)?))
 }
 
 /// Writes the flattened root filesystem into `dest` (created if missing).

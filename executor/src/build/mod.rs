@@ -197,14 +197,9 @@ impl Shared<'_> {
             })
     }
 
-    /// The directories of `layers`, top first (for views and overlay lowers): each layer's
-    /// rootfs, and its base's after it for a layer stored as a delta.
+    /// The directories of `layers`, top first (see [`crate::export::layer_dirs`]).
     fn layer_dirs(&self, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
-        let mut dirs = Vec::with_capacity(layers.len());
-        for l in layers.iter().rev() {
-            dirs.extend(self.store.layer_dirs(&l.diff_id)?);
-        }
-        Ok(dirs)
+        crate::export::layer_dirs(self.store, layers)
     }
 }
 

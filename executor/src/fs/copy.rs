@@ -510,20 +510,15 @@ impl<'a, 'p> Writer<'a, 'p> {
     ) -> Result<()> {
         self.copy_up(parent_rel(rel))?;
         self.materialize(parent_rel(rel))?;
-        self.create_dir(rel, mode, owner, mtime)?;
+        self.create_dir(rel, (mode, owner, mtime))?;
         self.note_dir(rel)
     }
 
     /// [`Self::make_dir`], or, building a delta, nothing but a note when the base has this very
     /// directory (mode, owner, mtime, no xattrs): the directory is created only if something is
     /// written into it ([`Self::materialize`]), else the base's stands for it.
-    fn make_dir_or_defer(
-        &mut self,
-        rel: &str,
-        mode: u32,
-        owner: (u32, u32),
-        mtime: (i64, u32),
-    ) -> Result<()> {
+    fn make_dir_or_defer(&mut self, rel: &str, meta: DirMeta) -> Result<()> {
+        let (mode, owner, mtime) = meta;
         let Some(base) = &self.base else {
             return self.make_dir(rel, mode, owner, mtime);
         };
@@ -543,18 +538,12 @@ impl<'a, 'p> Writer<'a, 'p> {
         if !same {
             return self.make_dir(rel, mode, owner, mtime);
         }
-        self.deferred.insert(rel.to_owned(), (mode, owner, mtime));
+        self.deferred.insert(rel.to_owned(), meta);
         self.note_dir(rel)
     }
 
     /// Creates the directory `rel` in the layer's tree (its parent exists there).
-    fn create_dir(
-        &mut self,
-        rel: &str,
-        mode: u32,
-        owner: (u32, u32),
-        mtime: (i64, u32),
-    ) -> Result<()> {
+    fn create_dir(&mut self, rel: &str, (mode, owner, mtime): DirMeta) -> Result<()> {
         let p = self.upper_path(rel);
         fs::create_dir(&p).map_err(io_err(&p))?;
         // chmod after mkdir: the umask must not apply.
@@ -566,11 +555,11 @@ impl<'a, 'p> Writer<'a, 'p> {
 
     /// Creates the deferred directory `rel` (and its deferred parents) in the tree, if it is one.
     fn materialize(&mut self, rel: &str) -> Result<()> {
-        let Some((mode, owner, mtime)) = self.deferred.remove(rel) else {
+        let Some(meta) = self.deferred.remove(rel) else {
             return Ok(());
         };
         self.materialize(parent_rel(rel))?;
-        self.create_dir(rel, mode, owner, mtime)
+        self.create_dir(rel, meta)
     }
 
     /// The bookkeeping of a directory this copy made (created or deferred).
@@ -942,7 +931,7 @@ impl Copier<'_, '_, '_, '_> {
             FileKind::Dir => {
                 if !self.w.prepare(dest, true)? {
                     let (mode, owner) = (self.mode(st), self.owner(st));
-                    self.w.make_dir_or_defer(dest, mode, owner, st.mtime)?;
+                    self.w.make_dir_or_defer(dest, (mode, owner, st.mtime))?;
                 }
                 self.contents(src, dest, excl)?;
             }
