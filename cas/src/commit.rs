@@ -42,10 +42,11 @@ use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::fd::BorrowedFd;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use rustc_hash::FxHashMap;
 
@@ -68,8 +69,6 @@ pub struct PendingLayer<'s> {
     tmp: TempLayer,
     /// The layer this one is built over (see the module docs, Deltas).
     base: Option<LayerBase>,
-    /// Files left to the base ([`Self::skip_in_base`]): path (bytes) and object.
-    skipped: Mutex<Vec<(Vec<u8>, Placed)>>,
     /// Directories left to the base ([`Self::leave_dir_to_base`]): paths (bytes).
     left_dirs: Mutex<Vec<Vec<u8>>>,
     /// Paths (bytes) placed with `link_object`, and their objects.
@@ -107,19 +106,23 @@ impl Store {
         let file = File::open(&path).map_err(io_err(&path))?;
         let entries = crate::record::entries(io::BufReader::new(file))?;
         let mut files = FxHashMap::with_capacity_and_hasher(entries.len(), Default::default());
-        for e in &entries {
+        for (idx, e) in entries.iter().enumerate() {
             let name = e.path.rsplit(|&b| b == b'/').next().unwrap_or_default();
             if e.kind == b'1' || name.starts_with(b".wh.") {
                 return Ok(None);
             }
-            if let Some(key) = e.object {
-                files.insert(e.path.clone(), key);
+            if e.object.is_some() {
+                let idx = u32::try_from(idx)
+                    .map_err(|_| Error::Archive(format!("layer {base} has too many entries")))?;
+                files.insert(e.path.clone(), idx);
             }
         }
+        let skipped = entries.iter().map(|_| AtomicU8::new(0)).collect();
         Ok(Some(LayerBase {
             diff_id: *base,
             entries,
             files,
+            skipped,
         }))
     }
 
@@ -133,7 +136,6 @@ impl Store {
             lease,
             tmp: TempLayer::new(self, lease)?,
             base: None,
-            skipped: Mutex::new(Vec::new()),
             left_dirs: Mutex::new(Vec::new()),
             linked: Mutex::new(FxHashMap::default()),
             new_objects: Mutex::new(Vec::new()),
@@ -238,13 +240,14 @@ impl PendingLayer<'_> {
         let Some(base) = &self.base else {
             return Ok(false);
         };
-        if base.files.get(rel.as_bytes()) != Some(key) {
+        let Some(&idx) = base.files.get(rel.as_bytes()) else {
+            return Ok(false);
+        };
+        let idx = idx as usize;
+        if base.entries[idx].object.as_ref() != Some(key) {
             return Ok(false);
         }
-        self.skipped
-            .lock()
-            .map_err(|_| Error::Archive("pending layer lock poisoned".into()))?
-            .push((rel.as_bytes().to_vec(), Placed { key: *key, bare }));
+        base.skipped[idx].store(SKIPPED | if bare { BARE } else { 0 }, Ordering::Relaxed);
         Ok(true)
     }
 
@@ -287,42 +290,39 @@ impl PendingLayer<'_> {
             return Ok(true);
         };
         let root = self.rootfs();
-        let mut skipped = std::mem::take(&mut *self.skipped.lock().map_err(|_| poisoned())?);
         let left_dirs = std::mem::take(&mut *self.left_dirs.lock().map_err(|_| poisoned())?);
+        let left_dirs: rustc_hash::FxHashSet<&[u8]> = left_dirs.iter().map(Vec::as_slice).collect();
         let mut tree = BTreeMap::new();
         if !scan_tree(&root, &root, &mut tree)? {
             return Ok(false);
         }
-        // A name placed in the tree after all wins over its skip.
-        skipped.retain(|(rel, _)| !tree.contains_key(rel));
-        let mut left: FxHashMap<&[u8], bool> =
-            FxHashMap::with_capacity_and_hasher(skipped.len(), Default::default());
-        left.extend(skipped.iter().map(|(rel, _)| (rel.as_slice(), false)));
-        left.extend(left_dirs.iter().map(|rel| (rel.as_slice(), true)));
-        if skipped.is_empty() && left_dirs.is_empty() {
+        // One pass over the base: each entry is the tree's (a name placed in the tree after
+        // all wins over its skip), a directory for a directory, or left to the base.
+        let mut clean = true;
+        let mut skipped = 0usize;
+        for (e, mark) in base.entries.iter().zip(&base.skipped) {
+            let is_dir = e.kind == b'5';
+            clean &= match tree.get(e.path.as_slice()) {
+                Some(&tree_dir) => {
+                    mark.store(0, Ordering::Relaxed);
+                    tree_dir == is_dir
+                }
+                None if is_dir => left_dirs.contains(e.path.as_slice()),
+                None => {
+                    let left = mark.load(Ordering::Relaxed) & SKIPPED != 0;
+                    skipped += usize::from(left);
+                    left
+                }
+            };
+        }
+        if skipped == 0 && left_dirs.is_empty() {
             // Nothing left to the base: the tree is the whole layer.
             return Ok(true);
         }
         let own_files = tree.values().filter(|&&is_dir| !is_dir).count();
-        let clean = own_files * 2 <= skipped.len()
-            && base.entries.iter().all(|e| {
-                let is_dir = tree.get(e.path.as_slice()).or(left.get(e.path.as_slice()));
-                match e.kind {
-                    b'5' => is_dir == Some(&true),
-                    _ => is_dir == Some(&false),
-                }
-            });
-        if !clean {
+        if !clean || own_files * 2 > skipped {
             return Ok(false);
         }
-        drop(left);
-        let mut prefix = root.into_os_string().into_vec();
-        prefix.push(b'/');
-        self.linked.lock().map_err(|_| poisoned())?.extend(
-            skipped
-                .into_iter()
-                .map(|(rel, p)| ([&prefix, &rel[..]].concat(), p)),
-        );
         self.base = Some(base);
         Ok(true)
     }
@@ -429,6 +429,7 @@ impl PendingLayer<'_> {
             let mut sink = CommitSink {
                 store: self.store,
                 linked,
+                base: self.base.as_ref(),
                 in_use,
                 new_objects: &mut new_objects,
                 tx,
@@ -506,8 +507,32 @@ pub struct LayerBase {
     diff_id: Digest,
     /// Its tar entries.
     entries: Vec<crate::record::RecordEntry>,
-    /// Its regular files: path (bytes, relative) and object.
-    files: FxHashMap<Vec<u8>, ObjectKey>,
+    /// Its regular files: path (bytes, relative) and index in `entries`.
+    files: FxHashMap<Vec<u8>, u32>,
+    /// Per entry of `entries`: [`SKIPPED`] once the layer leaves the file to the base
+    /// ([`PendingLayer::skip_in_base`]), with [`BARE`] when the object has no xattrs.
+    skipped: Vec<AtomicU8>,
+}
+
+/// A base file left to the base (see [`LayerBase::skipped`]).
+const SKIPPED: u8 = 1;
+/// A skipped file whose object carries no xattrs.
+const BARE: u8 = 2;
+
+impl LayerBase {
+    /// The base file at `rel` when the layer left it to the base, as the commit's walk meets
+    /// it in the base's tree.
+    fn placed(&self, rel: &[u8]) -> Option<Placed> {
+        let idx = *self.files.get(rel)? as usize;
+        let mark = self.skipped[idx].load(Ordering::Relaxed);
+        if mark & SKIPPED == 0 {
+            return None;
+        }
+        Some(Placed {
+            key: self.entries[idx].object?,
+            bare: mark & BARE != 0,
+        })
+    }
 }
 
 impl std::fmt::Debug for LayerBase {
@@ -575,6 +600,8 @@ const POOL: usize = 4;
 struct CommitSink<'s> {
     store: &'s Store,
     linked: FxHashMap<Vec<u8>, Placed>,
+    /// The base the tree is walked over, if any.
+    base: Option<&'s LayerBase>,
     /// The tree is in use as a lower dir: change nothing in it.
     in_use: bool,
     new_objects: &'s mut Vec<ObjectKey>,
@@ -761,11 +788,15 @@ impl TreeSink for CommitSink<'_> {
         self.raw(&p)
     }
 
-    /// A file placed by `link_object` (an object has at least two names: its own and this
-    /// one; a path replaced by a single-named file afterwards is not trusted).
-    fn placed(&self, path: &Path, m: &Meta) -> Option<Placed> {
+    /// A file placed by `link_object`, or one of the base's left to it (an object has at
+    /// least two names: its own and this one; a path replaced by a single-named file
+    /// afterwards is not trusted).
+    fn placed(&self, path: &Path, rel: &[u8], m: &Meta, below: bool) -> Option<Placed> {
         if m.nlink < 2 {
             return None;
+        }
+        if below {
+            return self.base.and_then(|b| b.placed(rel));
         }
         self.linked.get(path.as_os_str().as_bytes()).copied()
     }

@@ -261,9 +261,10 @@ pub(crate) trait TreeSink {
         file: File,
         placed: Option<Placed>,
     ) -> Result<()>;
-    /// What the sink already knows of the regular file at `path` (see [`Placed`]). The default:
+    /// What the sink already knows of the regular file at `path` (`rel` in the tar, without
+    /// a leading `/`), taken from the lower tree when `below` (see [`Placed`]). The default:
     /// nothing.
-    fn placed(&self, _path: &Path, _m: &Meta) -> Option<Placed> {
+    fn placed(&self, _path: &Path, _rel: &[u8], _m: &Meta, _below: bool) -> Option<Placed> {
         None
     }
 }
@@ -363,7 +364,7 @@ pub(crate) fn walk_trees(top: &Path, lower: Option<&Path>, sink: &mut impl TreeS
     let lower = lower
         .map(|l| File::open(l).map_err(io_err(l)))
         .transpose()?;
-    walk(root, lower, top, b"", sink, &mut HashMap::new())
+    walk(root, lower, false, top, b"", sink, &mut HashMap::new())
 }
 
 /// A directory entry's name and dirent type.
@@ -416,9 +417,12 @@ fn merged_names<'d>(
     }
 }
 
+/// `in_lower`: `dir_file` itself is a directory of the lower tree (one the top tree does not
+/// have).
 fn walk(
     dir_file: File,
     lower_file: Option<File>,
+    in_lower: bool,
     dir: &Path,
     prefix: &[u8],
     sink: &mut impl TreeSink,
@@ -504,7 +508,8 @@ fn walk(
                     };
                     sink.header(&oe)?;
                 }
-                walk(sub, sub_below, &path, &e.name, sink, links)?;
+                let sub_in_lower = in_lower || !std::ptr::eq(listing, &top);
+                walk(sub, sub_below, sub_in_lower, &path, &e.name, sink, links)?;
             }
             libc::S_IFLNK => {
                 e.kind = b'2';
@@ -515,7 +520,8 @@ fn walk(
                 sink.header(&e)?;
             }
             libc::S_IFREG => {
-                let placed = sink.placed(&path, &m);
+                let below = in_lower || !std::ptr::eq(listing, &top);
+                let placed = sink.placed(&path, &rel, &m, below);
                 if placed.is_none() && m.nlink > 1 {
                     if let Some(first) = links.get(&(m.dev, m.ino)) {
                         e.kind = b'1';

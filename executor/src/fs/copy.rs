@@ -47,7 +47,7 @@
 //! - `--exclude` patterns ([`Excluder`]) are matched against paths relative to each source
 //!   (the name itself for a file source); an excluded directory is skipped with its contents.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -61,6 +61,7 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::{Mode, SFlag, UtimensatFlags, mknod, utimensat};
 use nix::sys::time::TimeSpec;
 use rayon::prelude::*;
+use rustc_hash::{FxHashMap, FxHashSet};
 use strata_cas::object::{ObjectKey, ObjectMeta, ObjectWriter};
 use strata_cas::{PendingLayer, Store};
 
@@ -307,18 +308,18 @@ pub(crate) struct Writer<'a, 'p> {
     /// mtimes to apply to directories of the layer at the end.
     dir_times: BTreeMap<String, (i64, u32)>,
     /// Directories created here over nothing: their contents are only what this copy wrote.
-    fresh: HashSet<String>,
+    fresh: FxHashSet<String>,
     /// Entries created in fresh directories (true: a directory), so that looking them up
     /// needs no syscall.
-    created: HashMap<String, bool>,
+    created: FxHashMap<String, bool>,
     jobs: Vec<FileJob>,
     /// Index of the job placing each destination: a later source for the same destination
     /// replaces it (the last wildcard match wins, as in BuildKit).
-    job_of: HashMap<PathBuf, usize>,
+    job_of: FxHashMap<PathBuf, usize>,
     /// Hardlinks to make once the files are placed: (existing name, new name).
     links: Vec<(PathBuf, PathBuf)>,
     /// Where the first name of each source hardlink group was placed.
-    link_first: HashMap<(u64, u64), PathBuf>,
+    link_first: FxHashMap<(u64, u64), PathBuf>,
     /// Set while a single source is walked (each destination is then queued once): files that
     /// are no hardlink group's name go to threads that place them while the walk goes on.
     early: Option<SyncSender<Vec<FileJob>>>,
@@ -329,7 +330,7 @@ pub(crate) struct Writer<'a, 'p> {
     base: Option<PathBuf>,
     /// Directories of the layer not created in the tree (yet): the base has them as they
     /// are; created, with their parents, once something is written into them.
-    deferred: HashMap<String, DirMeta>,
+    deferred: FxHashMap<String, DirMeta>,
 }
 
 fn now() -> (i64, u32) {
@@ -382,16 +383,16 @@ impl<'a, 'p> Writer<'a, 'p> {
             parent_owner,
             now: now(),
             dir_times: BTreeMap::new(),
-            fresh: HashSet::new(),
-            created: HashMap::new(),
+            fresh: FxHashSet::default(),
+            created: FxHashMap::default(),
             jobs: Vec::new(),
-            job_of: HashMap::new(),
+            job_of: FxHashMap::default(),
             links: Vec::new(),
-            link_first: HashMap::new(),
+            link_first: FxHashMap::default(),
             early: None,
             early_batch: Vec::new(),
             base: None,
-            deferred: HashMap::new(),
+            deferred: FxHashMap::default(),
         }
     }
 

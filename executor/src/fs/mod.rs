@@ -168,7 +168,13 @@ pub fn join_rel(dir: &str, name: &str) -> String {
     } else if name.is_empty() {
         dir.to_owned()
     } else {
-        format!("{dir}/{name}")
+        // Not format!: this runs for every entry a COPY walks (60,000 times for a COPY of
+        // 20,000 files), and the formatting machinery costs several times the copy.
+        let mut out = String::with_capacity(dir.len() + 1 + name.len());
+        out.push_str(dir);
+        out.push('/');
+        out.push_str(name);
+        out
     }
 }
 

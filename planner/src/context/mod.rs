@@ -19,6 +19,7 @@
 mod scan;
 mod state;
 
+use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -127,6 +128,10 @@ pub struct ContextIndex {
     children: Vec<Vec<u32>>,
     /// Memoized [`ContextIndex::digest`] per entry.
     digests: Vec<OnceLock<[u8; 32]>>,
+    /// `paths` by hash, built at the first lookup: a COPY of 20,000 files looks up every one
+    /// of them (and each of its parents) several times, and a binary search over the paths
+    /// costs a cache miss per probe.
+    lookup: OnceLock<hashbrown::HashTable<u32>>,
 }
 
 /// Directories with this many children hash them in parallel.
@@ -234,6 +239,7 @@ impl ContextIndex {
                 entries,
                 children,
                 digests,
+                lookup: OnceLock::new(),
             },
             stats,
             write,
@@ -246,9 +252,18 @@ impl ContextIndex {
     }
 
     fn find(&self, rel: &str) -> Option<usize> {
-        self.paths
-            .binary_search_by(|probe| path_cmp(probe.as_bytes(), rel.as_bytes()))
-            .ok()
+        let hash = |p: &str| rustc_hash::FxBuildHasher.hash_one(p);
+        let table = self.lookup.get_or_init(|| {
+            let mut table = hashbrown::HashTable::with_capacity(self.paths.len());
+            for (idx, path) in self.paths.iter().enumerate() {
+                // u32: the children lists index entries with u32 already.
+                table.insert_unique(hash(path), idx as u32, |&i| hash(&self.paths[i as usize]));
+            }
+            table
+        });
+        table
+            .find(hash(rel), |&i| self.paths[i as usize] == rel)
+            .map(|&i| i as usize)
     }
 
     /// The entry at `rel` (cleaned; `""` is the context root itself), not following symlinks.

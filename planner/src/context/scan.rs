@@ -142,7 +142,13 @@ fn join(dir: &str, name: &str) -> String {
     if dir.is_empty() {
         name.to_owned()
     } else {
-        format!("{dir}/{name}")
+        // Not format!: once per entry of the context, and the formatting machinery costs
+        // several times the copy.
+        let mut out = String::with_capacity(dir.len() + 1 + name.len());
+        out.push_str(dir);
+        out.push('/');
+        out.push_str(name);
+        out
     }
 }
 
