@@ -199,11 +199,7 @@ impl PendingLayer<'_> {
     /// runs on it): [`Self::rootfs`], then the base's tree while the layer has one.
     pub fn dirs(&self) -> Vec<PathBuf> {
         let mut dirs = vec![self.rootfs()];
-        dirs.extend(
-            self.base
-                .as_ref()
-                .map(|b| self.store.layer_rootfs(&b.diff_id)),
-        );
+        dirs.extend(self.base_rootfs());
         dirs
     }
 

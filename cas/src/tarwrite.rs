@@ -440,6 +440,8 @@ fn walk(
     let merged = merged_names((&top, names), lower_dir.as_ref().map(|d| (d, lower_names)));
     for ((name, dtype), listing, below) in merged {
         let path = dir.join(&name);
+        // Taken from the lower tree: this directory is the lower's, or the name is its alone.
+        let from_lower = in_lower || !std::ptr::eq(listing, &top);
         // A regular file (by its dirent type) is opened at once and fstat'ed; anything else is
         // fstatat'ed.
         let mut opened = None;
@@ -508,8 +510,7 @@ fn walk(
                     };
                     sink.header(&oe)?;
                 }
-                let sub_in_lower = in_lower || !std::ptr::eq(listing, &top);
-                walk(sub, sub_below, sub_in_lower, &path, &e.name, sink, links)?;
+                walk(sub, sub_below, from_lower, &path, &e.name, sink, links)?;
             }
             libc::S_IFLNK => {
                 e.kind = b'2';
@@ -520,8 +521,7 @@ fn walk(
                 sink.header(&e)?;
             }
             libc::S_IFREG => {
-                let below = in_lower || !std::ptr::eq(listing, &top);
-                let placed = sink.placed(&path, &rel, &m, below);
+                let placed = sink.placed(&path, &rel, &m, from_lower);
                 if placed.is_none() && m.nlink > 1 {
                     if let Some(first) = links.get(&(m.dev, m.ino)) {
                         e.kind = b'1';

@@ -201,15 +201,8 @@ impl BuildCache {
     /// # Errors
     /// I/O errors.
     pub fn put(&self, key: &CacheKey, rec: &Record) -> Result<()> {
-        let dir = self.dir.join("records");
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let path = self.record_path(key);
-        let tmp = dir.join(format!(".{}.{}.tmp", key.hex(), std::process::id()));
         let bytes = serde_json::to_vec(rec).map_err(|e| Error::Sandbox(e.to_string()))?;
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(&bytes).map_err(io_err(&tmp))?;
-        drop(f);
-        fs::rename(&tmp, &path).map_err(io_err(&path))
+        replace_file(&self.record_path(key), key, &bytes)
     }
 
     fn lineage_path(&self, lineage: &CacheKey) -> PathBuf {
@@ -223,10 +216,7 @@ impl BuildCache {
     /// # Errors
     /// Store errors reading the layer.
     pub fn lineage(&self, store: &Store, lineage: &CacheKey) -> Result<Option<Digest>> {
-        let Ok(text) = fs::read_to_string(self.lineage_path(lineage)) else {
-            return Ok(None);
-        };
-        let Ok(d) = text.trim().parse::<Digest>() else {
+        let Some(d) = read_lineage(&self.lineage_path(lineage)) else {
             return Ok(None);
         };
         Ok(store.layer(&d)?.map(|_| d))
@@ -237,12 +227,11 @@ impl BuildCache {
     /// # Errors
     /// I/O errors.
     pub fn set_lineage(&self, lineage: &CacheKey, layer: &Digest) -> Result<()> {
-        let path = self.lineage_path(lineage);
-        let dir = self.dir.join("lineage");
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let tmp = dir.join(format!(".{}.{}.tmp", lineage.hex(), std::process::id()));
-        fs::write(&tmp, format!("{layer}\n")).map_err(io_err(&tmp))?;
-        fs::rename(&tmp, &path).map_err(io_err(&path))
+        replace_file(
+            &self.lineage_path(lineage),
+            lineage,
+            format!("{layer}\n").as_bytes(),
+        )
     }
 
     fn records(&self) -> Result<Vec<(PathBuf, Record)>> {
@@ -356,10 +345,7 @@ impl BuildCache {
         let lineage = self.dir.join("lineage");
         for name in fs::read_dir(&lineage).into_iter().flatten().flatten() {
             let path = name.path();
-            let layer = fs::read_to_string(&path)
-                .ok()
-                .and_then(|t| t.trim().parse::<Digest>().ok());
-            if !layer.is_some_and(|l| kept_layers.contains(&l)) {
+            if !read_lineage(&path).is_some_and(|l| kept_layers.contains(&l)) {
                 let _ = fs::remove_file(&path);
             }
         }
@@ -475,6 +461,23 @@ impl UsageSource for BuildCache {
             reclaimable: size,
         }])
     }
+}
+
+/// Writes `bytes` to `path` (the file of `key` in its directory, created if missing) as a temp
+/// file renamed over it: a reader sees the old file or the new one, never part of one.
+fn replace_file(path: &Path, key: &CacheKey, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let tmp = dir.join(format!(".{}.{}.tmp", key.hex(), std::process::id()));
+    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(bytes).map_err(io_err(&tmp))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+/// The layer a lineage hint names (`None` for a missing or unreadable hint).
+fn read_lineage(path: &Path) -> Option<Digest> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 #[cfg(test)]
