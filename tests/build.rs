@@ -283,6 +283,9 @@ fn a_rebuilt_copy_is_stored_as_a_delta_and_is_the_layer_a_full_build_makes() {
             files.push((format!("src/d{d:02}/f{f:02}"), format!("{d}/{f}\n")));
         }
     }
+    for s in 0..4 {
+        files.push((format!("src/d01/sub/s{s}"), format!("sub {s}\n")));
+    }
     let refs: Vec<(&str, &str)> = files
         .iter()
         .map(|(p, c)| (p.as_str(), c.as_str()))
@@ -311,6 +314,31 @@ fn a_rebuilt_copy_is_stored_as_a_delta_and_is_the_layer_a_full_build_makes() {
         None,
         "a first build has nothing to build on"
     );
+    // The lineage hint keeps the stamps of the source directories: the next build copies an
+    // unchanged one as the base has it, without a walk.
+    let hints: Vec<String> = fs::read_dir(env.root().join("buildcache/lineage"))
+        .expect("lineage hints")
+        .map(|e| fs::read_to_string(e.expect("hint").path()).expect("hint"))
+        .collect();
+    assert!(
+        hints.iter().any(|h| h.starts_with(&format!("{first}\n"))
+            && h.contains("\"tmp/d01/sub\"")
+            && h.contains("\"tmp/d19\"")),
+        "{hints:?}"
+    );
+    // mtime alone changes what is copied (not the key): with an edit elsewhere, the delta
+    // must still take it.
+    let later = |rel: &str, hours: u64| {
+        fs::File::options()
+            .read(true)
+            .open(ctx.join(rel))
+            .expect("open")
+            .set_modified(SystemTime::now() + Duration::from_secs(3600 * hours))
+            .expect("set mtime");
+    };
+    later("src/d07/f02", 1);
+    later("src/d08", 1);
+    later("src/d01/sub/s2", 1);
 
     // An edited file, a new file in a new directory, a mode change: a delta over the first.
     fs::write(ctx.join("src/d03/f07"), "edited\n").expect("edit");
@@ -324,7 +352,7 @@ fn a_rebuilt_copy_is_stored_as_a_delta_and_is_the_layer_a_full_build_makes() {
     let (second, sums) = build("delta/t:2");
     assert_eq!(base_of(&env, &second).as_deref(), Some(first.as_str()));
     assert_eq!((second.clone(), sums.clone()), full("delta/full:2"));
-    assert_eq!(sums.lines().count(), 601, "{sums}");
+    assert_eq!(sums.lines().count(), 605, "{sums}");
     assert!(
         sums.contains("/tmp/new/x") && sums.contains("/tmp/d03/f07"),
         "{sums}"
@@ -340,7 +368,7 @@ fn a_rebuilt_copy_is_stored_as_a_delta_and_is_the_layer_a_full_build_makes() {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["d03", "d05", "new"]);
+    assert_eq!(names, ["d01", "d03", "d05", "d07", "d08", "new"]);
 
     // A removed file cannot be a delta over a layer that has it: the layer is built whole.
     fs::remove_file(ctx.join("src/d09/f09")).expect("rm");
@@ -351,6 +379,8 @@ fn a_rebuilt_copy_is_stored_as_a_delta_and_is_the_layer_a_full_build_makes() {
 
     // And the next edit is a delta over that one.
     fs::write(ctx.join("src/d00/f00"), "edited again\n").expect("edit");
+    later("src/d01/sub", 2);
+    later("src/d07/f02", 2);
     let (fourth, sums) = build("delta/t:4");
     assert_eq!(base_of(&env, &fourth).as_deref(), Some(third.as_str()));
     assert_eq!((fourth.clone(), sums), full("delta/full:4"));

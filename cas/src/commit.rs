@@ -105,23 +105,25 @@ impl Store {
         let path = self.layer_rootfs(base).with_file_name("record.zst");
         let file = File::open(&path).map_err(io_err(&path))?;
         let entries = crate::record::entries(io::BufReader::new(file))?;
-        let mut files = FxHashMap::with_capacity_and_hasher(entries.len(), Default::default());
+        let mut paths = hashbrown::HashTable::with_capacity(entries.len());
         for (idx, e) in entries.iter().enumerate() {
             let name = e.path.rsplit(|&b| b == b'/').next().unwrap_or_default();
             if e.kind == b'1' || name.starts_with(b".wh.") {
                 return Ok(None);
             }
-            if e.object.is_some() {
+            if e.object.is_some() || e.kind == b'5' {
                 let idx = u32::try_from(idx)
                     .map_err(|_| Error::Archive(format!("layer {base} has too many entries")))?;
-                files.insert(e.path.clone(), idx);
+                paths.insert_unique(path_hash(&e.path), idx, |&i| {
+                    path_hash(&entries[i as usize].path)
+                });
             }
         }
         let skipped = entries.iter().map(|_| AtomicU8::new(0)).collect();
         Ok(Some(LayerBase {
             diff_id: *base,
             entries,
-            files,
+            paths,
             skipped,
         }))
     }
@@ -236,15 +238,62 @@ impl PendingLayer<'_> {
         let Some(base) = &self.base else {
             return Ok(false);
         };
-        let Some(&idx) = base.files.get(rel.as_bytes()) else {
+        let Some(idx) = base.index(rel.as_bytes()) else {
             return Ok(false);
         };
-        let idx = idx as usize;
         if base.entries[idx].object.as_ref() != Some(key) {
             return Ok(false);
         }
         base.skipped[idx].store(SKIPPED | if bare { BARE } else { 0 }, Ordering::Relaxed);
         Ok(true)
+    }
+
+    /// Leaves all below the directory `rel` (relative to [`Self::rootfs`]) to the base, as
+    /// [`Self::skip_in_base`] and [`Self::leave_dir_to_base`] would entry by entry: for a
+    /// caller that knows the layer has exactly the base's entries there (a COPY of a source
+    /// directory unchanged since the base was made of it), whose files have no xattrs. Returns
+    /// the number of files left, or `None`, changing nothing, when the base has no directory
+    /// `rel` or has below it anything but directories and regular files.
+    ///
+    /// # Errors
+    /// A poisoned lock.
+    pub fn leave_subtree_to_base(&self, rel: &str) -> Result<Option<u64>> {
+        let Some(base) = &self.base else {
+            return Ok(None);
+        };
+        let Some(idx) = base.index(rel.as_bytes()).filter(|_| !rel.is_empty()) else {
+            return Ok(None);
+        };
+        if base.entries[idx].kind != b'5' {
+            return Ok(None);
+        }
+        // The record is in the tree's pre-order: what is below a directory follows it.
+        let below = |e: &&crate::record::RecordEntry| {
+            e.path.get(rel.len()) == Some(&b'/') && e.path.starts_with(rel.as_bytes())
+        };
+        let end = idx + 1 + base.entries[idx + 1..].iter().take_while(below).count();
+        let range = idx + 1..end;
+        if !base.entries[range.clone()]
+            .iter()
+            .all(|e| e.kind == b'5' || e.object.is_some())
+        {
+            return Ok(None);
+        }
+        let mut dirs = Vec::new();
+        let mut files = 0;
+        for (e, mark) in base.entries[range.clone()].iter().zip(&base.skipped[range]) {
+            if e.kind == b'5' {
+                dirs.push(e.path.clone());
+            } else {
+                mark.store(SKIPPED | BARE, Ordering::Relaxed);
+                files += 1;
+            }
+        }
+        self.left_dirs
+            .lock()
+            .map_err(|_| Error::Archive("pending layer lock poisoned".into()))?
+            .extend(dirs);
+        Ok(Some(files))
     }
 
     /// The base's tree while the layer has one (see [`Self::use_base`]).
@@ -503,8 +552,9 @@ pub struct LayerBase {
     diff_id: Digest,
     /// Its tar entries.
     entries: Vec<crate::record::RecordEntry>,
-    /// Its regular files: path (bytes, relative) and index in `entries`.
-    files: FxHashMap<Vec<u8>, u32>,
+    /// Its regular files and directories: indices in `entries`, by [`path_hash`] (see
+    /// [`LayerBase::index`]).
+    paths: hashbrown::HashTable<u32>,
     /// Per entry of `entries`: [`SKIPPED`] once the layer leaves the file to the base
     /// ([`PendingLayer::skip_in_base`]), with [`BARE`] when the object has no xattrs.
     skipped: Vec<AtomicU8>,
@@ -515,11 +565,23 @@ const SKIPPED: u8 = 1;
 /// A skipped file whose object carries no xattrs.
 const BARE: u8 = 2;
 
+fn path_hash(path: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(path)
+}
+
 impl LayerBase {
+    /// The index in `entries` of the regular file or directory at `rel`.
+    fn index(&self, rel: &[u8]) -> Option<usize> {
+        self.paths
+            .find(path_hash(rel), |&i| self.entries[i as usize].path == rel)
+            .map(|&i| i as usize)
+    }
+
     /// The base file at `rel` when the layer left it to the base, as the commit's walk meets
     /// it in the base's tree.
     fn placed(&self, rel: &[u8]) -> Option<Placed> {
-        let idx = *self.files.get(rel)? as usize;
+        let idx = self.index(rel)?;
         let mark = self.skipped[idx].load(Ordering::Relaxed);
         if mark & SKIPPED == 0 {
             return None;
@@ -953,6 +1015,53 @@ mod tests {
         assert!(p.settle_base().unwrap());
         assert!(!p.is_empty().unwrap());
         assert_eq!(p.commit().unwrap().diff_id, base.diff_id);
+    }
+
+    #[test]
+    fn a_subtree_left_to_the_base_is_taken_whole_or_not_at_all() {
+        let (_d, s) = store();
+        let lease = s.lease().unwrap();
+        let layer = |dirs: &[&str], files: &[&str], links: &[(&str, &str)]| {
+            let p = s.begin_layer(&lease).unwrap();
+            let r = p.rootfs();
+            for d in dirs {
+                fs::create_dir(r.join(d)).unwrap();
+            }
+            for f in files {
+                fs::write(r.join(f), f).unwrap();
+            }
+            for (target, at) in links {
+                std::os::unix::fs::symlink(target, r.join(at)).unwrap();
+            }
+            p.commit().unwrap().diff_id
+        };
+        let base = layer(&["a", "a/sub"], &["a/f0", "a/sub/s0", "a/sub/s1"], &[]);
+        let mut p = s.begin_layer(&lease).unwrap();
+        assert!(p.use_base(&base).unwrap());
+        assert_eq!(p.leave_subtree_to_base("a/f0").unwrap(), None, "a file");
+        assert_eq!(
+            p.leave_subtree_to_base("z").unwrap(),
+            None,
+            "not in the base"
+        );
+        assert_eq!(p.leave_subtree_to_base("").unwrap(), None, "the root");
+        assert_eq!(p.leave_subtree_to_base("a/sub").unwrap(), Some(2));
+        assert_eq!(p.leave_subtree_to_base("a").unwrap(), Some(3));
+        p.leave_dir_to_base("a").unwrap();
+        assert!(p.settle_base().unwrap());
+        assert_eq!(
+            p.commit().unwrap().diff_id,
+            base,
+            "the base, entry for entry"
+        );
+
+        // A symlink below: nothing is left, so the empty tree is not the layer.
+        let base = layer(&["b"], &["b/x"], &[("x", "b/l")]);
+        let mut p = s.begin_layer(&lease).unwrap();
+        assert!(p.use_base(&base).unwrap());
+        assert_eq!(p.leave_subtree_to_base("b").unwrap(), None);
+        p.leave_dir_to_base("b").unwrap();
+        assert!(!p.settle_base().unwrap());
     }
 
     #[test]

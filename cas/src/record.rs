@@ -332,8 +332,19 @@ impl<R: Read> RecordReader<R> {
     /// # Errors
     /// [`Error::Archive`] for a truncated or malformed record.
     pub fn next_segment(&mut self) -> Result<Option<Segment>> {
+        let mut raw = Vec::new();
+        Ok(match self.next_into(&mut raw)? {
+            Next::Raw => Some(Segment::Raw(raw)),
+            Next::File { object, size } => Some(Segment::File { object, size }),
+            Next::End => None,
+        })
+    }
+
+    /// The next segment, a Raw one's bytes appended to `raw` (no buffer of its own: a record
+    /// read whole has one Raw segment per file).
+    fn next_into(&mut self, raw: &mut Vec<u8>) -> Result<Next> {
         if self.ended {
-            return Ok(None);
+            return Ok(Next::End);
         }
         match self.byte()? {
             TAG_END => {
@@ -346,7 +357,7 @@ impl<R: Read> RecordReader<R> {
                 {
                     return Err(corrupt("data after end tag"));
                 }
-                Ok(None)
+                Ok(Next::End)
             }
             TAG_RAW => {
                 let len = self.varint()?;
@@ -354,11 +365,12 @@ impl<R: Read> RecordReader<R> {
                     .ok()
                     .filter(|&l| l <= MAX_RAW && l > 0)
                     .ok_or_else(|| corrupt("bad raw length"))?;
-                let mut buf = vec![0u8; len];
+                let start = raw.len();
+                raw.resize(start + len, 0);
                 self.dec
-                    .read_exact(&mut buf)
+                    .read_exact(&mut raw[start..])
                     .map_err(|e| corrupt(format!("truncated raw: {e}")))?;
-                Ok(Some(Segment::Raw(buf)))
+                Ok(Next::Raw)
             }
             TAG_FILE => {
                 let mut key = [0u8; 32];
@@ -366,14 +378,21 @@ impl<R: Read> RecordReader<R> {
                     .read_exact(&mut key)
                     .map_err(|e| corrupt(format!("truncated file: {e}")))?;
                 let size = self.varint()?;
-                Ok(Some(Segment::File {
+                Ok(Next::File {
                     object: ObjectKey(key),
                     size,
-                }))
+                })
             }
             t => Err(corrupt(format!("unknown segment tag {t}"))),
         }
     }
+}
+
+/// What [`RecordReader::next_into`] read.
+enum Next {
+    Raw,
+    File { object: ObjectKey, size: u64 },
+    End,
 }
 
 impl<R: Read> Iterator for RecordReader<R> {
@@ -429,14 +448,18 @@ impl<R: Read> TarSegments<R> {
             if self.file.is_some() {
                 return Err(corrupt("file content where tar headers were expected"));
             }
-            match self.reader.next_segment()? {
-                Some(Segment::Raw(bytes)) => {
-                    self.raw.drain(..self.at);
-                    self.at = 0;
-                    self.raw.extend_from_slice(&bytes);
-                }
-                Some(Segment::File { object, size }) => self.file = Some((object, size)),
-                None => return Err(corrupt("tar ends early")),
+            // What was read goes: cleared when all of it was, moved down once it is big.
+            if self.at == self.raw.len() {
+                self.raw.clear();
+                self.at = 0;
+            } else if self.at >= MAX_RAW {
+                self.raw.drain(..self.at);
+                self.at = 0;
+            }
+            match self.reader.next_into(&mut self.raw)? {
+                Next::Raw => {}
+                Next::File { object, size } => self.file = Some((object, size)),
+                Next::End => return Err(corrupt("tar ends early")),
             }
         }
         self.at += n;
@@ -451,8 +474,8 @@ impl<R: Read> TarSegments<R> {
         if let Some(f) = self.file.take() {
             return Ok(f);
         }
-        match self.reader.next_segment()? {
-            Some(Segment::File { object, size }) => Ok((object, size)),
+        match self.reader.next_into(&mut self.raw)? {
+            Next::File { object, size } => Ok((object, size)),
             _ => Err(corrupt("a regular file without its content")),
         }
     }

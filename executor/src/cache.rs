@@ -9,7 +9,11 @@
 //!                                         lineage (its key without its sources' content)
 //!                                         last produced, or the base it was stored over: the
 //!                                         next build of that step stores its layer as a delta
-//!                                         over it (see strata_cas::commit); a hint, not a root
+//!                                         over it (see strata_cas::commit); a hint, not a root.
+//!                                         Then, optionally, one line of JSON: {"<dest dir>":
+//!                                         "<stamp hex>", ...}, the stamps of the source
+//!                                         directories of the walk that made that layer
+//!                                         (`CopyStats::stamps`)
 //! buildcache/mounts/<blake3(id) hex>[-N]/   a cache mount's directory (content never in a layer)
 //! buildcache/mounts/<...>.lock              flocked while a RUN step uses it
 //! context/<blake3(context path) hex>.idx      a build context's stat index (see
@@ -28,7 +32,7 @@
 //! Context indexes are build cache too (BuildKit's local source snapshots): a prune removes
 //! them as it removes cache mounts, and the next build of that context hashes it afresh.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
@@ -42,6 +46,18 @@ use strata_cas::{Digest, Store};
 use strata_planner::CacheKey;
 
 use crate::error::{Error, Result};
+
+/// Stamps a lineage hint keeps at most (a hint is read by every build of its step).
+pub const MAX_STAMPS: usize = 4096;
+
+/// What a lineage hint says (see [`BuildCache::lineage`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lineage {
+    /// The layer to build the next one over.
+    pub layer: Digest,
+    /// The stamps of the walk that made `layer` (`CopyStats::stamps`); empty when unknown.
+    pub stamps: crate::fs::copy::DirStamps,
+}
 
 /// A layer a record names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,22 +231,59 @@ impl BuildCache {
     ///
     /// # Errors
     /// Store errors reading the layer.
-    pub fn lineage(&self, store: &Store, lineage: &CacheKey) -> Result<Option<Digest>> {
-        let Some(d) = read_lineage(&self.lineage_path(lineage)) else {
+    pub fn lineage(&self, store: &Store, lineage: &CacheKey) -> Result<Option<Lineage>> {
+        let Ok(text) = fs::read_to_string(self.lineage_path(lineage)) else {
             return Ok(None);
         };
-        Ok(store.layer(&d)?.map(|_| d))
+        let mut lines = text.lines();
+        let Some(layer) = lines.next().and_then(|l| l.parse::<Digest>().ok()) else {
+            return Ok(None);
+        };
+        if store.layer(&layer)?.is_none() {
+            return Ok(None);
+        }
+        // Stamps that do not parse are no stamps: the next COPY walks all of its sources.
+        let stamps = lines
+            .next()
+            .and_then(|l| serde_json::from_str::<BTreeMap<String, String>>(l).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(dest, hex)| {
+                let mut stamp = [0u8; 32];
+                hex::decode_to_slice(hex, &mut stamp).ok()?;
+                Some((dest, stamp))
+            })
+            .collect();
+        Ok(Some(Lineage { layer, stamps }))
     }
 
-    /// Records the layer for [`Self::lineage`] (temp + rename; a hint, never a GC root).
+    /// Records the layer for [`Self::lineage`], with the stamps of the walk that made it
+    /// (written to a temp file, then renamed; a hint, never a GC root). Of more than
+    /// [`MAX_STAMPS`] stamps, those of the directories nearest the top are kept (the largest
+    /// subtrees, as a rule).
     ///
     /// # Errors
     /// I/O errors.
-    pub fn set_lineage(&self, lineage: &CacheKey, layer: &Digest) -> Result<()> {
+    pub fn set_lineage(
+        &self,
+        lineage: &CacheKey,
+        layer: &Digest,
+        stamps: &crate::fs::copy::DirStamps,
+    ) -> Result<()> {
+        let mut kept: Vec<(&String, &[u8; 32])> = stamps.iter().collect();
+        if kept.len() > MAX_STAMPS {
+            kept.sort_by_key(|(dest, _)| (dest.matches('/').count(), dest.len()));
+            kept.truncate(MAX_STAMPS);
+        }
+        let stamps: BTreeMap<&str, String> = kept
+            .into_iter()
+            .map(|(dest, stamp)| (dest.as_str(), hex::encode(stamp)))
+            .collect();
+        let json = serde_json::to_string(&stamps).map_err(|e| Error::Sandbox(e.to_string()))?;
         replace_file(
             &self.lineage_path(lineage),
             lineage,
-            format!("{layer}\n").as_bytes(),
+            format!("{layer}\n{json}\n").as_bytes(),
         )
     }
 
@@ -477,7 +530,7 @@ fn replace_file(path: &Path, key: &CacheKey, bytes: &[u8]) -> Result<()> {
 
 /// The layer a lineage hint names (`None` for a missing or unreadable hint).
 fn read_lineage(path: &Path) -> Option<Digest> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
+    fs::read_to_string(path).ok()?.lines().next()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -517,6 +570,63 @@ mod tests {
         let r = c.prune(&PruneOptions::default()).unwrap();
         assert_eq!(r.records, 2);
         assert_eq!(c.get(&store, &key(1)).unwrap(), None);
+    }
+
+    #[test]
+    fn lineage_hints_keep_their_stamps_and_go_with_their_layer() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(&d.path().join("s")).unwrap();
+        let c = BuildCache::new(store.root());
+        let lease = store.lease().unwrap();
+        let pending = store.begin_layer(&lease).unwrap();
+        fs::write(pending.rootfs().join("f"), "f").unwrap();
+        let layer = pending.commit().unwrap().diff_id;
+        assert_eq!(c.lineage(&store, &key(1)).unwrap(), None);
+
+        let stamps: crate::fs::copy::DirStamps = [
+            ("app/a".to_string(), [7; 32]),
+            ("app/a\nb".to_string(), [8; 32]),
+        ]
+        .into_iter()
+        .collect();
+        c.set_lineage(&key(1), &layer, &stamps).unwrap();
+        let hint = c.lineage(&store, &key(1)).unwrap().unwrap();
+        assert_eq!((hint.layer, &hint.stamps), (layer, &stamps));
+        // A hint of one line (or stamps that do not parse) names its layer without stamps.
+        let path = c.lineage_path(&key(1));
+        for text in [format!("{layer}\n"), format!("{layer}\n{{\"x\": 1\n")] {
+            fs::write(&path, text).unwrap();
+            let hint = c.lineage(&store, &key(1)).unwrap().unwrap();
+            assert_eq!((hint.layer, hint.stamps.len()), (layer, 0));
+        }
+        // Past MAX_STAMPS, the deepest directories go first.
+        let mut many: crate::fs::copy::DirStamps = (0..MAX_STAMPS)
+            .map(|i| (format!("app/d{i}"), [1; 32]))
+            .collect();
+        many.insert("app/d0/deeper".into(), [2; 32]);
+        c.set_lineage(&key(1), &layer, &many).unwrap();
+        let hint = c.lineage(&store, &key(1)).unwrap().unwrap();
+        assert_eq!(hint.stamps.len(), MAX_STAMPS);
+        assert!(!hint.stamps.contains_key("app/d0/deeper"));
+        // A prune keeps the hint while a record keeps its layer, then removes it.
+        c.set_lineage(&key(1), &layer, &stamps).unwrap();
+        let rec = Record {
+            layer: Some(LayerRef {
+                diff_id: layer,
+                size: 1,
+            }),
+            created: "2024-01-01T00:00:00Z".into(),
+            last_used: now_secs(),
+        };
+        c.put(&key(2), &rec).unwrap();
+        let young = PruneOptions {
+            until: Some(Duration::from_secs(3600)),
+            ..Default::default()
+        };
+        c.prune(&young).unwrap();
+        assert!(c.lineage(&store, &key(1)).unwrap().is_some());
+        c.prune(&PruneOptions::default()).unwrap();
+        assert!(!path.exists());
     }
 
     /// Context indexes are build cache: counted by `system df`, kept by `until` while recently

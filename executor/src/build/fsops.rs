@@ -14,7 +14,8 @@ use strata_planner::{CacheKey, FromRef, KeyBuilder};
 use super::StageRun;
 use crate::cache::LayerRef;
 use crate::error::{Error, Result};
-use crate::fs::copy::{Chmod, CopyRequest, copy, mkdir_p, sources_digest};
+use crate::fs::copy::{Chmod, CopyRequest, DirStamps, copy, mkdir_p, sources_digest};
+use crate::fs::pattern::Excluder;
 use crate::fs::user::{resolve_chown, resolve_user as user_of};
 use crate::fs::view::LayerView;
 use crate::fs::{FileKind, SourceTree, Stat};
@@ -114,6 +115,14 @@ impl SourceTree for ContextTree<'_> {
     fn keeps_owner(&self) -> bool {
         false
     }
+
+    fn selection_digest(&self, rel: &str, exclude: &Excluder) -> Option<[u8; 32]> {
+        self.index.digest_filtered(rel, exclude.patterns())
+    }
+
+    fn stamp(&self, rel: &str) -> Option<[u8; 32]> {
+        self.index.stamp(rel)
+    }
 }
 
 use std::os::unix::ffi::OsStringExt;
@@ -192,6 +201,10 @@ pub(super) struct CopyOp {
     pub lineage: CacheKey,
     /// The base for the layer, being read (see [`place_copy`]).
     base: Mutex<Option<BaseLoad>>,
+    /// The lineage hint the base comes from, with the stamps of the walk that made it.
+    anchor: Option<crate::cache::Lineage>,
+    /// The stamps of the last walk of this COPY ([`crate::fs::CopyStats::stamps`]).
+    walked: Mutex<Vec<(String, [u8; 32])>>,
     pub inputs: Vec<(String, String)>,
     pub history: String,
     loc: Location,
@@ -318,13 +331,14 @@ pub(super) fn prepare_copy(st: &mut StageRun<'_, '_>, ins: &Instruction) -> Resu
     lineage.field("lineage", "strata.copy-lineage.v1");
     let lineage = lineage.finish().0;
     let one_source = !is_add && !parents && sources.len() == 1 && contents.is_empty();
-    let base = match shared.cache.lineage(shared.store, &lineage)? {
-        Some(d) if one_source => {
-            let (store, lease) = (shared.store.clone(), shared.lease.handle());
-            Some(std::thread::spawn(move || store.load_base(&lease, &d)))
-        }
+    let anchor = match shared.cache.lineage(shared.store, &lineage)? {
+        Some(a) if one_source => Some(a),
         _ => None,
     };
+    let base = anchor.as_ref().map(|a| {
+        let (store, lease, d) = (shared.store.clone(), shared.lease.handle(), a.layer);
+        std::thread::spawn(move || store.load_base(&lease, &d))
+    });
     let source = match &from {
         Some(f) => match shared.plan.resolve_from(f, st.ps.index, loc)? {
             FromRef::Stage(i) => {
@@ -370,6 +384,8 @@ pub(super) fn prepare_copy(st: &mut StageRun<'_, '_>, ins: &Instruction) -> Resu
         key,
         lineage,
         base: Mutex::new(base),
+        anchor,
+        walked: Mutex::new(Vec::new()),
         inputs,
         history: format!("{shown} # buildkit"),
         loc,
@@ -491,7 +507,11 @@ fn copy_into(
     req.is_add = op.is_add;
     req.checksum = op.checksum.clone();
     req.unpack = op.unpack;
-    copy(&req, &dest_view, pending, shared.store).map_err(&err)?;
+    req.base_stamps = op.anchor.as_ref().map(|a| &a.stamps);
+    let stats = copy(&req, &dest_view, pending, shared.store).map_err(&err)?;
+    if let Ok(mut walked) = op.walked.lock() {
+        *walked = stats.stamps;
+    }
     if let Some(dir) = heredocs {
         fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     }
@@ -501,12 +521,26 @@ fn copy_into(
 /// Remembers the layer a COPY/ADD produced for the next build of the same step (see
 /// [`crate::cache::BuildCache::lineage`]): the layer itself, or the base it is stored over.
 /// Best effort: a hint that cannot be written only costs the next build its delta.
+/// The stamps go with the layer the walk made (a delta's base keeps its own).
 pub(super) fn note_lineage(st: &StageRun<'_, '_>, op: &CopyOp, layer: &LayerRef) {
-    let store = st.shared.store;
-    if let Ok(base) = store.layer_base(&layer.diff_id) {
-        let anchor = base.unwrap_or(layer.diff_id);
-        let _ = st.shared.cache.set_lineage(&op.lineage, &anchor);
-    }
+    let anchor_stamps = |d: &strata_cas::Digest| match &op.anchor {
+        Some(a) if a.layer == *d => a.stamps.clone(),
+        _ => DirStamps::default(),
+    };
+    let (anchor, stamps) = match st.shared.store.layer_base(&layer.diff_id) {
+        Ok(Some(base)) => (base, anchor_stamps(&base)),
+        Ok(None) => {
+            // A layer of its own, or the base itself again (a copy that changed nothing the
+            // layer holds): the stamps of this walk, over the base's for what it left to it.
+            let mut stamps = anchor_stamps(&layer.diff_id);
+            if let Ok(walked) = op.walked.lock() {
+                stamps.extend(walked.iter().cloned());
+            }
+            (layer.diff_id, stamps)
+        }
+        Err(_) => return,
+    };
+    let _ = st.shared.cache.set_lineage(&op.lineage, &anchor, &stamps);
 }
 
 /// Materialises the context subtree `src` (only what `.dockerignore` keeps) at `farm`, for a

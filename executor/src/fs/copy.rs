@@ -232,7 +232,14 @@ pub struct CopyRequest<'a> {
     pub checksum: Option<String>,
     /// ADD: extract local tar archives (ADD's default; `--unpack=false` turns it off).
     pub unpack: bool,
+    /// The [`CopyStats::stamps`] of the walk that made the pending layer's base, when this
+    /// same COPY made it: a source directory whose stamp is the same now is copied as the base
+    /// has it, without a walk ([`PendingLayer::leave_subtree_to_base`]).
+    pub base_stamps: Option<&'a DirStamps>,
 }
+
+/// Stamps ([`SourceTree::stamp`]) of a COPY's source directories, by destination (relative).
+pub type DirStamps = FxHashMap<String, [u8; 32]>;
 
 impl<'a> CopyRequest<'a> {
     /// A COPY of `sources` from `source` to `dest`, WORKDIR `/`, no options.
@@ -250,6 +257,7 @@ impl<'a> CopyRequest<'a> {
             is_add: false,
             checksum: None,
             unpack: true,
+            base_stamps: None,
         }
     }
 
@@ -279,6 +287,9 @@ pub struct CopyStats {
     pub extracted: u64,
     /// Bytes downloaded by ADD.
     pub downloaded_bytes: u64,
+    /// The stamp of each source directory the walk met, by destination, when the source tree
+    /// keeps stamps ([`SourceTree::stamp`]).
+    pub stamps: Vec<(String, [u8; 32])>,
 }
 
 /// A regular file to place in the second phase.
@@ -934,6 +945,12 @@ impl Copier<'_, '_, '_, '_> {
                     let (mode, owner) = (self.mode(st), self.owner(st));
                     self.w.make_dir_or_defer(dest, (mode, owner, st.mtime))?;
                 }
+                if let Some(stamp) = src_tree.stamp(src) {
+                    if self.left_subtree_to_base(dest, &stamp)? {
+                        return Ok(());
+                    }
+                    self.w.stats.stamps.push((dest.to_owned(), stamp));
+                }
                 self.contents(src, dest, excl)?;
             }
             FileKind::File => {
@@ -1012,6 +1029,23 @@ impl Copier<'_, '_, '_, '_> {
         }
         self.w.stats.files += 1;
         self.w.stats.linked += 1;
+        Ok(true)
+    }
+
+    /// Whether all below the directory `dest` is left to the base, building a delta: its
+    /// source directory's `stamp` is the one it had when the base was made of it.
+    fn left_subtree_to_base(&mut self, dest: &str, stamp: &[u8; 32]) -> Result<bool> {
+        let (Some(_), Some(stamps)) = (&self.w.base, self.req.base_stamps) else {
+            return Ok(false);
+        };
+        if stamps.get(dest) != Some(stamp) {
+            return Ok(false);
+        }
+        let Some(files) = self.w.pending.leave_subtree_to_base(dest)? else {
+            return Ok(false);
+        };
+        self.w.stats.files += files;
+        self.w.stats.linked += files;
         Ok(true)
     }
 
@@ -1217,6 +1251,9 @@ fn walk_items(
             continue;
         }
         if st.is_dir() {
+            // The stamps of the whole source, computed in parallel before the walk asks for
+            // them directory by directory.
+            let _ = req.source.stamp(&src);
             let r = resolve(&c.w.merged, dest_rel, true)?;
             if !r.is_empty() {
                 c.w.ensure_dir_path(parent_rel(&r))?;
@@ -1326,7 +1363,12 @@ pub fn sources_digest(
             if st.kind != FileKind::Dir && excluder.is_excluded(base_name(&m)) {
                 continue;
             }
-            hash_entry(tree, &src, &st, "", &excluder, &mut h)?;
+            match tree.selection_digest(&src, &excluder) {
+                Some(d) => {
+                    h.update(&d);
+                }
+                None => hash_entry(tree, &src, &st, "", &excluder, &mut h)?,
+            };
         }
     }
     Ok(*h.finalize().as_bytes())

@@ -159,6 +159,22 @@ pub trait SourceTree: Sync {
     fn keeps_owner(&self) -> bool {
         true
     }
+
+    /// The content digest of what a COPY selects at `rel` (resolved) with `exclude`, when the
+    /// tree keeps one (the context's index does, memoized and computed in parallel); `None`:
+    /// the caller hashes the entries itself. Like the caller's, it never covers mtime.
+    fn selection_digest(&self, _rel: &str, _exclude: &pattern::Excluder) -> Option<[u8; 32]> {
+        None
+    }
+
+    /// A stamp of everything a COPY takes from the directory `rel` and all below it, mtimes
+    /// included, when the tree keeps one: equal stamps, equal copies. `None` also when the
+    /// subtree holds anything but directories and regular files with a single name (a
+    /// hardlink group or a symlink is always copied by the walk). A tree that gives stamps
+    /// gives no xattrs ([`Self::xattrs`]).
+    fn stamp(&self, _rel: &str) -> Option<[u8; 32]> {
+        None
+    }
 }
 
 /// Joins a clean relative path and a name.

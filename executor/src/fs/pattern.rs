@@ -56,6 +56,11 @@ impl Excluder {
         self.0.is_empty()
     }
 
+    /// The patterns.
+    pub fn patterns(&self) -> &DockerIgnore {
+        &self.0
+    }
+
     /// Whether `rel` (relative to the copy source) is excluded.
     pub fn is_excluded(&self, rel: &str) -> bool {
         !rel.is_empty() && self.0.is_excluded(rel)

@@ -128,6 +128,8 @@ pub struct ContextIndex {
     children: Vec<Vec<u32>>,
     /// Memoized [`ContextIndex::digest`] per entry.
     digests: Vec<OnceLock<[u8; 32]>>,
+    /// Memoized [`ContextIndex::stamp`] per entry.
+    stamps: Vec<OnceLock<Option<[u8; 32]>>>,
     /// `paths` by hash, built at the first lookup: a COPY of 20,000 files looks up every one
     /// of them (and each of its parents) several times, and a binary search over the paths
     /// costs a cache miss per probe.
@@ -137,10 +139,14 @@ pub struct ContextIndex {
 /// Directories with this many children hash them in parallel.
 const PARALLEL_CHILDREN: usize = 64;
 
+/// Directories with this many subdirectories stamp them in parallel.
+const PARALLEL_SUBDIRS: usize = 8;
+
 /// Symlinks followed before giving up, as the kernel's ELOOP limit.
 const MAX_LINKS: usize = 40;
 
 const DIGEST_TAG: &[u8] = b"strata.ctxdigest.v1";
+const STAMP_TAG: &[u8] = b"strata.ctxstamp.v1";
 
 impl ContextIndex {
     /// Scans `context` (an existing directory), skipping what `ignore` excludes; reuses the
@@ -231,6 +237,7 @@ impl ContextIndex {
             }
         }
         let digests = (0..paths.len()).map(|_| OnceLock::new()).collect();
+        let stamps = (0..paths.len()).map(|_| OnceLock::new()).collect();
         stats.duration = started.elapsed();
         Ok((
             Self {
@@ -239,6 +246,7 @@ impl ContextIndex {
                 entries,
                 children,
                 digests,
+                stamps,
                 lookup: OnceLock::new(),
             },
             stats,
@@ -418,6 +426,71 @@ impl ContextIndex {
             *blake3::hash(header(entry, &mut [0; HEADER_MAX], &mut Vec::new())).as_bytes()
         };
         *self.digests[idx].get_or_init(|| digest)
+    }
+
+    /// A stamp of the entry at `rel` and everything below it: [`ContextIndex::digest`]'s
+    /// fields plus mtime and size, for a directory over its sorted children's (name, stamp).
+    /// Equal stamps, equal copies (a COPY keeps mtimes). `None` when `rel` is absent or the
+    /// subtree holds anything but directories and regular files with a single name: a
+    /// hardlink group, a symlink or a special file. Memoized per entry.
+    pub fn stamp(&self, rel: &str) -> Option<[u8; 32]> {
+        self.find(rel).and_then(|idx| self.stamp_at(idx))
+    }
+
+    fn stamp_at(&self, idx: usize) -> Option<[u8; 32]> {
+        if let Some(done) = self.stamps[idx].get() {
+            return *done;
+        }
+        let entry = &self.entries[idx];
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(STAMP_TAG);
+        let stamp = match entry.kind {
+            Kind::File if entry.nlink == 1 => {
+                self.stamp_fields(idx, &mut hasher);
+                Some(*hasher.finalize().as_bytes())
+            }
+            Kind::Dir => {
+                let kids = &self.children[idx];
+                let is_dir = |&&c: &&u32| self.entries[c as usize].kind == Kind::Dir;
+                if kids.iter().filter(is_dir).count() >= PARALLEL_SUBDIRS {
+                    kids.par_iter().filter(is_dir).for_each(|&child| {
+                        self.stamp_at(child as usize);
+                    });
+                }
+                self.stamp_fields(idx, &mut hasher);
+                hasher.update(&(kids.len() as u64).to_le_bytes());
+                // A file's fields go straight into its directory's stamp: one hash per
+                // directory, not one per file.
+                kids.iter()
+                    .try_for_each(|&child| {
+                        let child = child as usize;
+                        let name = base_name(&self.paths[child]);
+                        hasher.update(&(name.len() as u64).to_le_bytes());
+                        hasher.update(name.as_bytes());
+                        match &self.entries[child] {
+                            e if e.kind == Kind::Dir => {
+                                hasher.update(&self.stamp_at(child)?);
+                            }
+                            e if e.kind == Kind::File && e.nlink == 1 => {
+                                self.stamp_fields(child, &mut hasher);
+                            }
+                            _ => return None,
+                        }
+                        Some(())
+                    })
+                    .map(|()| *hasher.finalize().as_bytes())
+            }
+            _ => None,
+        };
+        *self.stamps[idx].get_or_init(|| stamp)
+    }
+
+    /// What a stamp takes of one entry: [`header`]'s fields, mtime and size.
+    fn stamp_fields(&self, idx: usize, hasher: &mut blake3::Hasher) {
+        let entry = &self.entries[idx];
+        hasher.update(header(entry, &mut [0; HEADER_MAX], &mut Vec::new()));
+        hasher.update(&entry.mtime_ns.to_le_bytes());
+        hasher.update(&entry.size.to_le_bytes());
     }
 
     /// Like [`ContextIndex::digest`] for the selection COPY makes of `rel` with `exclude` (the

@@ -192,6 +192,43 @@ fn digests_cover_content_and_names_not_times() {
 }
 
 #[test]
+fn stamps_cover_times_too_and_only_plain_trees_have_one() {
+    let dir = tree();
+    let scan = || {
+        ContextIndex::scan(dir.path(), &DockerIgnore::empty(), None)
+            .expect("scan")
+            .0
+    };
+    let before = scan();
+    assert!(before.stamp("a").is_some() && before.stamp("b").is_some());
+    assert_eq!(before.stamp("a"), scan().stamp("a"), "nothing changed");
+    assert!(before.stamp("nope").is_none());
+    // A later mtime deep down: the same digests, other stamps up to the root.
+    let file = fs::File::options()
+        .write(true)
+        .open(dir.path().join("b/c/three.txt"))
+        .expect("open");
+    let later = std::time::SystemTime::now() + Duration::from_secs(3600);
+    file.set_times(fs::FileTimes::new().set_modified(later))
+        .expect("utimensat");
+    drop(file);
+    let touched = scan();
+    assert_eq!(before.digest("b"), touched.digest("b"));
+    for rel in ["b/c/three.txt", "b/c", "b", ""] {
+        assert_ne!(before.stamp(rel), touched.stamp(rel), "{rel}");
+    }
+    assert_eq!(before.stamp("a"), touched.stamp("a"));
+    // A symlink or a second name below: no stamp, there and above.
+    symlink("one.txt", dir.path().join("a/link")).expect("symlink");
+    fs::hard_link(dir.path().join("top.txt"), dir.path().join("b/c/top")).expect("link");
+    let linked = scan();
+    for rel in ["a", "a/link", "b", "b/c", "top.txt", ""] {
+        assert_eq!(linked.stamp(rel), None, "{rel}");
+    }
+    assert!(linked.stamp("a/one.txt").is_some());
+}
+
+#[test]
 fn content_outside_the_selection_does_not_matter() {
     let dir = tree();
     let (before, _) = ContextIndex::scan(dir.path(), &DockerIgnore::empty(), None).expect("scan");
