@@ -6,7 +6,8 @@
 //!
 //! # On-disk format
 //!
-//! `record.zst` is one zstd stream. Decompressed it is:
+//! `record.zst` is zstd: frames of about 1 MiB, one stream to zstd's decoder. Decompressed
+//! it is:
 //!
 //! ```text
 //! magic    8 bytes  b"STRATREC"
@@ -59,14 +60,24 @@ pub enum Segment {
 
 /// Writes a record: buffers raw bytes and emits coalesced segments into a zstd stream.
 pub struct RecordWriter<W: Write> {
-    enc: zstd::stream::write::Encoder<'static, W>,
+    w: W,
+    zstd: zstd::bulk::Compressor<'static>,
+    /// Raw bytes of the segment being coalesced.
     raw: Vec<u8>,
+    /// Encoded segments not yet compressed: they go out as one zstd frame once there are
+    /// [`FRAME`] bytes. A layer of small files has three segments per file; a streaming
+    /// encoder given each one costs several times their compression.
+    out: Vec<u8>,
 }
+
+/// Bytes of encoded segments per zstd frame, at least.
+const FRAME: usize = 1 << 20;
 
 impl<W: Write> std::fmt::Debug for RecordWriter<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RecordWriter")
             .field("pending_raw", &self.raw.len())
+            .field("pending_out", &self.out.len())
             .finish()
     }
 }
@@ -91,12 +102,15 @@ impl<W: Write> RecordWriter<W> {
     pub fn new(out: W) -> io::Result<Self> {
         // Level 1: a record is mostly tar headers and object keys, written while a layer is
         // unpacked or committed; the faster level halves that CPU for a few percent of size.
-        let mut enc = zstd::stream::write::Encoder::new(out, 1)?;
-        enc.write_all(MAGIC)?;
-        enc.write_all(&VERSION.to_le_bytes())?;
+        let zstd = zstd::bulk::Compressor::new(1)?;
+        let mut head = Vec::with_capacity(FRAME + MAX_RAW);
+        head.extend_from_slice(MAGIC);
+        head.extend_from_slice(&VERSION.to_le_bytes());
         Ok(Self {
-            enc,
+            w: out,
+            zstd,
             raw: Vec::new(),
+            out: head,
         })
     }
 
@@ -121,11 +135,19 @@ impl<W: Write> RecordWriter<W> {
         if self.raw.is_empty() {
             return Ok(());
         }
-        let mut head = vec![TAG_RAW];
-        put_varint(&mut head, self.raw.len() as u64);
-        self.enc.write_all(&head)?;
-        self.enc.write_all(&self.raw)?;
+        self.out.push(TAG_RAW);
+        put_varint(&mut self.out, self.raw.len() as u64);
+        self.out.extend_from_slice(&self.raw);
         self.raw.clear();
+        self.spill(FRAME)
+    }
+
+    /// Writes the encoded segments as a zstd frame once there are at least `min` bytes.
+    fn spill(&mut self, min: usize) -> io::Result<()> {
+        if self.out.len() >= min.max(1) {
+            self.w.write_all(&self.zstd.compress(&self.out)?)?;
+            self.out.clear();
+        }
         Ok(())
     }
 
@@ -135,10 +157,10 @@ impl<W: Write> RecordWriter<W> {
     /// I/O errors from the output.
     pub fn file(&mut self, object: &ObjectKey, size: u64) -> io::Result<()> {
         self.flush_raw()?;
-        let mut seg = vec![TAG_FILE];
-        seg.extend_from_slice(&object.0);
-        put_varint(&mut seg, size);
-        self.enc.write_all(&seg)
+        self.out.push(TAG_FILE);
+        self.out.extend_from_slice(&object.0);
+        put_varint(&mut self.out, size);
+        self.spill(FRAME)
     }
 
     /// Writes the End tag and finishes the zstd stream; returns the output.
@@ -147,8 +169,9 @@ impl<W: Write> RecordWriter<W> {
     /// I/O errors from the output.
     pub fn finish(mut self) -> io::Result<W> {
         self.flush_raw()?;
-        self.enc.write_all(&[TAG_END])?;
-        self.enc.finish()
+        self.out.push(TAG_END);
+        self.spill(0)?;
+        Ok(self.w)
     }
 }
 
