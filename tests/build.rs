@@ -419,6 +419,50 @@ fn a_rebuilt_copy_is_stored_as_a_delta_and_is_the_layer_a_full_build_makes() {
 }
 
 #[test]
+fn an_excluding_copy_rebuilt_as_a_delta_is_the_layer_a_full_build_makes() {
+    let env = Env::new();
+    let mut files: Vec<(String, String)> = Vec::new();
+    for d in 0..5 {
+        for f in 0..20 {
+            files.push((format!("src/d{d}/f{f:02}"), format!("{d}/{f}\n")));
+        }
+        files.push((format!("src/d{d}/skip.tmp"), "excluded\n".into()));
+        files.push((format!("src/d{d}/deep/g"), format!("deep {d}\n")));
+    }
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    let ctx = env.context(
+        "ctx",
+        "COPY --exclude=**/*.tmp src/ /tmp/\nRUN busybox find /tmp -type f | busybox sort | busybox xargs busybox sha256sum > /sums\n",
+        &refs,
+    );
+    let layer = |env: &Env, tag: &str| {
+        env.ok(&mut env.build(&ctx, &["-q", "-t", tag]));
+        let sums = env.st(&["run", "--rm", tag, "cat", "/sums"]);
+        (layer_of(env, tag, 1), sums)
+    };
+    let (first, sums) = layer(&env, "x/t:1");
+    assert_eq!(sums.lines().count(), 105, "{sums}");
+    assert!(!sums.contains(".tmp"), "{sums}");
+
+    // An edit in d0, an excluded file added in d1 (a new mtime for d1), a later mtime in d2's
+    // deep: a delta over the first, the layer a fresh store makes of the context.
+    fs::write(ctx.join("src/d0/f00"), "edited\n").expect("edit");
+    fs::write(ctx.join("src/d1/new.tmp"), "excluded too\n").expect("add");
+    fs::File::options()
+        .read(true)
+        .open(ctx.join("src/d2/deep/g"))
+        .expect("open")
+        .set_modified(SystemTime::now() + Duration::from_secs(3600))
+        .expect("set mtime");
+    let (second, sums) = layer(&env, "x/t:2");
+    assert_eq!(base_of(&env, &second).as_deref(), Some(first.as_str()));
+    assert_eq!((second, sums), layer(&Env::new(), "x/full:2"));
+}
+
+#[test]
 fn touching_a_copied_file_is_a_hit_and_changing_an_uncopied_file_is_a_hit() {
     let env = Env::new();
     let ctx = env.context(
