@@ -460,6 +460,22 @@ fn an_excluding_copy_rebuilt_as_a_delta_is_the_layer_a_full_build_makes() {
     let (second, sums) = layer(&env, "x/t:2");
     assert_eq!(base_of(&env, &second).as_deref(), Some(first.as_str()));
     assert_eq!((second, sums), layer(&Env::new(), "x/full:2"));
+
+    // A hint as an earlier version wrote it (no stamps): the next layer is built whole, and
+    // the one after is a delta over it again.
+    for hint in fs::read_dir(env.root().join("buildcache/lineage")).expect("hints") {
+        let path = hint.expect("hint").path();
+        let text = fs::read_to_string(&path).expect("hint");
+        fs::write(&path, format!("{}\n", text.lines().next().expect("line"))).expect("hint");
+    }
+    fs::write(ctx.join("src/d3/f01"), "edited\n").expect("edit");
+    let (third, sums) = layer(&env, "x/t:3");
+    assert_eq!(base_of(&env, &third), None);
+    assert_eq!((third.clone(), sums), layer(&Env::new(), "x/full:3"));
+    fs::write(ctx.join("src/d4/f02"), "edited\n").expect("edit");
+    let (fourth, sums) = layer(&env, "x/t:4");
+    assert_eq!(base_of(&env, &fourth).as_deref(), Some(third.as_str()));
+    assert_eq!((fourth, sums), layer(&Env::new(), "x/full:4"));
 }
 
 #[test]

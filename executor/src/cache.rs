@@ -55,8 +55,11 @@ pub const MAX_STAMPS: usize = 4096;
 pub struct Lineage {
     /// The layer to build the next one over.
     pub layer: Digest,
-    /// The stamps of the walk that made `layer` (`CopyStats::stamps`); empty when unknown.
+    /// The stamps of the walk that made `layer` (`CopyStats::stamps`).
     pub stamps: crate::fs::copy::DirStamps,
+    /// Whether the hint has its stamps line: a hint of an earlier version has none, and one
+    /// whose line does not parse has lost it.
+    pub stamped: bool,
 }
 
 /// A layer a record names.
@@ -242,10 +245,11 @@ impl BuildCache {
         if store.layer(&layer)?.is_none() {
             return Ok(None);
         }
-        // Stamps that do not parse are no stamps: the next COPY walks all of its sources.
-        let stamps = lines
+        let parsed = lines
             .next()
-            .and_then(|l| serde_json::from_str::<BTreeMap<String, String>>(l).ok())
+            .and_then(|l| serde_json::from_str::<BTreeMap<String, String>>(l).ok());
+        let stamped = parsed.is_some();
+        let stamps = parsed
             .unwrap_or_default()
             .into_iter()
             .filter_map(|(dest, hex)| {
@@ -254,7 +258,11 @@ impl BuildCache {
                 Some((dest, stamp))
             })
             .collect();
-        Ok(Some(Lineage { layer, stamps }))
+        Ok(Some(Lineage {
+            layer,
+            stamps,
+            stamped,
+        }))
     }
 
     /// Records the layer for [`Self::lineage`], with the stamps of the walk that made it
@@ -591,13 +599,21 @@ mod tests {
         .collect();
         c.set_lineage(&key(1), &layer, &stamps).unwrap();
         let hint = c.lineage(&store, &key(1)).unwrap().unwrap();
-        assert_eq!((hint.layer, &hint.stamps), (layer, &stamps));
+        assert_eq!(
+            (hint.layer, &hint.stamps, hint.stamped),
+            (layer, &stamps, true)
+        );
+        c.set_lineage(&key(3), &layer, &Default::default()).unwrap();
+        assert!(c.lineage(&store, &key(3)).unwrap().unwrap().stamped);
         // A hint of one line (or stamps that do not parse) names its layer without stamps.
         let path = c.lineage_path(&key(1));
         for text in [format!("{layer}\n"), format!("{layer}\n{{\"x\": 1\n")] {
             fs::write(&path, text).unwrap();
             let hint = c.lineage(&store, &key(1)).unwrap().unwrap();
-            assert_eq!((hint.layer, hint.stamps.len()), (layer, 0));
+            assert_eq!(
+                (hint.layer, hint.stamps.len(), hint.stamped),
+                (layer, 0, false)
+            );
         }
         // Past MAX_STAMPS, the deepest directories go first.
         let mut many: crate::fs::copy::DirStamps = (0..MAX_STAMPS)

@@ -331,8 +331,11 @@ pub(super) fn prepare_copy(st: &mut StageRun<'_, '_>, ins: &Instruction) -> Resu
     lineage.field("lineage", "strata.copy-lineage.v1");
     let lineage = lineage.finish().0;
     let one_source = !is_add && !parents && sources.len() == 1 && contents.is_empty();
+    // A hint without its stamps (an earlier version's) is not built over: the layer is made
+    // whole once, and its hint then has the stamps that spare the next builds the walk of
+    // unchanged directories.
     let anchor = match shared.cache.lineage(shared.store, &lineage)? {
-        Some(a) if one_source => Some(a),
+        Some(a) if one_source && a.stamped => Some(a),
         _ => None,
     };
     let base = anchor.as_ref().map(|a| {
