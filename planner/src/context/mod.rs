@@ -429,7 +429,8 @@ impl ContextIndex {
     }
 
     /// A stamp of the entry at `rel` and everything below it: [`ContextIndex::digest`]'s
-    /// fields plus mtime and size, for a directory over its sorted children's (name, stamp).
+    /// fields plus mtime and size, for a directory followed by its sorted children's names,
+    /// each with a subdirectory's stamp or a file's fields.
     /// Equal stamps, equal copies (a COPY keeps mtimes). `None` when `rel` is absent or the
     /// subtree holds anything but directories and regular files with a single name: a
     /// hardlink group, a symlink or a special file. Memoized per entry.
