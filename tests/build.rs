@@ -274,6 +274,40 @@ fn base_of(env: &Env, diff_id: &str) -> Option<String> {
         .map(|b| b.trim().to_string())
 }
 
+/// Sets the mtime of `path` (not following a final symlink's target) `hours` from now.
+fn set_mtime_later(path: &Path, hours: u64) {
+    fs::File::options()
+        .read(true)
+        .open(path)
+        .expect("open")
+        .set_modified(SystemTime::now() + Duration::from_secs(3600 * hours))
+        .expect("set mtime");
+}
+
+/// A context dir `ctx` of `files` whose Dockerfile is `copy` (a COPY into /tmp, which is in
+/// the base: the layer holds only what the context gives, no "now" mtimes), then a RUN that
+/// writes the sums of every file under /tmp to /sums.
+fn sums_context(env: &Env, copy: &str, files: &[(String, String)]) -> PathBuf {
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    env.context(
+        "ctx",
+        &format!(
+            "{copy}\nRUN busybox find /tmp -type f | busybox sort | busybox xargs busybox sha256sum > /sums\n"
+        ),
+        &refs,
+    )
+}
+
+/// Builds `ctx` as `tag` in `env`'s store: the diffID of its COPY's layer and its /sums.
+fn layer_and_sums(env: &Env, ctx: &Path, tag: &str) -> (String, String) {
+    env.ok(&mut env.build(ctx, &["-q", "-t", tag]));
+    let sums = env.st(&["run", "--rm", tag, "cat", "/sums"]);
+    (layer_of(env, tag, 1), sums)
+}
+
 #[test]
 fn a_rebuilt_copy_is_stored_as_a_delta_and_is_the_layer_a_full_build_makes() {
     let env = Env::new();
@@ -286,28 +320,10 @@ fn a_rebuilt_copy_is_stored_as_a_delta_and_is_the_layer_a_full_build_makes() {
     for s in 0..4 {
         files.push((format!("src/d01/sub/s{s}"), format!("sub {s}\n")));
     }
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(p, c)| (p.as_str(), c.as_str()))
-        .collect();
-    // /tmp is in the base: the layer holds only what the context gives (no "now" mtimes).
-    let ctx = env.context(
-        "ctx",
-        "COPY src/ /tmp/\nRUN busybox find /tmp -type f | busybox sort | busybox xargs busybox sha256sum > /sums\n",
-        &refs,
-    );
+    let ctx = sums_context(&env, "COPY src/ /tmp/", &files);
     // What a build of the context as it is now makes in a store of its own.
-    let full = |tag: &str| {
-        let fresh = Env::new();
-        fresh.ok(&mut fresh.build(&ctx, &["-q", "-t", tag]));
-        let sums = fresh.st(&["run", "--rm", tag, "cat", "/sums"]);
-        (layer_of(&fresh, tag, 1), sums)
-    };
-    let build = |tag: &str| {
-        env.ok(&mut env.build(&ctx, &["-q", "-t", tag]));
-        let sums = env.st(&["run", "--rm", tag, "cat", "/sums"]);
-        (layer_of(&env, tag, 1), sums)
-    };
+    let full = |tag: &str| layer_and_sums(&Env::new(), &ctx, tag);
+    let build = |tag: &str| layer_and_sums(&env, &ctx, tag);
     let (first, _) = build("delta/t:1");
     assert_eq!(
         base_of(&env, &first),
@@ -328,14 +344,7 @@ fn a_rebuilt_copy_is_stored_as_a_delta_and_is_the_layer_a_full_build_makes() {
     );
     // mtime alone changes what is copied (not the key): with an edit elsewhere, the delta
     // must still take it.
-    let later = |rel: &str, hours: u64| {
-        fs::File::options()
-            .read(true)
-            .open(ctx.join(rel))
-            .expect("open")
-            .set_modified(SystemTime::now() + Duration::from_secs(3600 * hours))
-            .expect("set mtime");
-    };
+    let later = |rel: &str, hours: u64| set_mtime_later(&ctx.join(rel), hours);
     later("src/d07/f02", 1);
     later("src/d08", 1);
     later("src/d01/sub/s2", 1);
@@ -429,20 +438,8 @@ fn an_excluding_copy_rebuilt_as_a_delta_is_the_layer_a_full_build_makes() {
         files.push((format!("src/d{d}/skip.tmp"), "excluded\n".into()));
         files.push((format!("src/d{d}/deep/g"), format!("deep {d}\n")));
     }
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(p, c)| (p.as_str(), c.as_str()))
-        .collect();
-    let ctx = env.context(
-        "ctx",
-        "COPY --exclude=**/*.tmp src/ /tmp/\nRUN busybox find /tmp -type f | busybox sort | busybox xargs busybox sha256sum > /sums\n",
-        &refs,
-    );
-    let layer = |env: &Env, tag: &str| {
-        env.ok(&mut env.build(&ctx, &["-q", "-t", tag]));
-        let sums = env.st(&["run", "--rm", tag, "cat", "/sums"]);
-        (layer_of(env, tag, 1), sums)
-    };
+    let ctx = sums_context(&env, "COPY --exclude=**/*.tmp src/ /tmp/", &files);
+    let layer = |env: &Env, tag: &str| layer_and_sums(env, &ctx, tag);
     let (first, sums) = layer(&env, "x/t:1");
     assert_eq!(sums.lines().count(), 105, "{sums}");
     assert!(!sums.contains(".tmp"), "{sums}");
@@ -451,12 +448,7 @@ fn an_excluding_copy_rebuilt_as_a_delta_is_the_layer_a_full_build_makes() {
     // deep: a delta over the first, the layer a fresh store makes of the context.
     fs::write(ctx.join("src/d0/f00"), "edited\n").expect("edit");
     fs::write(ctx.join("src/d1/new.tmp"), "excluded too\n").expect("add");
-    fs::File::options()
-        .read(true)
-        .open(ctx.join("src/d2/deep/g"))
-        .expect("open")
-        .set_modified(SystemTime::now() + Duration::from_secs(3600))
-        .expect("set mtime");
+    set_mtime_later(&ctx.join("src/d2/deep/g"), 1);
     let (second, sums) = layer(&env, "x/t:2");
     assert_eq!(base_of(&env, &second).as_deref(), Some(first.as_str()));
     assert_eq!((second, sums), layer(&Env::new(), "x/full:2"));
@@ -490,13 +482,7 @@ fn touching_a_copied_file_is_a_hit_and_changing_an_uncopied_file_is_a_hit() {
     assert_eq!(first.output(), "copied\n");
 
     // mtime only.
-    let later = SystemTime::now() + Duration::from_secs(3600);
-    fs::File::options()
-        .write(true)
-        .open(ctx.join("a"))
-        .expect("open")
-        .set_modified(later)
-        .expect("set mtime");
+    set_mtime_later(&ctx.join("a"), 1);
     let touched = env.build_json(&ctx, &[]);
     assert!(touched.hit("COPY a /a"), "{:?}", touched.cache());
     assert!(touched.hit("RUN cat /a"));

@@ -526,24 +526,30 @@ fn copy_into(
 /// Best effort: a hint that cannot be written only costs the next build its delta.
 /// The stamps go with the layer the walk made (a delta's base keeps its own).
 pub(super) fn note_lineage(st: &StageRun<'_, '_>, op: &CopyOp, layer: &LayerRef) {
-    let anchor_stamps = |d: &strata_cas::Digest| match &op.anchor {
-        Some(a) if a.layer == *d => a.stamps.clone(),
-        _ => DirStamps::default(),
-    };
-    let (anchor, stamps) = match st.shared.store.layer_base(&layer.diff_id) {
-        Ok(Some(base)) => (base, anchor_stamps(&base)),
+    let anchor = op.anchor.as_ref();
+    let _ = match st.shared.store.layer_base(&layer.diff_id) {
+        // A delta over the hint's own layer: the hint says it all already.
+        Ok(Some(base)) if anchor.is_some_and(|a| a.layer == base) => Ok(()),
+        Ok(Some(base)) => st
+            .shared
+            .cache
+            .set_lineage(&op.lineage, &base, &DirStamps::default()),
         Ok(None) => {
             // A layer of its own, or the base itself again (a copy that changed nothing the
             // layer holds): the stamps of this walk, over the base's for what it left to it.
-            let mut stamps = anchor_stamps(&layer.diff_id);
+            let mut stamps = match anchor {
+                Some(a) if a.layer == layer.diff_id => a.stamps.clone(),
+                _ => DirStamps::default(),
+            };
             if let Ok(walked) = op.walked.lock() {
                 stamps.extend(walked.iter().cloned());
             }
-            (layer.diff_id, stamps)
+            st.shared
+                .cache
+                .set_lineage(&op.lineage, &layer.diff_id, &stamps)
         }
         Err(_) => return,
     };
-    let _ = st.shared.cache.set_lineage(&op.lineage, &anchor, &stamps);
 }
 
 /// Materialises the context subtree `src` (only what `.dockerignore` keeps) at `farm`, for a

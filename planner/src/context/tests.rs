@@ -13,6 +13,15 @@ fn write(root: &Path, rel: &str, content: &str) {
     fs::write(path, content).expect("write");
 }
 
+fn set_mtime(path: &Path, mtime: std::time::SystemTime) {
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .expect("open")
+        .set_times(fs::FileTimes::new().set_modified(mtime))
+        .expect("utimensat");
+}
+
 /// Files changed within a clock tick of a scan are re-hashed by the next one (racy); tests
 /// that count hashes let their edits age past that first.
 fn settle() {
@@ -114,10 +123,7 @@ fn edit_with_restored_mtime_is_noticed_through_ctime() {
         .modified()
         .expect("mtime");
     fs::write(&path, "ONE\n").expect("edit");
-    let file = fs::File::options().write(true).open(&path).expect("open");
-    file.set_times(fs::FileTimes::new().set_modified(mtime))
-        .expect("utimensat");
-    drop(file);
+    set_mtime(&path, mtime);
     assert_eq!(
         fs::metadata(&path)
             .expect("stat")
@@ -137,14 +143,10 @@ fn touch_rehashes_but_keeps_the_digest() {
     let state = store.path().join("key.idx");
     settle();
     let (before, _) = scan(dir.path(), &DockerIgnore::empty(), &state);
-    let file = fs::File::options()
-        .write(true)
-        .open(dir.path().join("top.txt"))
-        .expect("open");
-    let later = std::time::SystemTime::now() + Duration::from_secs(3600);
-    file.set_times(fs::FileTimes::new().set_modified(later))
-        .expect("utimensat");
-    drop(file);
+    set_mtime(
+        &dir.path().join("top.txt"),
+        std::time::SystemTime::now() + Duration::from_secs(3600),
+    );
     let (after, stats) = scan(dir.path(), &DockerIgnore::empty(), &state);
     assert_eq!(stats.hashed_paths, ["top.txt"]);
     assert_ne!(
@@ -204,14 +206,10 @@ fn stamps_cover_times_too_and_only_plain_trees_have_one() {
     assert_eq!(before.stamp("a"), scan().stamp("a"), "nothing changed");
     assert!(before.stamp("nope").is_none());
     // A later mtime deep down: the same digests, other stamps up to the root.
-    let file = fs::File::options()
-        .write(true)
-        .open(dir.path().join("b/c/three.txt"))
-        .expect("open");
-    let later = std::time::SystemTime::now() + Duration::from_secs(3600);
-    file.set_times(fs::FileTimes::new().set_modified(later))
-        .expect("utimensat");
-    drop(file);
+    set_mtime(
+        &dir.path().join("b/c/three.txt"),
+        std::time::SystemTime::now() + Duration::from_secs(3600),
+    );
     let touched = scan();
     assert_eq!(before.digest("b"), touched.digest("b"));
     for rel in ["b/c/three.txt", "b/c", "b", ""] {
