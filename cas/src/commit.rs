@@ -58,8 +58,8 @@ use crate::object::{ObjectKey, ObjectMeta};
 use crate::record::{Batch, RecordWriter, hash_and_record};
 use crate::store::Store;
 use crate::tarwrite::{
-    Entry, Meta, Placed, Prefetch, TreeSink, pad, read_cached, shrank, walk_trees, write_end,
-    write_header,
+    Entry, Meta, Placed, Prefetch, Probe, TreeSink, pad, read_cached, shrank, walk_trees,
+    write_end, write_header,
 };
 
 /// A layer being built in place; see the module docs.
@@ -479,7 +479,7 @@ impl PendingLayer<'_> {
                 new_objects: &mut new_objects,
                 tx,
                 prefetch: &prefetch,
-                probe: true,
+                probe: Probe::default(),
                 batch: Batch::with_capacity(BATCH),
                 free: free_rx,
                 size: 0,
@@ -669,8 +669,8 @@ struct CommitSink<'s> {
     new_objects: &'s mut Vec<ObjectKey>,
     tx: std::sync::mpsc::SyncSender<Batch>,
     prefetch: &'s Prefetch,
-    /// Reads try the page cache alone until one misses, which starts `prefetch`.
-    probe: bool,
+    /// Reads try the page cache alone until the cache looks cold, which starts `prefetch`.
+    probe: Probe,
     /// The batch being filled.
     batch: Batch,
     /// Batches the hasher is done with.
@@ -731,12 +731,11 @@ impl CommitSink<'_> {
             let want = (size - n).min(room as u64);
             let start = self.batch.bytes.len();
             let mut cached = None;
-            if self.probe {
+            if self.probe.on() {
                 // usize: `want` is at most `room`.
                 cached = read_cached(&file, &mut self.batch.bytes, want as usize)
                     .map_err(io_err(path))?;
-                if cached.is_none() {
-                    self.probe = false;
+                if self.probe.cold(cached.is_none()) {
                     self.prefetch.start();
                 }
             }
