@@ -55,7 +55,7 @@ use crate::error::{Error, Result, io_err};
 use crate::layer::{Durability, LayerInfo, TempLayer};
 use crate::lease::{Lease, LeaseHandle};
 use crate::object::{ObjectKey, ObjectMeta};
-use crate::record::{Batch, RecordWriter, hash_and_record};
+use crate::record::{Batch, RecordWriter, hash_batches};
 use crate::store::Store;
 use crate::tarwrite::{
     Entry, Meta, Placed, Prefetch, Probe, TreeSink, pad, read_cached, shrank, walk_trees,
@@ -453,10 +453,11 @@ impl PendingLayer<'_> {
         let linked = std::mem::take(&mut *self.linked.lock().map_err(|_| poisoned())?);
         let mut new_objects =
             std::mem::take(&mut *self.new_objects.lock().map_err(|_| poisoned())?);
-        // The walk (syscalls, reads, blake3 of new files) and the sha256 + record of the tar
-        // stream run on two threads: the sha256 of a large layer is the longest single task.
-        // The walker packs headers and file contents into large batches (no allocation per
-        // file); the hasher hashes each batch in one call and hands it back for reuse.
+        // The walk (syscalls, reads, blake3 of new files, the record) and the sha256 of the tar
+        // stream run on two threads: the sha256 of a large layer is the longest single task,
+        // so its thread does nothing else. The walker packs headers and file contents into
+        // large batches (no allocation per file) and records each; the hasher hashes each
+        // batch in one call and hands it back for reuse.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(POOL - 1);
         let (free_tx, free_rx) = std::sync::mpsc::channel::<Batch>();
         for _ in 0..POOL - 1 {
@@ -469,8 +470,7 @@ impl PendingLayer<'_> {
             // Files evicted from the page cache since they were written are read back with
             // many reads in flight, not one at a time by the walk (once the walk meets one).
             s.spawn(|| prefetch.run(&dirs));
-            let hasher = s
-                .spawn(move || hash_and_record(rx, &free_tx, record).map_err(io_err("record.zst")));
+            let hasher = s.spawn(move || hash_batches(rx, &free_tx));
             let mut sink = CommitSink {
                 store: self.store,
                 linked,
@@ -478,6 +478,7 @@ impl PendingLayer<'_> {
                 in_use,
                 new_objects: &mut new_objects,
                 tx,
+                record,
                 prefetch: &prefetch,
                 probe: Probe::default(),
                 batch: Batch::with_capacity(BATCH),
@@ -492,17 +493,26 @@ impl PendingLayer<'_> {
                     write_end(&mut end).map_err(io_err("<tar>"))?;
                     sink.raw(&end)?;
                     sink.flush()?;
-                    Ok((sink.size, sink.entries, sink.unpacked))
+                    Ok(())
                 });
-            drop(sink);
+            let CommitSink {
+                tx,
+                record,
+                size,
+                entries,
+                unpacked,
+                ..
+            } = sink;
+            // The hasher ends once the channel closes.
+            drop(tx);
             prefetch.stop();
             let hashed = hasher
                 .join()
-                .unwrap_or_else(|_| Err(Error::Archive("layer hasher thread panicked".into())));
-            (walked, hashed)
+                .map_err(|_| Error::Archive("layer hasher thread panicked".into()));
+            (walked.map(|()| (record, size, entries, unpacked)), hashed)
         });
-        let (size, entries, unpacked) = walked?;
-        let (diff_id, record) = hashed?;
+        let (record, size, entries, unpacked) = walked?;
+        let diff_id = hashed?;
         let info = LayerInfo {
             diff_id,
             size,
@@ -668,6 +678,8 @@ struct CommitSink<'s> {
     in_use: bool,
     new_objects: &'s mut Vec<ObjectKey>,
     tx: std::sync::mpsc::SyncSender<Batch>,
+    /// Each batch is recorded here before the hasher gets it.
+    record: RecordWriter<BufWriter<File>>,
     prefetch: &'s Prefetch,
     /// Reads try the page cache alone until the cache looks cold, which starts `prefetch`.
     probe: Probe,
@@ -710,6 +722,9 @@ impl CommitSink<'_> {
         if self.batch.events.is_empty() {
             return Ok(());
         }
+        self.record
+            .replay(&self.batch)
+            .map_err(io_err("record.zst"))?;
         let next = self.free.recv().map_err(|_| hasher_gone())?;
         let full = std::mem::replace(&mut self.batch, next);
         self.tx.send(full).map_err(|_| hasher_gone())

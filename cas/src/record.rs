@@ -227,6 +227,24 @@ impl Batch {
     }
 }
 
+/// The body of a layer's hasher thread whose sender records the batches itself (a layer
+/// commit's walk has the spare time, an extraction does not: see [`hash_and_record`]): hashes
+/// every batch from `batches` (the diffID) and hands it back, cleared, on `free`, until the
+/// sender closes. The hash never waits for anything but the next batch.
+pub(crate) fn hash_batches(
+    batches: std::sync::mpsc::Receiver<Batch>,
+    free: &std::sync::mpsc::Sender<Batch>,
+) -> crate::digest::Digest {
+    let mut sha = crate::digest::Hasher::new();
+    for mut batch in batches {
+        sha.update(&batch.bytes);
+        batch.clear();
+        // The sender may be gone (its walk failed): the batch is then simply freed.
+        let _ = free.send(batch);
+    }
+    sha.finish()
+}
+
 /// The body of a layer's hasher thread: hashes (the diffID) and records every batch from
 /// `batches`, handing each back on `free` for reuse, until the sender closes. The record (its
 /// zstd compression) is written on a thread of its own, behind the hash: the sha256 of a large
