@@ -227,6 +227,29 @@ impl Batch {
     }
 }
 
+/// Hashes every batch from `batches` (the diffID), handing each on to `next`, until the sender
+/// closes or `next` refuses one (returns false): the loop of every layer hasher thread.
+fn hash_each(
+    batches: std::sync::mpsc::Receiver<Batch>,
+    mut next: impl FnMut(Batch) -> bool,
+) -> crate::digest::Digest {
+    let mut sha = crate::digest::Hasher::new();
+    for batch in batches {
+        sha.update(&batch.bytes);
+        if !next(batch) {
+            break;
+        }
+    }
+    sha.finish()
+}
+
+/// Hands `batch` back, cleared, to the sender that reuses it.
+fn give_back(free: &std::sync::mpsc::Sender<Batch>, mut batch: Batch) {
+    batch.clear();
+    // The sender may be gone (its walk failed): the batch is then simply freed.
+    let _ = free.send(batch);
+}
+
 /// The body of a layer's hasher thread whose sender records the batches itself (a layer
 /// commit's walk has the spare time, an extraction does not: see [`hash_and_record`]): hashes
 /// every batch from `batches` (the diffID) and hands it back, cleared, on `free`, until the
@@ -235,20 +258,16 @@ pub(crate) fn hash_batches(
     batches: std::sync::mpsc::Receiver<Batch>,
     free: &std::sync::mpsc::Sender<Batch>,
 ) -> crate::digest::Digest {
-    let mut sha = crate::digest::Hasher::new();
-    for mut batch in batches {
-        sha.update(&batch.bytes);
-        batch.clear();
-        // The sender may be gone (its walk failed): the batch is then simply freed.
-        let _ = free.send(batch);
-    }
-    sha.finish()
+    hash_each(batches, |batch| {
+        give_back(free, batch);
+        true
+    })
 }
 
 /// The body of a layer's hasher thread: hashes (the diffID) and records every batch from
 /// `batches`, handing each back on `free` for reuse, until the sender closes. The record (its
 /// zstd compression) is written on a thread of its own, behind the hash: the sha256 of a large
-/// layer is the longest single task of a commit or an extraction.
+/// layer is the longest single task of an extraction, whose sender has no time to spare.
 ///
 /// # Errors
 /// I/O errors writing the record (both threads stop there, which the sender sees).
@@ -260,27 +279,19 @@ pub(crate) fn hash_and_record<W: Write + Send>(
     let (to_record, recorded) = std::sync::mpsc::sync_channel::<Batch>(1);
     std::thread::scope(|s| {
         let recorder = s.spawn(move || -> io::Result<RecordWriter<W>> {
-            for mut batch in recorded {
+            for batch in recorded {
                 record.replay(&batch)?;
-                batch.clear();
-                // The sender may be gone (its walk failed): the batch is then simply freed.
-                let _ = free.send(batch);
+                give_back(free, batch);
             }
             Ok(record)
         });
-        let mut sha = crate::digest::Hasher::new();
-        for batch in batches {
-            sha.update(&batch.bytes);
-            if to_record.send(batch).is_err() {
-                // The recorder stopped on an error, reported below.
-                break;
-            }
-        }
+        // A refused batch: the recorder stopped on an error, reported below.
+        let sha = hash_each(batches, |batch| to_record.send(batch).is_ok());
         drop(to_record);
         let record = recorder
             .join()
             .map_err(|_| io::Error::other("layer recorder thread panicked"))??;
-        Ok((sha.finish(), record))
+        Ok((sha, record))
     })
 }
 
