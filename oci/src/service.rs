@@ -516,7 +516,22 @@ impl Images {
     ///
     /// [`Error::NoSuchImage`], [`Error::AmbiguousId`].
     pub fn resolve(&self, spec: &str) -> Result<Resolved> {
-        let records = self.records(&GcLock::shared(&self.store)?)?;
+        let gc = GcLock::shared(&self.store)?;
+        // A plain name (the usual FROM) is one lookup in refs.json and one manifest read, however
+        // many images (dangling ones of earlier builds, say) the store holds.
+        if spec.parse::<Digest>().is_err()
+            && let Ok(reference) = spec.parse::<Reference>()
+            && !is_hidden(&reference)
+            && reference.digest().is_none()
+            && let Some(manifest) = self.store.refs()?.get(&reference)
+        {
+            return Ok(Resolved {
+                manifest: *manifest,
+                id: self.manifest_config(manifest)?,
+                reference: Some(reference),
+            });
+        }
+        let records = self.records(&gc)?;
         if let Ok(d) = spec.parse::<Digest>()
             && let Some(r) = records.iter().find(|r| r.config == d || r.manifest == d)
         {

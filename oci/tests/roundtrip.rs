@@ -259,3 +259,32 @@ fn bad_archives_name_the_problem() {
     let err = images.load(&data[..]).unwrap_err().to_string();
     assert!(err.contains("c.json"), "{err}");
 }
+
+#[test]
+fn a_name_resolves_from_its_own_manifest_alone() {
+    let (_d, images) = fresh();
+    let a = images
+        .import(
+            &rootfs_tar()[..],
+            Some(&"a".parse().unwrap()),
+            &[],
+            Some("a"),
+        )
+        .unwrap();
+    let b = images
+        .import(
+            &rootfs_tar()[..],
+            Some(&"b".parse().unwrap()),
+            &[],
+            Some("b"),
+        )
+        .unwrap();
+    // b's manifest is damaged: resolving a by name never reads it (a FROM costs the same
+    // however many images, dangling ones of earlier builds say, the store holds)...
+    std::fs::write(images.store().blob_path(&b.manifest), b"{}").unwrap();
+    let r = images.resolve("a").unwrap();
+    assert_eq!((r.id, r.manifest), (a.id, a.manifest));
+    assert_eq!(r.reference, Some("a".parse().unwrap()));
+    // ...while an ID prefix, which has to look at every image, reports it.
+    assert!(images.resolve(&a.id.hex()[..12]).is_err());
+}
