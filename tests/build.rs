@@ -844,6 +844,39 @@ fn a_failed_run_exits_1_naming_the_line_exit_code_and_output() {
 }
 
 #[test]
+fn a_context_that_cannot_be_scanned_fails_the_build_with_its_own_error() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let env = Env::new();
+    // A stage that never reads the context may run while the context is scanned; the scan's
+    // error is still the build's, the steps waiting for the context are cancelled, and nothing
+    // is tagged.
+    let ctx = env.context(
+        "ctx",
+        &format!("RUN echo other > /o\nFROM {BASE}\nCOPY --from=0 /o /o\nCOPY . /c\n"),
+        &[("sub/ok", "ok")],
+    );
+    let bad = ctx
+        .join("sub")
+        .join(std::ffi::OsStr::from_bytes(b"bad\xff"));
+    fs::write(&bad, "x").expect("non-UTF-8 name");
+    let (out, _, se) = run(&mut env.build(&ctx, &["-t", "scanfail", "--progress=plain"]));
+    assert_eq!(out.status.code(), Some(1), "{se}");
+    assert!(
+        se.contains("#1 ERROR: build context: sub: a name in this directory is not UTF-8"),
+        "{se}"
+    );
+    assert!(
+        se.ends_with("error: build context: sub: a name in this directory is not UTF-8\n"),
+        "{se}"
+    );
+    let (_, images, _) = env.ok(strata(&env.root()).arg("images"));
+    assert!(!images.contains("scanfail"), "{images}");
+    // Without the bad name, the same build succeeds.
+    fs::remove_file(&bad).expect("rm");
+    env.ok(&mut env.build(&ctx, &["-t", "scanfail"]));
+}
+
+#[test]
 fn unknown_target_bad_flag_and_unconsumed_build_arg() {
     let env = Env::new();
     let ctx = env.path().join("ctx");

@@ -362,7 +362,7 @@ pub(super) fn prepare_copy(st: &mut StageRun<'_, '_>, ins: &Instruction) -> Resu
                 .cloned()
                 .collect();
             if !local.is_empty() {
-                let index = shared.context.as_ref().ok_or_else(|| {
+                let index = shared.context()?.ok_or_else(|| {
                     err(Error::Copy(
                         "COPY/ADD from the context needs a build context".into(),
                     ))
@@ -489,8 +489,7 @@ fn copy_into(
         }
         (CopySource::Context, None) => {
             let index = shared
-                .context
-                .as_ref()
+                .context()?
                 .ok_or_else(|| err(Error::Copy("no build context".into())))?;
             context_tree = ContextTree::new(index)?;
             (&context_tree, op.sources.clone())

@@ -1,7 +1,10 @@
 //! The build engine: runs a [`Plan`] into an image.
 //!
-//! Data flow: the planner's stages (needed ones only) run on threads, each as soon as the
-//! stages it depends on are done, at most `jobs` at a time. A stage starts from its base (an
+//! Data flow: the build context is scanned on a thread of its own while the planner's stages
+//! (needed ones only) run on threads, each as soon as the stages it depends on are done, at
+//! most `jobs` at a time; a step that reads the context waits for the scan there
+//! ([`Shared::context`]), so that what comes before it (the base image, the layer a COPY is
+//! built over, steps and stages that never read the context) overlaps the scan. A stage starts from its base (an
 //! image of the store, an earlier stage, or scratch), runs the ONBUILD triggers of that base,
 //! then its instructions in order:
 //!
@@ -23,7 +26,7 @@ mod run;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
 use strata_cas::lease::Lease;
@@ -127,7 +130,9 @@ struct Shared<'a> {
     plan: Plan,
     events: EventSink,
     lease: Lease,
-    context: Option<ContextIndex>,
+    /// Whether the build has a context, and its index once scanned (`None` if the scan failed:
+    /// its error is the build's).
+    context: (bool, OnceLock<Option<ContextIndex>>),
     next_id: AtomicUsize,
     results: Mutex<HashMap<usize, Result<StageResult, String>>>,
     done: Condvar,
@@ -141,6 +146,19 @@ struct Shared<'a> {
 impl Shared<'_> {
     fn emit(&self, e: Event) {
         (self.events)(&e);
+    }
+
+    /// The build context's index, once its scan is done (`None` for a build without context).
+    fn context(&self) -> Result<Option<&ContextIndex>> {
+        if !self.context.0 {
+            return Ok(None);
+        }
+        match self.context.1.wait() {
+            Some(index) => Ok(Some(index)),
+            None => Err(Error::Denied(
+                "cancelled: the build context could not be read".into(),
+            )),
+        }
     }
 
     fn new_id(&self) -> usize {
@@ -238,7 +256,7 @@ pub fn build(images: &Images, req: &BuildRequest, events: EventSink) -> Result<B
         plan,
         events,
         lease,
-        context: None,
+        context: (req.context.is_some(), OnceLock::new()),
         next_id: AtomicUsize::new(0),
         results: Mutex::new(HashMap::new()),
         done: Condvar::new(),
@@ -248,20 +266,31 @@ pub fn build(images: &Images, req: &BuildRequest, events: EventSink) -> Result<B
         stub_lower,
         started,
     };
-    let mut shared = shared;
-    let mut state_write = None;
-    if let Some(dir) = &req.context {
-        let (index, write) = scan_context(&shared, dir)?;
-        shared.context = Some(index);
-        state_write = write;
-    }
-    let shared = shared;
-
     let order = shared.plan.order.clone();
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
-    let saved = std::thread::scope(|s| {
-        // The context's stat index is written while the steps run (it is for the next build).
-        let saver = state_write.map(|w| s.spawn(move || w.write()));
+    let scanned = std::thread::scope(|s| {
+        let scan = req.context.as_ref().map(|dir| {
+            // Its events come first, as its scan does.
+            let id = shared.new_id();
+            shared.emit(Event::Start {
+                id,
+                name: "[internal] load build context".into(),
+            });
+            let shared = &shared;
+            s.spawn(move || -> Result<()> {
+                let _unblock = NoIndexOnDrop(&shared.context.1);
+                let (index, write) = scan_context(shared, id, dir).inspect_err(|e| {
+                    shared.failed.store(true, Ordering::SeqCst);
+                    shared.emit(Event::Error {
+                        id,
+                        message: e.to_string(),
+                    });
+                })?;
+                let _ = shared.context.1.set(Some(index));
+                // The stat index is written while the steps run (it is for the next build).
+                write.map_or(Ok(()), |w| w.write().map_err(Error::from))
+            })
+        });
         for &i in &order {
             let shared = &shared;
             let first_error = &first_error;
@@ -286,29 +315,38 @@ pub fn build(images: &Images, req: &BuildRequest, events: EventSink) -> Result<B
                 shared.done.notify_all();
             });
         }
-        saver.map_or(Ok(()), |h| -> Result<()> {
+        scan.map_or(Ok(()), |h| -> Result<()> {
             h.join()
-                .map_err(|_| Error::Sandbox("the context index writer panicked".into()))?
-                .map_err(Error::from)
+                .map_err(|_| Error::Sandbox("the context scan panicked".into()))?
         })
     });
-    if let Some(e) = first_error.into_inner().ok().flatten() {
-        return Err(e);
+    // A failed scan is the build's error, before the steps it cancelled.
+    let no_index = shared.context.1.get().is_some_and(Option::is_none);
+    match (scanned, first_error.into_inner().ok().flatten()) {
+        (Err(e), _) if no_index => return Err(e),
+        (_, Some(e)) | (Err(e), None) => return Err(e),
+        (Ok(()), None) => {}
     }
-    saved?;
     let target = shared.wait_stage(shared.plan.target)?;
     finish(&shared, target)
 }
 
+/// Lets the steps waiting for the context index go (as cancelled) when its scan ends without
+/// one, by an error or a panic.
+struct NoIndexOnDrop<'s>(&'s OnceLock<Option<ContextIndex>>);
+
+impl Drop for NoIndexOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.set(None);
+    }
+}
+
+/// Scans the context at `dir` for the step `id` (already started).
 fn scan_context(
     shared: &Shared<'_>,
+    id: usize,
     dir: &Path,
 ) -> Result<(ContextIndex, Option<strata_planner::context::StateWrite>)> {
-    let id = shared.new_id();
-    shared.emit(Event::Start {
-        id,
-        name: "[internal] load build context".into(),
-    });
     let t = Instant::now();
     let abs = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
     let state = shared.cache.context_index_path(&abs);

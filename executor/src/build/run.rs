@@ -189,7 +189,7 @@ pub(super) fn prepare(st: &mut StageRun<'_, '_>, r: &Run) -> Result<RunPlan> {
                 let src = m.source.clone().unwrap_or_default();
                 match &m.from {
                     None => {
-                        let index = shared.context.as_ref().ok_or_else(|| {
+                        let index = shared.context()?.ok_or_else(|| {
                             Error::Copy(format!(
                                 "{}: RUN --mount=type=bind needs a build context",
                                 r.loc
@@ -488,7 +488,7 @@ fn add_mounts(
                 let farm = work.join(format!("bind-{n}"));
                 match source {
                     Some(BindSource::Context) => {
-                        let index = shared.context.as_ref().ok_or_else(|| {
+                        let index = shared.context()?.ok_or_else(|| {
                             Error::Copy("RUN --mount=type=bind needs a build context".into())
                         })?;
                         fsops::farm_context(index, &src, &farm)?;
