@@ -2,11 +2,11 @@
 //!
 //! Data flow: the build context is scanned on a thread of its own while the planner's stages
 //! (needed ones only) run on threads, each as soon as the stages it depends on are done, at
-//! most `jobs` at a time; a step that reads the context waits for the scan there
-//! ([`Shared::context`]), so that what comes before it (the base image, the layer a COPY is
-//! built over, steps and stages that never read the context) overlaps the scan. A stage starts from its base (an
-//! image of the store, an earlier stage, or scratch), runs the ONBUILD triggers of that base,
-//! then its instructions in order:
+//! most `jobs` at a time. A step that reads the context waits for the scan there
+//! ([`Shared::context`]): what comes before it (the base image, the layer a COPY is built over,
+//! steps and stages that never read the context) overlaps the scan. A stage starts from its
+//! base (an image of the store, an earlier stage, or scratch), runs the ONBUILD triggers of that
+//! base, then its instructions in order:
 //!
 //! - metadata instructions change the config and add a history entry ([`meta`]);
 //! - RUN, COPY, ADD and WORKDIR are *layer steps*: each has a cache key ([`KeyBuilder`]) made
@@ -121,6 +121,14 @@ struct StageResult {
     key: CacheKey,
 }
 
+/// The build context's index, filled by its scan while the stages run.
+struct ContextSlot {
+    /// Whether the build has a context at all.
+    given: bool,
+    /// Set once the scan ends: `None` if it failed (its error is the build's).
+    index: OnceLock<Option<ContextIndex>>,
+}
+
 /// State shared by the stage threads.
 struct Shared<'a> {
     images: &'a Images,
@@ -130,9 +138,7 @@ struct Shared<'a> {
     plan: Plan,
     events: EventSink,
     lease: Lease,
-    /// Whether the build has a context, and its index once scanned (`None` if the scan failed:
-    /// its error is the build's).
-    context: (bool, OnceLock<Option<ContextIndex>>),
+    context: ContextSlot,
     next_id: AtomicUsize,
     results: Mutex<HashMap<usize, Result<StageResult, String>>>,
     done: Condvar,
@@ -150,10 +156,10 @@ impl Shared<'_> {
 
     /// The build context's index, once its scan is done (`None` for a build without context).
     fn context(&self) -> Result<Option<&ContextIndex>> {
-        if !self.context.0 {
+        if !self.context.given {
             return Ok(None);
         }
-        match self.context.1.wait() {
+        match self.context.index.wait() {
             Some(index) => Ok(Some(index)),
             None => Err(Error::Denied(
                 "cancelled: the build context could not be read".into(),
@@ -256,7 +262,10 @@ pub fn build(images: &Images, req: &BuildRequest, events: EventSink) -> Result<B
         plan,
         events,
         lease,
-        context: (req.context.is_some(), OnceLock::new()),
+        context: ContextSlot {
+            given: req.context.is_some(),
+            index: OnceLock::new(),
+        },
         next_id: AtomicUsize::new(0),
         results: Mutex::new(HashMap::new()),
         done: Condvar::new(),
@@ -278,7 +287,7 @@ pub fn build(images: &Images, req: &BuildRequest, events: EventSink) -> Result<B
             });
             let shared = &shared;
             s.spawn(move || -> Result<()> {
-                let _unblock = NoIndexOnDrop(&shared.context.1);
+                let _unblock = NoIndexOnDrop(&shared.context.index);
                 let (index, write) = scan_context(shared, id, dir).inspect_err(|e| {
                     shared.failed.store(true, Ordering::SeqCst);
                     shared.emit(Event::Error {
@@ -286,7 +295,7 @@ pub fn build(images: &Images, req: &BuildRequest, events: EventSink) -> Result<B
                         message: e.to_string(),
                     });
                 })?;
-                let _ = shared.context.1.set(Some(index));
+                let _ = shared.context.index.set(Some(index));
                 // The stat index is written while the steps run (it is for the next build).
                 write.map_or(Ok(()), |w| w.write().map_err(Error::from))
             })
@@ -321,7 +330,7 @@ pub fn build(images: &Images, req: &BuildRequest, events: EventSink) -> Result<B
         })
     });
     // A failed scan is the build's error, before the steps it cancelled.
-    let no_index = shared.context.1.get().is_some_and(Option::is_none);
+    let no_index = shared.context.index.get().is_some_and(Option::is_none);
     match (scanned, first_error.into_inner().ok().flatten()) {
         (Err(e), _) if no_index => return Err(e),
         (_, Some(e)) | (Err(e), None) => return Err(e),
