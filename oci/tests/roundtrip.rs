@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use strata_cas::{Reference, Store};
-use strata_oci::{ArchiveFormat, Images, Removal};
+use strata_oci::{ArchiveFormat, ImageSummary, Images, Removal};
 
 fn rootfs_tar() -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
@@ -45,6 +45,18 @@ fn fresh() -> (tempfile::TempDir, Images) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     (dir, Images::new(store))
+}
+
+/// Imports the test rootfs as `name`, with `message` as its history comment.
+fn import_named(images: &Images, name: &str, message: &str) -> ImageSummary {
+    images
+        .import(
+            &rootfs_tar()[..],
+            Some(&name.parse().unwrap()),
+            &[],
+            Some(message),
+        )
+        .unwrap()
 }
 
 #[test]
@@ -224,14 +236,7 @@ fn tag_and_remove() {
     assert_eq!(l.len(), 1);
     assert!(l[0].references.is_empty());
     images.tag(&u.id.hex()[..12], "x").unwrap();
-    let v = images
-        .import(
-            &rootfs_tar()[..],
-            Some(&"x".parse().unwrap()),
-            &[],
-            Some("other"),
-        )
-        .unwrap();
+    let v = import_named(&images, "x", "other");
     let l = images.list().unwrap();
     assert_eq!(l.len(), 2);
     assert!(l.iter().any(|i| i.id == u.id && i.references.is_empty()));
@@ -263,22 +268,8 @@ fn bad_archives_name_the_problem() {
 #[test]
 fn a_name_resolves_from_its_own_manifest_alone() {
     let (_d, images) = fresh();
-    let a = images
-        .import(
-            &rootfs_tar()[..],
-            Some(&"a".parse().unwrap()),
-            &[],
-            Some("a"),
-        )
-        .unwrap();
-    let b = images
-        .import(
-            &rootfs_tar()[..],
-            Some(&"b".parse().unwrap()),
-            &[],
-            Some("b"),
-        )
-        .unwrap();
+    let a = import_named(&images, "a", "a");
+    let b = import_named(&images, "b", "b");
     // b's manifest is damaged: resolving a by name never reads it (a FROM costs the same
     // however many images, dangling ones of earlier builds say, the store holds)...
     std::fs::write(images.store().blob_path(&b.manifest), b"{}").unwrap();
