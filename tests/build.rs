@@ -393,6 +393,14 @@ fn a_rebuilt_copy_is_stored_as_a_delta_and_is_the_layer_a_full_build_makes() {
     let (fourth, sums) = build("delta/t:4");
     assert_eq!(base_of(&env, &fourth).as_deref(), Some(third.as_str()));
     assert_eq!((fourth.clone(), sums), full("delta/full:4"));
+    // A miss though the scan hashed nothing (the base is read only on the miss then): the same
+    // delta. The warm build first re-hashes the files edited just before the last scan.
+    settle();
+    env.ok(&mut env.build(&ctx, &["-q", "-t", "delta/t:4"]));
+    let fifth = env.build_json(&ctx, &["--no-cache", "-t", "delta/t:5"]);
+    assert_eq!(fifth.of("context").next().expect("context")["hashed"], 0);
+    assert!(!fifth.hit("COPY src/ /tmp/"));
+    assert_eq!(layer_of(&env, "delta/t:5", 1), fourth);
 
     // The base lives as long as the delta: no prune takes it while an image uses the delta.
     env.st(&["rmi", "delta/t:3"]);

@@ -191,8 +191,15 @@ pub(super) enum CopySource {
     Layers(Vec<PathBuf>),
 }
 
-/// The reading of a base layer ([`strata_cas::Store::load_base`]) on its own thread.
-type BaseLoad = std::thread::JoinHandle<strata_cas::Result<Option<strata_cas::LayerBase>>>;
+/// The base layer a COPY's layer is built over on a miss (see [`place_copy`]).
+enum BaseLoad {
+    /// Being read ([`strata_cas::Store::load_base`]) on its own thread.
+    Reading(std::thread::JoinHandle<strata_cas::Result<Option<strata_cas::LayerBase>>>),
+    /// Read on a miss only: the step copies from a context that did not change since the last
+    /// build's scan, so it most likely hits its cache, and its build needs the CPU that reading
+    /// would take for the scan.
+    OnMiss(strata_cas::Digest),
+}
 
 /// A COPY/ADD ready to run.
 pub(super) struct CopyOp {
@@ -326,7 +333,8 @@ pub(super) fn prepare_copy(st: &mut StageRun<'_, '_>, ins: &Instruction) -> Resu
         k.field("content", &format!("{name}\n{data}"));
     }
     // The step without its sources' content: the same COPY of an edited context. On a miss its
-    // layer is built over the layer that step made last (see `place_copy`), read meanwhile.
+    // layer is built over the layer that step made last (see `place_copy`), read meanwhile
+    // (see `BaseLoad`).
     let mut lineage = k.clone();
     lineage.field("lineage", "strata.copy-lineage.v1");
     let lineage = lineage.finish().0;
@@ -338,9 +346,13 @@ pub(super) fn prepare_copy(st: &mut StageRun<'_, '_>, ins: &Instruction) -> Resu
         Some(a) if one_source && a.stamped => Some(a),
         _ => None,
     };
+    let from_context = from.is_none() && sources.iter().any(|s| !crate::fs::add::is_url(s));
     let base = anchor.as_ref().map(|a| {
+        if from_context && !shared.context.changed() {
+            return BaseLoad::OnMiss(a.layer);
+        }
         let (store, lease, d) = (shared.store.clone(), shared.lease.handle(), a.layer);
-        std::thread::spawn(move || store.load_base(&lease, &d))
+        BaseLoad::Reading(std::thread::spawn(move || store.load_base(&lease, &d)))
     });
     let source = match &from {
         Some(f) => match shared.plan.resolve_from(f, st.ps.index, loc)? {
@@ -435,9 +447,10 @@ pub(super) fn place_copy<'s>(
         .map_err(|_| Error::Copy("base lock poisoned".into()))?
         .take();
     let base = match load {
-        Some(h) => h
+        Some(BaseLoad::Reading(h)) => h
             .join()
             .map_err(|_| Error::Copy("the base reader panicked".into()))??,
+        Some(BaseLoad::OnMiss(d)) => shared.store.load_base(&shared.lease.handle(), &d)?,
         None => None,
     };
     if let Some(base) = base {

@@ -26,7 +26,7 @@ mod run;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
 use strata_cas::lease::Lease;
@@ -127,6 +127,63 @@ struct ContextSlot {
     given: bool,
     /// Set once the scan ends: `None` if it failed (its error is the build's).
     index: OnceLock<Option<ContextIndex>>,
+    /// What the scan has told so far (see [`ContextSlot::changed`]).
+    news: Mutex<ScanNews>,
+    heard: Condvar,
+}
+
+/// See [`ContextSlot::changed`].
+#[derive(Default)]
+struct ScanNews {
+    /// The scan hashed a file.
+    hashed: bool,
+    /// The scan ended, with an index or without.
+    ended: bool,
+}
+
+impl ContextSlot {
+    fn new(given: bool) -> Self {
+        Self {
+            given,
+            index: OnceLock::new(),
+            news: Mutex::new(ScanNews::default()),
+            heard: Condvar::new(),
+        }
+    }
+
+    /// Called once the scan ends, with an index or without.
+    fn end(&self) {
+        self.news
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ended = true;
+        self.heard.notify_all();
+    }
+
+    /// Called by the scan before it hashes a file.
+    fn hashing(&self) {
+        let mut news = self.news.lock().unwrap_or_else(PoisonError::into_inner);
+        if !news.hashed {
+            news.hashed = true;
+            self.heard.notify_all();
+        }
+    }
+
+    /// Whether the context changed since the last build's scan of it: waits until the scan
+    /// hashes a file (new, edited or touched since) or ends without hashing any. A COPY from
+    /// an unchanged context most likely hits its cache; one from a changed context most
+    /// likely misses, which is known this early, before the scan ends.
+    fn changed(&self) -> bool {
+        if !self.given {
+            return false;
+        }
+        let news = self.news.lock().unwrap_or_else(PoisonError::into_inner);
+        let news = self
+            .heard
+            .wait_while(news, |n| !n.hashed && !n.ended)
+            .unwrap_or_else(PoisonError::into_inner);
+        news.hashed
+    }
 }
 
 /// State shared by the stage threads.
@@ -262,10 +319,7 @@ pub fn build(images: &Images, req: &BuildRequest, events: EventSink) -> Result<B
         plan,
         events,
         lease,
-        context: ContextSlot {
-            given: req.context.is_some(),
-            index: OnceLock::new(),
-        },
+        context: ContextSlot::new(req.context.is_some()),
         next_id: AtomicUsize::new(0),
         results: Mutex::new(HashMap::new()),
         done: Condvar::new(),
@@ -287,7 +341,7 @@ pub fn build(images: &Images, req: &BuildRequest, events: EventSink) -> Result<B
             });
             let shared = &shared;
             s.spawn(move || -> Result<()> {
-                let _unblock = NoIndexOnDrop(&shared.context.index);
+                let _unblock = EndOnDrop(&shared.context);
                 let (index, write) = scan_context(shared, id, dir).inspect_err(|e| {
                     shared.failed.store(true, Ordering::SeqCst);
                     shared.emit(Event::Error {
@@ -296,6 +350,7 @@ pub fn build(images: &Images, req: &BuildRequest, events: EventSink) -> Result<B
                     });
                 })?;
                 let _ = shared.context.index.set(Some(index));
+                shared.context.end();
                 // The stat index is written while the steps run (it is for the next build).
                 write.map_or(Ok(()), |w| w.write().map_err(Error::from))
             })
@@ -342,11 +397,12 @@ pub fn build(images: &Images, req: &BuildRequest, events: EventSink) -> Result<B
 
 /// Lets the steps waiting for the context index go (as cancelled) when its scan ends without
 /// one, by an error or a panic.
-struct NoIndexOnDrop<'s>(&'s OnceLock<Option<ContextIndex>>);
+struct EndOnDrop<'s>(&'s ContextSlot);
 
-impl Drop for NoIndexOnDrop<'_> {
+impl Drop for EndOnDrop<'_> {
     fn drop(&mut self) {
-        let _ = self.0.set(None);
+        let _ = self.0.index.set(None);
+        self.0.end();
     }
 }
 
@@ -363,7 +419,10 @@ fn scan_context(
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     let state = shared.req.keep_context_index.then_some(state.as_path());
-    let (index, stats, write) = ContextIndex::scan_deferred(&abs, &shared.req.ignore, state)?;
+    let (index, stats, write) =
+        ContextIndex::scan_deferred(&abs, &shared.req.ignore, state, &|| {
+            shared.context.hashing();
+        })?;
     shared.emit(Event::Context {
         id,
         entries: stats.entries,

@@ -165,7 +165,7 @@ impl ContextIndex {
         ignore: &DockerIgnore,
         state: Option<&Path>,
     ) -> Result<(Self, ScanStats)> {
-        let (index, stats, write) = Self::scan_deferred(context, ignore, state)?;
+        let (index, stats, write) = Self::scan_deferred(context, ignore, state, &|| {})?;
         if let Some(w) = write {
             w.write()?;
         }
@@ -173,7 +173,10 @@ impl ContextIndex {
     }
 
     /// [`Self::scan`], but the new state (when it changed) is returned to be written by the
-    /// caller, on another thread while the index is used, say.
+    /// caller, on another thread while the index is used, say. `on_hash` is called (on the
+    /// scan's threads) before each file is hashed: one new, changed or racy since the state's
+    /// scan. A caller learns from the first call, long before the scan ends, that the context
+    /// is not the one the state describes.
     ///
     /// # Errors
     /// As [`Self::scan`], but for writing the state.
@@ -181,11 +184,12 @@ impl ContextIndex {
         context: &Path,
         ignore: &DockerIgnore,
         state: Option<&Path>,
+        on_hash: &(dyn Fn() + Sync),
     ) -> Result<(Self, ScanStats, Option<StateWrite>)> {
         let started = std::time::Instant::now();
         let root = std::fs::canonicalize(context).map_err(crate::error::io_err(context))?;
         let previous = state.and_then(|path| state::Loaded::read(path, &root));
-        let scanned = scan::scan(&root, ignore, previous.as_ref())?;
+        let scanned = scan::scan(&root, ignore, previous.as_ref(), on_hash)?;
 
         let mut stats = ScanStats {
             entries: scanned.len() as u64,

@@ -56,6 +56,8 @@ struct Walker<'a> {
     root: &'a Path,
     ignore: &'a DockerIgnore,
     previous: Option<&'a Loaded>,
+    /// Called before each file is hashed (see [`super::ContextIndex::scan_deferred`]).
+    on_hash: &'a (dyn Fn() + Sync),
     /// Files whose ctime is at or after this may still change without a visible stat change.
     racy_from: i64,
 }
@@ -66,11 +68,13 @@ pub(super) fn scan(
     root: &Path,
     ignore: &DockerIgnore,
     previous: Option<&Loaded>,
+    on_hash: &(dyn Fn() + Sync),
 ) -> Result<Vec<Scanned>> {
     let walker = Walker {
         root,
         ignore,
         previous,
+        on_hash,
         racy_from: racy_from(),
     };
     let fd = nix::fcntl::open(
@@ -216,6 +220,7 @@ impl Walker<'_> {
                         done(entry)
                     }
                     None => {
+                        (self.on_hash)();
                         work.push(Work::Hash(text, child.clone()));
                         Slot::Pending
                     }

@@ -110,6 +110,40 @@ fn one_edit_rehashes_exactly_that_file() {
 }
 
 #[test]
+fn on_hash_hears_of_each_file_hashed_and_of_nothing_else() {
+    let dir = tree();
+    let store = tempfile::tempdir().expect("store");
+    let state = store.path().join("key.idx");
+    let heard = std::sync::atomic::AtomicUsize::new(0);
+    let counted = || {
+        heard.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    };
+    let scan_counting = || {
+        heard.store(0, std::sync::atomic::Ordering::SeqCst);
+        let (_, stats, write) =
+            ContextIndex::scan_deferred(dir.path(), &DockerIgnore::empty(), Some(&state), &counted)
+                .expect("scan");
+        if let Some(w) = write {
+            w.write().expect("state");
+        }
+        (
+            heard.load(std::sync::atomic::Ordering::SeqCst),
+            stats.hashed,
+        )
+    };
+    settle();
+    assert_eq!(scan_counting(), (4, 4), "a first scan hashes every file");
+    assert_eq!(
+        scan_counting(),
+        (0, 0),
+        "an unchanged context hashes nothing"
+    );
+    write(dir.path(), "a/two.txt", "TWO\n");
+    settle();
+    assert_eq!(scan_counting(), (1, 1), "one edit");
+}
+
+#[test]
 fn edit_with_restored_mtime_is_noticed_through_ctime() {
     // moby/buildkit#4817: an edit that keeps size and mtime went unnoticed.
     let dir = tree();
