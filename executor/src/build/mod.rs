@@ -171,8 +171,8 @@ impl ContextSlot {
 
     /// Whether the context changed since the last build's scan of it: waits until the scan
     /// hashes a file (new, edited or touched since) or ends without hashing any. A COPY from
-    /// an unchanged context most likely hits its cache; one from a changed context most
-    /// likely misses, which is known this early, before the scan ends.
+    /// an unchanged context most likely hits its cache; one from a changed context may miss,
+    /// and this tells so at the first changed file, before the scan ends.
     fn changed(&self) -> bool {
         if !self.given {
             return false;
