@@ -196,8 +196,8 @@ enum BaseLoad {
     /// Being read ([`strata_cas::Store::load_base`]) on its own thread.
     Reading(std::thread::JoinHandle<strata_cas::Result<Option<strata_cas::LayerBase>>>),
     /// Read on a miss only: the step copies from a context that did not change since the last
-    /// build's scan, so it most likely hits its cache, and its build needs the CPU that reading
-    /// would take for the scan.
+    /// build's scan, so it most likely hits its cache, and reading the base meanwhile would only
+    /// take CPU from the scan.
     OnMiss(strata_cas::Digest),
 }
 
