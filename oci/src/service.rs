@@ -517,22 +517,23 @@ impl Images {
     /// [`Error::NoSuchImage`], [`Error::AmbiguousId`].
     pub fn resolve(&self, spec: &str) -> Result<Resolved> {
         let gc = GcLock::shared(&self.store)?;
+        let digest = spec.parse::<Digest>().ok();
+        let reference = spec.parse::<Reference>().ok().filter(|r| !is_hidden(r));
         // A plain name (the usual FROM) is one lookup in refs.json and one manifest read, however
         // many images (dangling ones of earlier builds, say) the store holds.
-        if spec.parse::<Digest>().is_err()
-            && let Ok(reference) = spec.parse::<Reference>()
-            && !is_hidden(&reference)
+        if digest.is_none()
+            && let Some(reference) = &reference
             && reference.digest().is_none()
-            && let Some(manifest) = self.store.refs()?.get(&reference)
+            && let Some(manifest) = self.store.refs()?.get(reference)
         {
             return Ok(Resolved {
                 manifest: *manifest,
                 id: self.manifest_config(manifest)?,
-                reference: Some(reference),
+                reference: Some(reference.clone()),
             });
         }
         let records = self.records(&gc)?;
-        if let Ok(d) = spec.parse::<Digest>()
+        if let Some(d) = digest
             && let Some(r) = records.iter().find(|r| r.config == d || r.manifest == d)
         {
             return Ok(Resolved {
@@ -541,9 +542,7 @@ impl Images {
                 reference: None,
             });
         }
-        if let Ok(reference) = spec.parse::<Reference>()
-            && !is_hidden(&reference)
-        {
+        if let Some(reference) = reference {
             let repo_digests = if reference.digest().is_some() {
                 self.store.repo_digests()?
             } else {

@@ -346,9 +346,18 @@ pub(super) fn prepare_copy(st: &mut StageRun<'_, '_>, ins: &Instruction) -> Resu
         Some(a) if one_source && a.stamped => Some(a),
         _ => None,
     };
-    let from_context = from.is_none() && sources.iter().any(|s| !crate::fs::add::is_url(s));
+    // The sources read from the context (a COPY/ADD without --from; URLs are downloaded).
+    let local: Vec<String> = if from.is_some() {
+        Vec::new()
+    } else {
+        sources
+            .iter()
+            .filter(|s| !crate::fs::add::is_url(s))
+            .cloned()
+            .collect()
+    };
     let base = anchor.as_ref().map(|a| {
-        if from_context && !shared.context.changed() {
+        if !local.is_empty() && !shared.context.changed() {
             return BaseLoad::OnMiss(a.layer);
         }
         let (store, lease, d) = (shared.store.clone(), shared.lease.handle(), a.layer);
@@ -368,11 +377,6 @@ pub(super) fn prepare_copy(st: &mut StageRun<'_, '_>, ins: &Instruction) -> Resu
             }
         },
         None => {
-            let local: Vec<String> = sources
-                .iter()
-                .filter(|s| !crate::fs::add::is_url(s))
-                .cloned()
-                .collect();
             if !local.is_empty() {
                 let index = shared.context()?.ok_or_else(|| {
                     err(Error::Copy(

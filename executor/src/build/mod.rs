@@ -127,18 +127,11 @@ struct ContextSlot {
     given: bool,
     /// Set once the scan ends: `None` if it failed (its error is the build's).
     index: OnceLock<Option<ContextIndex>>,
-    /// What the scan has told so far (see [`ContextSlot::changed`]).
-    news: Mutex<ScanNews>,
+    /// The scan hashed a file (see [`ContextSlot::changed`]).
+    hashed: AtomicBool,
+    /// Wakes [`ContextSlot::changed`] when `hashed` or `index` is set.
+    news: Mutex<()>,
     heard: Condvar,
-}
-
-/// See [`ContextSlot::changed`].
-#[derive(Default)]
-struct ScanNews {
-    /// The scan hashed a file.
-    hashed: bool,
-    /// The scan ended, with an index or without.
-    ended: bool,
 }
 
 impl ContextSlot {
@@ -146,27 +139,30 @@ impl ContextSlot {
         Self {
             given,
             index: OnceLock::new(),
-            news: Mutex::new(ScanNews::default()),
+            hashed: AtomicBool::new(false),
+            news: Mutex::new(()),
             heard: Condvar::new(),
         }
     }
 
-    /// Called once the scan ends, with an index or without.
-    fn end(&self) {
-        self.news
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .ended = true;
-        self.heard.notify_all();
+    /// Ends the scan, with its index or without one (it failed); steps waiting for it go on.
+    fn finish(&self, index: Option<ContextIndex>) {
+        // The first call wins: the guard's `finish(None)` after a scan that ended well is a no-op.
+        let _ = self.index.set(index);
+        self.tell();
     }
 
-    /// Called by the scan before it hashes a file.
+    /// Called by the scan before it hashes each file: only the first one takes the lock.
     fn hashing(&self) {
-        let mut news = self.news.lock().unwrap_or_else(PoisonError::into_inner);
-        if !news.hashed {
-            news.hashed = true;
-            self.heard.notify_all();
+        if !self.hashed.swap(true, Ordering::SeqCst) {
+            self.tell();
         }
+    }
+
+    fn tell(&self) {
+        // Taken so that a waiter is either before its check or inside its wait.
+        drop(self.news.lock().unwrap_or_else(PoisonError::into_inner));
+        self.heard.notify_all();
     }
 
     /// Whether the context changed since the last build's scan of it: waits until the scan
@@ -178,11 +174,14 @@ impl ContextSlot {
             return false;
         }
         let news = self.news.lock().unwrap_or_else(PoisonError::into_inner);
-        let news = self
-            .heard
-            .wait_while(news, |n| !n.hashed && !n.ended)
-            .unwrap_or_else(PoisonError::into_inner);
-        news.hashed
+        drop(
+            self.heard
+                .wait_while(news, |()| {
+                    !self.hashed.load(Ordering::SeqCst) && self.index.get().is_none()
+                })
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        self.hashed.load(Ordering::SeqCst)
     }
 }
 
@@ -349,8 +348,7 @@ pub fn build(images: &Images, req: &BuildRequest, events: EventSink) -> Result<B
                         message: e.to_string(),
                     });
                 })?;
-                let _ = shared.context.index.set(Some(index));
-                shared.context.end();
+                shared.context.finish(Some(index));
                 // The stat index is written while the steps run (it is for the next build).
                 write.map_or(Ok(()), |w| w.write().map_err(Error::from))
             })
@@ -401,8 +399,7 @@ struct EndOnDrop<'s>(&'s ContextSlot);
 
 impl Drop for EndOnDrop<'_> {
     fn drop(&mut self) {
-        let _ = self.0.index.set(None);
-        self.0.end();
+        self.0.finish(None);
     }
 }
 
