@@ -189,6 +189,10 @@ pub struct BuildArgs {
     /// A secret for `RUN --mount=type=secret` (`id=ID,src=PATH` or `id=ID,env=VAR`)
     #[arg(long = "secret", value_name = "SPEC")]
     pub secrets: Vec<String>,
+    /// An SSH agent for `RUN --mount=type=ssh`: `ID` (the agent at $SSH_AUTH_SOCK), `ID=SOCKET`,
+    /// or `ID=KEY[,KEY...]` (key files, served by an ssh-agent of the build's own)
+    #[arg(long = "ssh", value_name = "ID[=SOCKET|KEY[,KEY]]")]
+    pub ssh: Vec<String>,
     /// Allow an entitlement (`security.insecure`, `network.host`)
     #[arg(long = "allow", value_name = "ENTITLEMENT")]
     pub allow: Vec<String>,

@@ -747,6 +747,172 @@ fn network_none_cannot_reach_the_host_and_default_can() {
     assert_eq!(default.output(), "pong\nnc=0\n");
 }
 
+/// Imports `name`: busybox plus the host's `ssh-add` and the libraries it loads (as `ldd`
+/// lists them), so a RUN can speak the agent protocol.
+fn import_ssh_tools(env: &Env, name: &str) {
+    let rootfs = env.path().join("ssh-tools");
+    crate::common::busybox::busybox_rootfs(&rootfs);
+    let ldd = Command::new("ldd")
+        .arg("/usr/bin/ssh-add")
+        .output()
+        .expect("ldd /usr/bin/ssh-add (install openssh-client)");
+    assert!(ldd.status.success(), "ldd /usr/bin/ssh-add failed");
+    let libs = String::from_utf8_lossy(&ldd.stdout).into_owned();
+    let files = libs
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+        .chain(["/usr/bin/ssh-add"]);
+    for file in files {
+        let dest = rootfs.join(file.trim_start_matches('/'));
+        fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+        fs::copy(file, &dest).unwrap_or_else(|e| panic!("copy {file}: {e}"));
+    }
+    let tar = env.path().join("ssh-tools.tar");
+    let mut builder = tar::Builder::new(fs::File::create(&tar).expect("create tar"));
+    builder.follow_symlinks(false);
+    builder.append_dir_all(".", &rootfs).expect("tar the tools");
+    builder.finish().expect("finish the tar");
+    env.st(&["import", tar.to_str().expect("utf-8"), name]);
+}
+
+/// An `ssh-agent` of the test's own, holding `key`; killed on drop.
+struct TestAgent {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl TestAgent {
+    fn start(dir: &Path, key: &Path) -> Self {
+        let socket = dir.join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start ssh-agent (install openssh-client)");
+        let agent = TestAgent { child, socket };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(&agent.socket).is_err() {
+            assert!(Instant::now() < deadline, "ssh-agent did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let (out, _, se) = run(Command::new("ssh-add")
+            .arg("-q")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", &agent.socket));
+        assert!(out.status.success(), "ssh-add: {se}");
+        agent
+    }
+}
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in fs::read_dir("/proc").expect("read /proc").flatten() {
+        if let Ok(cmdline) = fs::read(e.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(needle) {
+                found.push(cmdline);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn ssh_mounts_reach_the_agent_given_by_socket_or_by_key_file() {
+    let env = Env::new();
+    import_ssh_tools(&env, "strata-test/ssh-tools:latest");
+    let key = env.path().join("id_ed25519");
+    let (out, _, se) = run(Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "strata-ssh-test",
+            "-f",
+        ])
+        .arg(&key));
+    assert!(out.status.success(), "ssh-keygen: {se}");
+    let (_, fingerprint, _) = run(Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(key.with_extension("pub")));
+    assert!(fingerprint.contains("(ED25519)"), "{fingerprint}");
+    let agent = TestAgent::start(env.path(), &key);
+
+    let ctx = env.path().join("ctx");
+    fs::create_dir_all(&ctx).expect("mkdir");
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM strata-test/ssh-tools:latest\n\
+         RUN --mount=type=ssh ssh-add -l > /default.txt && stat -c '%F %a %u %g' \"$SSH_AUTH_SOCK\" > /default-stat.txt\n\
+         RUN --mount=type=ssh,id=keys,target=/tmp/a.sock,uid=1000,gid=1000,mode=0660 ssh-add -l > /keys.txt && stat -c '%F %a %u %g' /tmp/a.sock > /keys-stat.txt\n",
+    )
+    .expect("write Dockerfile");
+    // strata's temp dirs (its own agent, the forwarded sockets) go here, to check they go.
+    let tmp = env.path().join("tmp");
+    fs::create_dir_all(&tmp).expect("mkdir");
+    let dest = env.path().join("out");
+    let keys = format!("keys={}", key.display());
+    let local = format!("type=local,dest={}", dest.display());
+    env.ok(env
+        .build(
+            &ctx,
+            &["--ssh", "default", "--ssh", &keys, "--output", &local],
+        )
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .env("TMPDIR", &tmp));
+
+    // Both agents answered with the key: the one given by socket, and strata's own.
+    assert_eq!(read(&dest.join("default.txt")), fingerprint);
+    assert_eq!(read(&dest.join("keys.txt")), fingerprint);
+    assert_eq!(read(&dest.join("default-stat.txt")), "socket 600 0 0\n");
+    assert_eq!(read(&dest.join("keys-stat.txt")), "socket 660 1000 1000\n");
+    // No socket or stub in the image, no temp dir or agent left behind.
+    assert!(!dest.join("run/buildkit/ssh_agent.0").exists());
+    assert!(!dest.join("tmp/a.sock").exists());
+    let left: Vec<_> = fs::read_dir(&tmp).expect("read tmp").flatten().collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+    assert_eq!(
+        processes_mentioning(&tmp.display().to_string()),
+        Vec::<String>::new()
+    );
+
+    // A key file that is not a key: ssh-add's refusal, exit 1, and still nothing left.
+    let junk = env.path().join("junk");
+    fs::write(&junk, "not a key\n").expect("write junk");
+    let (out, _, se) = run(env
+        .build(&ctx, &["--ssh", &format!("keys={}", junk.display())])
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .env("TMPDIR", &tmp));
+    assert_eq!(out.status.code(), Some(1), "{se}");
+    assert!(
+        se.contains("ssh-add could not load") && se.contains("junk"),
+        "{se}"
+    );
+    assert!(fs::read_dir(&tmp).expect("read tmp").next().is_none());
+    // A path that does not exist, and no socket at all: usage errors.
+    let (out, _, se) = run(&mut env.build(&ctx, &["--ssh", "keys=/nonexistent/key"]));
+    assert_eq!(out.status.code(), Some(125), "{se}");
+    assert!(se.contains("/nonexistent/key"), "{se}");
+    let (out, _, se) = run(env
+        .build(&ctx, &["--ssh", "default"])
+        .env_remove("SSH_AUTH_SOCK"));
+    assert_eq!(out.status.code(), Some(125), "{se}");
+    assert!(se.contains("SSH_AUTH_SOCK is not set"), "{se}");
+}
+
 /// Every path under `dir` (not following symlinks) whose file name is `name`.
 fn find_named(dir: &Path, name: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();

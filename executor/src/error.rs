@@ -53,6 +53,10 @@ pub enum Error {
     /// required secret, ...).
     #[error("{0}")]
     Denied(String),
+    /// An `--ssh` source could not be used (a bad path, an agent that would not start, a key
+    /// `ssh-add` refused).
+    #[error("ssh: {0}")]
+    Ssh(String),
 }
 
 impl Error {

@@ -11,6 +11,7 @@ use anyhow::{Context as _, anyhow, bail};
 use strata_cas::Reference;
 use strata_executor::build::{BuildRequest, NetworkMode, build};
 use strata_executor::cache::{BuildCache, PruneOptions};
+use strata_executor::ssh::{SshAgents, SshSource};
 use strata_executor::{Error as ExecError, export};
 use strata_oci::service::ArchiveFormat;
 use strata_planner::BuildOptions;
@@ -105,6 +106,30 @@ fn parse_secret(spec: &str) -> anyhow::Result<(String, Vec<u8>)> {
     Ok((id, value))
 }
 
+/// `ID`, `ID=SOCKET` or `ID=KEY[,KEY...]`, as docker build's `--ssh`: without paths, the agent
+/// at `$SSH_AUTH_SOCK`.
+fn parse_ssh(spec: &str) -> anyhow::Result<(String, SshSource)> {
+    let (id, paths) = spec.split_once('=').unwrap_or((spec, ""));
+    if id.is_empty() || id.contains(',') {
+        bail!("invalid --ssh {spec:?}: expected ID, ID=SOCKET or ID=KEY[,KEY...]");
+    }
+    let mut paths: Vec<PathBuf> = paths
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .collect();
+    if paths.is_empty() {
+        let sock = std::env::var_os("SSH_AUTH_SOCK")
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                anyhow!("--ssh {id}: no socket or key given and SSH_AUTH_SOCK is not set")
+            })?;
+        paths.push(PathBuf::from(sock));
+    }
+    let source = SshSource::from_paths(id, paths)?;
+    Ok((id.to_string(), source))
+}
+
 /// Unpacks a context tar from stdin into `dir` (entries may not leave it).
 fn unpack_context(input: impl Read, dir: &Path) -> anyhow::Result<()> {
     let (_, decoded) = strata_oci::compression::decompress(input, u64::MAX)
@@ -197,6 +222,13 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<(), Failure> {
         let (id, v) = parse_secret(s).map_err(usage)?;
         secrets.insert(id, v);
     }
+    let mut ssh = BTreeMap::new();
+    for s in &args.ssh {
+        let (id, source) = parse_ssh(s).map_err(usage)?;
+        ssh.insert(id, source);
+    }
+    // Lives until the build ends: the agents started for key files stop when it drops.
+    let ssh = SshAgents::start(ssh).map_err(|e| Failure::Other(anyhow!(e)))?;
 
     // The context: a directory, or a tar on stdin unpacked into a temp dir.
     let _tmp_context;
@@ -277,6 +309,7 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<(), Failure> {
         allow_insecure,
         allow_network_host,
         secrets,
+        ssh: ssh.sockets(),
         helper_exe: std::env::current_exe().context("cannot find the strata binary")?,
         jobs: std::thread::available_parallelism()
             .map(|n| n.get())
@@ -490,6 +523,26 @@ pub fn prune(root: &Path, args: &BuilderPruneArgs) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ssh_specs_parse_as_docker_builds() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("agent.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let key = dir.path().join("id_ed25519");
+        fs::write(&key, "k").unwrap();
+
+        let (id, source) = parse_ssh(&format!("default={}", sock.display())).unwrap();
+        assert_eq!((id.as_str(), source), ("default", SshSource::Socket(sock)));
+        let (id, source) = parse_ssh(&format!("git={},{}", key.display(), key.display())).unwrap();
+        assert_eq!(
+            (id.as_str(), source),
+            ("git", SshSource::Keys(vec![key.clone(), key.clone()]))
+        );
+        for bad in ["", "=x", "a,b", "x=/nonexistent/key"] {
+            assert!(parse_ssh(bad).is_err(), "{bad:?} is refused");
+        }
+    }
 
     #[test]
     fn outputs_secrets_sizes_and_durations_parse() {

@@ -80,6 +80,8 @@ pub struct BuildRequest {
     pub allow_network_host: bool,
     /// `--secret` values by id.
     pub secrets: BTreeMap<String, Vec<u8>>,
+    /// `--ssh` agent sockets by id ([`crate::ssh::SshAgents::sockets`]).
+    pub ssh: BTreeMap<String, PathBuf>,
     /// The strata binary (the sandbox's init is `strata __sandbox-init`).
     pub helper_exe: PathBuf,
     /// How many stages may run at once.

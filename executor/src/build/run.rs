@@ -167,7 +167,17 @@ pub(super) fn prepare(st: &mut StageRun<'_, '_>, r: &Run) -> Result<RunPlan> {
         k.field("script", &format!("{name}\n{content}"));
     }
     let mut mounts = Vec::new();
+    let mut ssh_targets = Vec::new();
     for m in &r.mounts {
+        let mut m = m.clone();
+        if m.kind == MountType::Ssh {
+            // BuildKit numbers the default targets over the step's ssh mounts.
+            let target = m
+                .target
+                .get_or_insert_with(|| format!("/run/buildkit/ssh_agent.{}", ssh_targets.len()));
+            ssh_targets.push(target.clone());
+        }
+        let m = &m;
         let target = m.target.clone().unwrap_or_default();
         let mut desc = format!(
             "type={} target={target} ro={} id={} sharing={:?} mode={:?} uid={:?} gid={:?} \
@@ -225,10 +235,14 @@ pub(super) fn prepare(st: &mut StageRun<'_, '_>, r: &Run) -> Result<RunPlan> {
                 Some(BindSource::Layers(layers))
             }
             MountType::Ssh => {
-                return Err(Error::Denied(format!(
-                    "{}: RUN --mount=type=ssh is not supported yet",
-                    r.loc
-                )));
+                let id = ssh_id(m);
+                if !shared.req.ssh.contains_key(&id) && m.required {
+                    return Err(Error::Denied(format!(
+                        "{}: ssh agent {id} is required but was not given (--ssh {id}[=SOCKET|KEY])",
+                        r.loc
+                    )));
+                }
+                None
             }
             MountType::Secret => {
                 let id = secret_id(m);
@@ -246,6 +260,13 @@ pub(super) fn prepare(st: &mut StageRun<'_, '_>, r: &Run) -> Result<RunPlan> {
         mounts.push((m.clone(), source));
     }
     let (key, inputs) = k.finish();
+    // As BuildKit: the first ssh mount is the step's agent unless its env names one (the
+    // targets are in the key through the mounts).
+    if let Some(first) = ssh_targets.first()
+        && !env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK="))
+    {
+        env.push(format!("SSH_AUTH_SOCK={first}"));
+    }
     // Proxy args reach the process but never the key.
     for (name, v) in &shared.req.options.build_args {
         if is_proxy(name) && !env.iter().any(|e| e.starts_with(&format!("{name}="))) {
@@ -262,6 +283,11 @@ pub(super) fn prepare(st: &mut StageRun<'_, '_>, r: &Run) -> Result<RunPlan> {
         mounts,
         script,
     })
+}
+
+/// An ssh mount's agent id: `id=`, else `default`.
+fn ssh_id(m: &strata_parser::instructions::Mount) -> String {
+    m.id.clone().unwrap_or_else(|| "default".into())
 }
 
 fn secret_id(m: &strata_parser::instructions::Mount) -> String {
@@ -357,7 +383,7 @@ pub(super) fn execute(
         },
     );
     sandbox::add_etc_files(&mut spec, &work.join("etc"))?;
-    let _locks = add_mounts(st, &mut spec, plan, &work, &mut env)?;
+    let _held = add_mounts(st, &mut spec, plan, &work, &mut env)?;
     if let Some((name, content)) = &plan.script {
         let dir = work.join("pipes");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -426,18 +452,25 @@ pub(super) fn execute(
     }))
 }
 
-/// Removes the empty files the sandbox created as mount points for secrets mounted at a file
-/// path: BuildKit leaves no such stub (directory targets stay, as it leaves them).
+/// Removes the empty files the sandbox created as mount points for secrets and ssh sockets
+/// mounted at a file path: BuildKit leaves no such stub (directory targets stay, as it leaves
+/// them).
 fn remove_file_stubs(st: &StageRun<'_, '_>, plan: &RunPlan, upper: &Path) -> Result<()> {
     let view = crate::fs::view::LayerView::new(st.lower_dirs()?);
+    let req = &st.shared.req;
     for (m, _) in &plan.mounts {
-        if m.kind != MountType::Secret || !st.shared.req.secrets.contains_key(&secret_id(m)) {
-            continue;
-        }
-        if m.env.is_some() && m.target.is_none() {
-            continue;
-        }
-        let dest = secret_dest(st, m);
+        let dest = match m.kind {
+            MountType::Secret if req.secrets.contains_key(&secret_id(m)) => {
+                if m.env.is_some() && m.target.is_none() {
+                    continue;
+                }
+                secret_dest(st, m)
+            }
+            MountType::Ssh if req.ssh.contains_key(&ssh_id(m)) => {
+                mount_dest(st, m.target.as_deref().unwrap_or_default())
+            }
+            _ => continue,
+        };
         let rel = dest.trim_start_matches('/');
         let path = upper.join(rel);
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
@@ -453,34 +486,46 @@ fn remove_file_stubs(st: &StageRun<'_, '_>, plan: &RunPlan, upper: &Path) -> Res
 /// Where a secret mount goes: its target (relative to WORKDIR) or `/run/secrets/<id>`.
 fn secret_dest(st: &StageRun<'_, '_>, m: &strata_parser::instructions::Mount) -> String {
     match &m.target {
-        Some(t) if t.starts_with('/') => super::clean_path(t),
-        Some(t) => super::clean_path(&format!(
-            "{}/{t}",
-            st.config.config.working_dir.as_deref().unwrap_or("/")
-        )),
+        Some(t) => mount_dest(st, t),
         None => format!("/run/secrets/{}", secret_id(m)),
     }
 }
 
-/// Adds the step's `--mount`s to the spec; returns the cache mount locks to hold while it runs.
+/// A mount target as an absolute, clean path: relative ones are under WORKDIR.
+fn mount_dest(st: &StageRun<'_, '_>, target: &str) -> String {
+    if target.starts_with('/') {
+        super::clean_path(target)
+    } else {
+        super::clean_path(&format!(
+            "{}/{target}",
+            st.config.config.working_dir.as_deref().unwrap_or("/")
+        ))
+    }
+}
+
+/// What a step's mounts need while it runs: the cache mounts' locks, the ssh agents' sockets.
+struct HeldMounts {
+    _locks: Vec<std::fs::File>,
+    _forwards: Vec<crate::ssh::Forward>,
+}
+
+/// Adds the step's `--mount`s to the spec; returns what must live while the step runs.
 fn add_mounts(
     st: &StageRun<'_, '_>,
     spec: &mut oci_spec::runtime::Spec,
     plan: &RunPlan,
     work: &Path,
     env: &mut Vec<String>,
-) -> Result<Vec<std::fs::File>> {
+) -> Result<HeldMounts> {
     let shared = st.shared;
     let mut locks = Vec::new();
+    let mut forwards = Vec::new();
     for (n, (m, source)) in plan.mounts.iter().enumerate() {
         let target = m.target.clone().unwrap_or_default();
         let target = if target.starts_with('/') {
             target
         } else {
-            super::clean_path(&format!(
-                "{}/{target}",
-                st.config.config.working_dir.as_deref().unwrap_or("/")
-            ))
+            mount_dest(st, &target)
         };
         match m.kind {
             MountType::Bind => {
@@ -563,10 +608,25 @@ fn add_mounts(
                 .map_err(|e| Error::io(&path, e))?;
                 sandbox::add_bind(spec, &path, &secret_dest(st, m), true);
             }
-            MountType::Ssh => {}
+            MountType::Ssh => {
+                let Some(agent) = shared.req.ssh.get(&ssh_id(m)) else {
+                    continue; // not required and not given: no mount, as BuildKit
+                };
+                let forward = crate::ssh::Forward::start(
+                    agent,
+                    m.mode.unwrap_or(0o600),
+                    m.uid.unwrap_or(0),
+                    m.gid.unwrap_or(0),
+                )?;
+                sandbox::add_bind(spec, forward.path(), &target, true);
+                forwards.push(forward);
+            }
         }
     }
-    Ok(locks)
+    Ok(HeldMounts {
+        _locks: locks,
+        _forwards: forwards,
+    })
 }
 
 /// A throwaway-writes mount: overlayfs with `lower` read-only and writes going to `upper`.
