@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::Value;
 
 use crate::common::busybox::busybox_tar;
-use crate::common::{fresh_dir, podman, run, strata};
+use crate::common::{fresh_dir, podman, run, strata, wait_until};
 
 /// The base image every Dockerfile here starts from.
 const BASE: &str = "strata-test/busybox:latest";
@@ -902,6 +902,44 @@ fn ssh_mounts_reach_the_agent_given_by_socket_or_by_key_file() {
         "{se}"
     );
     assert!(fs::read_dir(&tmp).expect("read tmp").next().is_none());
+    // kill -9 in the middle of a step: the build's own agent goes too (its watchdog sees
+    // strata die), and so does the step.
+    let ctx_kill = env.path().join("ctx-kill");
+    fs::create_dir_all(&ctx_kill).expect("mkdir");
+    fs::write(
+        ctx_kill.join("Dockerfile"),
+        "FROM strata-test/ssh-tools:latest\nRUN --mount=type=ssh,id=keys sleep 67\n",
+    )
+    .expect("write Dockerfile");
+    let mut build = env
+        .build(&ctx_kill, &["--ssh", &keys])
+        .env("TMPDIR", &tmp)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the build");
+    let tmp_text = tmp.display().to_string();
+    let step_started = wait_until(Duration::from_secs(30), || {
+        !pids_running(&["sleep", "67"]).is_empty()
+    });
+    assert!(step_started, "the step did not start");
+    assert!(
+        processes_mentioning(&tmp_text)
+            .iter()
+            .any(|p| p.starts_with("ssh-agent")),
+        "the build's agent runs during the step"
+    );
+    build.kill().expect("kill -9 the build");
+    build.wait().expect("reap the build");
+    let all_gone = wait_until(Duration::from_secs(10), || {
+        processes_mentioning(&tmp_text).is_empty() && pids_running(&["sleep", "67"]).is_empty()
+    });
+    assert!(
+        all_gone,
+        "left running: {:?}",
+        processes_mentioning(&tmp_text)
+    );
+
     // A path that does not exist, and no socket at all: usage errors.
     let (out, _, se) = run(&mut env.build(&ctx, &["--ssh", "keys=/nonexistent/key"]));
     assert_eq!(out.status.code(), Some(125), "{se}");

@@ -7,10 +7,10 @@ use std::io::{Read as _, Write as _};
 use std::os::fd::AsRawFd as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::busybox::busybox_rootfs;
-use crate::common::{fresh_dir, run, strata};
+use crate::common::{fresh_dir, run, strata, wait_until};
 
 /// A store root, a busybox rootfs, and fresh upper/work dirs.
 struct Box_ {
@@ -324,17 +324,6 @@ fn overlay_mounts() -> usize {
         .lines()
         .filter(|l| l.contains(" - overlay "))
         .count()
-}
-
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
 }
 
 #[test]

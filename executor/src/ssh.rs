@@ -109,10 +109,13 @@ impl SshAgents {
     }
 }
 
-/// An `ssh-agent` that the build started for key files, in a private temp dir.
+/// An `ssh-agent` that the build started for key files, in a private temp dir, with a
+/// watchdog that kills it should strata die without dropping it (`kill -9`).
 #[derive(Debug)]
 struct KeyAgent {
     child: Child,
+    /// The watchdog and the write end of its pipe.
+    watchdog: Option<(Child, io::PipeWriter)>,
     socket: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -138,9 +141,14 @@ impl KeyAgent {
             })?;
         let mut agent = KeyAgent {
             child,
+            watchdog: None,
             socket,
             _dir: dir,
         };
+        agent.watchdog =
+            Some(watchdog(agent.child.id()).map_err(|e| {
+                Error::Ssh(format!("{id}: cannot start the agent's watchdog: {e}"))
+            })?);
         let deadline = Instant::now() + AGENT_START;
         while UnixStream::connect(&agent.socket).is_err() {
             if let Ok(Some(status)) = agent.child.try_wait() {
@@ -176,9 +184,33 @@ impl KeyAgent {
 
 impl Drop for KeyAgent {
     fn drop(&mut self) {
+        // The watchdog first: once the agent is reaped its pid may be reused, and the
+        // watchdog must never get to kill that.
+        if let Some((mut watchdog, _lifeline)) = self.watchdog.take() {
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts `sh` waiting for the end of a pipe whose write end only this process holds (it is
+/// close-on-exec), then killing `pid`. The kernel closes that end when strata dies, however it
+/// dies. `PR_SET_PDEATHSIG` can't do this job: `ssh-agent` is set-group-ID on Debian, and exec
+/// of such a binary clears it.
+fn watchdog(pid: u32) -> io::Result<(Child, io::PipeWriter)> {
+    let (read, write) = io::pipe()?;
+    let child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("cat >/dev/null; kill -9 \"$1\"")
+        .arg("sh")
+        .arg(pid.to_string())
+        .stdin(read)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    Ok((child, write))
 }
 
 /// A temp dir only the build's user can enter: agent sockets live there. A `$TMPDIR` too long

@@ -78,6 +78,18 @@ macro_rules! assert_text_eq {
     }};
 }
 
+/// Polls `f` every 50 ms until it holds or `limit` passes; returns whether it held.
+pub fn wait_until(limit: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    f()
+}
+
 /// `podman` on throwaway storage under `dir` (vfs, no daemon, no systemd).
 pub fn podman(dir: &Path) -> Command {
     let mut c = Command::new("podman");
