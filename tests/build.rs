@@ -18,7 +18,9 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::Value;
 
 use crate::common::busybox::busybox_tar;
-use crate::common::{fresh_dir, podman, run, strata, wait_until};
+use crate::common::{
+    fresh_dir, pids_with_argv, podman, processes_mentioning, run, strata, wait_until,
+};
 
 /// The base image every Dockerfile here starts from.
 const BASE: &str = "strata-test/busybox:latest";
@@ -813,20 +815,6 @@ impl Drop for TestAgent {
     }
 }
 
-/// Processes whose command line mentions `needle`.
-fn processes_mentioning(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for e in fs::read_dir("/proc").expect("read /proc").flatten() {
-        if let Ok(cmdline) = fs::read(e.path().join("cmdline")) {
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains(needle) {
-                found.push(cmdline);
-            }
-        }
-    }
-    found
-}
-
 #[test]
 fn ssh_mounts_reach_the_agent_given_by_socket_or_by_key_file() {
     let env = Env::new();
@@ -920,7 +908,7 @@ fn ssh_mounts_reach_the_agent_given_by_socket_or_by_key_file() {
         .expect("start the build");
     let tmp_text = tmp.display().to_string();
     let step_started = wait_until(Duration::from_secs(30), || {
-        !pids_running(&["sleep", "67"]).is_empty()
+        !pids_with_argv(&["sleep", "67"]).is_empty()
     });
     assert!(step_started, "the step did not start");
     assert!(
@@ -932,7 +920,7 @@ fn ssh_mounts_reach_the_agent_given_by_socket_or_by_key_file() {
     build.kill().expect("kill -9 the build");
     build.wait().expect("reap the build");
     let all_gone = wait_until(Duration::from_secs(10), || {
-        processes_mentioning(&tmp_text).is_empty() && pids_running(&["sleep", "67"]).is_empty()
+        processes_mentioning(&tmp_text).is_empty() && pids_with_argv(&["sleep", "67"]).is_empty()
     });
     assert!(
         all_gone,
@@ -1365,24 +1353,6 @@ fn a_built_image_loads_into_podman_and_skopeo_reads_it() {
 // ---------------------------------------------------------------------------------------------
 // kill -9
 
-/// Pids of processes whose command line is exactly `argv`.
-fn pids_running(argv: &[&str]) -> Vec<u32> {
-    let want: Vec<u8> = argv
-        .iter()
-        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
-        .collect();
-    let mut pids = Vec::new();
-    for e in fs::read_dir("/proc").expect("read /proc").flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
 /// The lines of /proc/self/mountinfo that mention `needle`.
 fn mounts_mentioning(needle: &Path) -> Vec<String> {
     let needle = needle.display().to_string();
@@ -1399,7 +1369,7 @@ fn kill_9_during_run_leaves_no_process_or_mount_and_the_store_recovers() {
     // Not `sleep 1234`: tests/sandbox.rs runs that marker, maybe at the same time.
     let argv = ["sleep", "7341"];
     assert!(
-        pids_running(&argv).is_empty(),
+        pids_with_argv(&argv).is_empty(),
         "a stray `sleep 7341` runs already"
     );
     let ctx = env.context("ctx", "COPY a /a\nRUN sleep 7341\n", &[("a", "a\n")]);
@@ -1410,7 +1380,7 @@ fn kill_9_during_run_leaves_no_process_or_mount_and_the_store_recovers() {
         .spawn()
         .expect("spawn build");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while pids_running(&argv).is_empty() {
+    while pids_with_argv(&argv).is_empty() {
         assert!(Instant::now() < deadline, "the RUN never started");
         assert!(
             child.try_wait().expect("try_wait").is_none(),
@@ -1421,11 +1391,11 @@ fn kill_9_during_run_leaves_no_process_or_mount_and_the_store_recovers() {
     child.kill().expect("kill -9");
     child.wait().expect("reap");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !pids_running(&argv).is_empty() && Instant::now() < deadline {
+    while !pids_with_argv(&argv).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(
-        pids_running(&argv),
+        pids_with_argv(&argv),
         Vec::<u32>::new(),
         "sandbox outlived kill -9"
     );

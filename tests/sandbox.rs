@@ -3,14 +3,14 @@
 //! fd hygiene (the CVE-2024-21626 class), what lands in the upper dir, exit codes, and cleanup
 //! after `kill -9`.
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::os::fd::AsRawFd as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::busybox::busybox_rootfs;
-use crate::common::{fresh_dir, run, strata, wait_until};
+use crate::common::{fresh_dir, pids_with_argv, run, strata, wait_until};
 
 /// A store root, a busybox rootfs, and fresh upper/work dirs.
 struct Box_ {
@@ -296,26 +296,6 @@ fn busybox_tools_work_under_seccomp() {
     );
     assert_eq!(code, 0, "{se}");
     assert_eq!(so, "6\n/a/b/f\n5891b5b522d5df08\n4096\ndone\n");
-}
-
-/// The pids whose argv is exactly `argv`.
-fn pids_with_argv(argv: &[&str]) -> Vec<u32> {
-    let want: Vec<u8> = argv
-        .iter()
-        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
-        .collect();
-    std::fs::read_dir("/proc")
-        .expect("/proc")
-        .flatten()
-        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
-        .filter(|pid| {
-            let mut buf = Vec::new();
-            std::fs::File::open(format!("/proc/{pid}/cmdline"))
-                .and_then(|mut f| f.read_to_end(&mut buf))
-                .is_ok()
-                && buf == want
-        })
-        .collect()
 }
 
 fn overlay_mounts() -> usize {

@@ -12,7 +12,7 @@
 //!   ends. Keys never enter a layer or a cache key.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -318,26 +318,15 @@ fn relay(client: UnixStream, agent: &Path) {
     let _ = spawn("ssh-relay-in", upstream_in, client);
 }
 
-/// Copies `from` into `to` until `from` ends, then half-closes `to`.
+/// Copies `from` into `to` until `from` ends (or either fails), then half-closes `to`.
 fn pump(mut from: UnixStream, mut to: UnixStream) {
-    let mut buf = [0_u8; 16 * 1024];
-    loop {
-        match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                if to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
+    let _ = io::copy(&mut from, &mut to);
     let _ = to.shutdown(std::net::Shutdown::Write);
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
     use std::os::unix::fs::MetadataExt;
 
     use super::*;

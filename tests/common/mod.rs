@@ -78,6 +78,38 @@ macro_rules! assert_text_eq {
     }};
 }
 
+/// Every live process: its pid and its raw command line (NUL-separated arguments).
+fn processes() -> impl Iterator<Item = (u32, Vec<u8>)> {
+    std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            Some((pid, cmdline))
+        })
+}
+
+/// The pids whose argv is exactly `argv`.
+pub fn pids_with_argv(argv: &[&str]) -> Vec<u32> {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    processes()
+        .filter(|(_, cmdline)| *cmdline == want)
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// The command lines (arguments joined by spaces) that mention `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<String> {
+    processes()
+        .map(|(_, cmdline)| String::from_utf8_lossy(&cmdline).replace('\0', " "))
+        .filter(|cmdline| cmdline.contains(needle))
+        .collect()
+}
+
 /// Polls `f` every 50 ms until it holds or `limit` passes; returns whether it held.
 pub fn wait_until(limit: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = std::time::Instant::now();

@@ -169,15 +169,15 @@ pub(super) fn prepare(st: &mut StageRun<'_, '_>, r: &Run) -> Result<RunPlan> {
     let mut mounts = Vec::new();
     let mut ssh_targets = Vec::new();
     for m in &r.mounts {
-        let mut m = m.clone();
-        if m.kind == MountType::Ssh {
+        let mut mount = m.clone();
+        if mount.kind == MountType::Ssh {
             // BuildKit numbers the default targets over the step's ssh mounts.
-            let target = m
+            let target = mount
                 .target
                 .get_or_insert_with(|| format!("/run/buildkit/ssh_agent.{}", ssh_targets.len()));
             ssh_targets.push(target.clone());
         }
-        let m = &m;
+        let m = &mount;
         let target = m.target.clone().unwrap_or_default();
         let mut desc = format!(
             "type={} target={target} ro={} id={} sharing={:?} mode={:?} uid={:?} gid={:?} \
@@ -257,7 +257,7 @@ pub(super) fn prepare(st: &mut StageRun<'_, '_>, r: &Run) -> Result<RunPlan> {
             _ => None,
         };
         k.field("mount", &desc);
-        mounts.push((m.clone(), source));
+        mounts.push((mount, source));
     }
     let (key, inputs) = k.finish();
     // As BuildKit: the first ssh mount is the step's agent unless its env names one (the
